@@ -1,0 +1,274 @@
+"""Run configuration: one documented dataclass per part, loaded from TOML.
+
+Every field's docstring (the string literal under it) is its help text:
+``rlhfkit config-help`` prints them all. Loading checks names and types and
+reports the first problem with its dotted path, e.g.
+``config.toml: feedback.comparisons_per_rond: unknown field (did you mean comparisons_per_round?)``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import inspect
+import math
+import textwrap
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import tomli_w
+
+from rlhfkit.feedback.teacher import TeacherConfig
+from rlhfkit.optimize.ppo import PPOConfig
+from rlhfkit.reward.fit import RewardFitConfig
+
+
+class ConfigError(ValueError):
+    """A config file or value is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    """Step 1: who answers, and how many comparisons per round."""
+
+    human: Literal["simulated"] = "simulated"
+    """Who answers: 'simulated' (a teacher with the noise model below)."""
+    initial_comparisons: int = 40
+    """Comparisons asked in round 1, about segments of the base policy."""
+    comparisons_per_round: int = 20
+    """Comparisons asked in each later round."""
+    segment_length: int = 0
+    """Steps per compared segment; 0 = the task's default."""
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    """The simulated human's noise model."""
+    latency_s: float = 0.0
+    """Seconds the simulated human takes per answer (to mimic a person's pace)."""
+
+
+@dataclass(frozen=True)
+class KLConfig:
+    """The penalty beta * KL(pi_new || pi_base), added per step to the optimised reward."""
+
+    beta: float = 0.0
+    """Initial (or fixed) penalty weight beta."""
+    estimator: Literal["k1", "k2", "k3"] = "k1"
+    """Per-sample KL estimator: k1 = log pi - log pi_base, k3 = (r - 1) - log r with r = pi_base / pi."""
+    adaptive: bool = False
+    """Adapt beta towards `target` with the Ziegler et al. (2019) controller."""
+    target: float = 0.05
+    """Target per-step KL for the adaptive controller (nats)."""
+    horizon: float = 10000.0
+    """Controller horizon: beta moves by at most 20% per `horizon` env steps."""
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """The base policy pi_phi that the KL term keeps the new policy close to."""
+
+    kind: Literal["fresh", "checkpoint", "proxy"] = "fresh"
+    """'fresh': newly initialised; 'checkpoint': loaded from `path`; 'proxy': pre-trained on the task's proxy reward."""
+    path: str = ""
+    """A policy file (`rlhfkit` checkpoint or base_policy.pt) for kind = 'checkpoint'."""
+    proxy_steps: int = 100000
+    """Env steps of PPO on the proxy reward for kind = 'proxy'."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole RLHF run on a control task."""
+
+    task: str = "pendulum"
+    """Built-in task name (pendulum, cartpole, reacher, halfcheetah) or env:<gymnasium id>."""
+    rounds: int = 8
+    """Rounds of collect feedback -> fit reward -> optimise policy."""
+    seed: int = 0
+    """Seed of every random generator in the run."""
+    env_steps_per_round: int = 20000
+    """PPO env steps per round on the learned reward."""
+    eval_episodes: int = 10
+    """Episodes (deterministic policy, fixed seeds) for each round's evaluation."""
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    """Step 1: collecting feedback."""
+    reward: RewardFitConfig = field(default_factory=RewardFitConfig)
+    """Step 2: fitting the reward model."""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    """Step 3: PPO; fields left out take the task's defaults."""
+    kl: KLConfig = field(default_factory=KLConfig)
+    """Step 3: the KL penalty to the base policy."""
+    base: BaseConfig = field(default_factory=BaseConfig)
+    """The base policy."""
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "env_steps_per_round", "eval_episodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+# -- field documentation -----------------------------------------------------------
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass, read from its source."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for stmt, nxt in zip(body, body[1:], strict=False):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[stmt.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def describe(cls: type = RunConfig, prefix: str = "") -> list[str]:
+    """One help line per field: ``dotted.name = default  # doc``, nested sections expanded."""
+    lines: list[str] = []
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(tp):
+            lines.append(f"[{name}]  # {docs.get(f.name, '')}")
+            lines.extend(describe(tp, name + "."))  # type: ignore[arg-type]  # tp is a dataclass type
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            lines.append(f"{name} = {default!r}  # {docs.get(f.name, '')}")
+    return lines
+
+
+# -- loading and validation ---------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def _check_value(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            allowed = ", ".join(repr(a) for a in typing.get_args(tp))
+            raise ConfigError(f"{where}: {value!r} is not one of {allowed}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_value(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        (elem, _ellipsis) = typing.get_args(tp)
+        return tuple(_check_value(v, elem, f"{where}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table [{where}], got {type(value).__name__}")
+        return from_dict(tp, value, where + ".")  # type: ignore[type-var]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if math.isnan(float(value)):
+            raise ConfigError(f"{where}: nan is not a valid value")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported field type {tp}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "", defaults: dict[str, Any] | None = None) -> T:
+    """Build ``cls`` from a TOML table, checking every key and type.
+
+    ``defaults`` are used for fields the table leaves out (e.g. a task's PPO settings).
+    """
+    assert dataclasses.is_dataclass(cls)
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(names)})"
+            raise ConfigError(f"{prefix}{key}: unknown field{hint}")
+        kwargs[key] = _check_value(value, hints[key], f"{prefix}{key}")
+    for key, value in (defaults or {}).items():
+        if key not in kwargs:
+            kwargs[key] = _check_value(value, hints[key], f"{prefix}{key}")
+    try:
+        return cls(**kwargs)
+    except ValueError as e:
+        section = prefix.rstrip(".") or cls.__name__
+        raise ConfigError(f"{section}: {e}") from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read and validate a run config; errors are :class:`ConfigError` naming file and field."""
+    from rlhfkit.tasks import UnknownTaskError, get_task
+
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    data.update(overrides or {})
+    try:
+        task_name = _check_value(data.get("task", RunConfig.task), str, "task")
+        task = get_task(task_name)
+        ppo_data = data.pop("ppo", {})
+        if not isinstance(ppo_data, dict):
+            raise ConfigError("ppo: expected a table [ppo]")
+        cfg = from_dict(RunConfig, data)
+        ppo = from_dict(PPOConfig, ppo_data, "ppo.", defaults=task.ppo_defaults)
+        return dataclasses.replace(cfg, ppo=ppo)
+    except (ConfigError, UnknownTaskError) as e:
+        raise ConfigError(f"{p}: {e}") from None
+
+
+def _to_toml_value(v: Any) -> Any:
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _to_toml_value(getattr(v, f.name)) for f in dataclasses.fields(v)}
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+def config_to_toml(cfg: RunConfig) -> str:
+    """The full, resolved config as TOML (every field written, defaults included)."""
+    table = _to_toml_value(cfg)
+
+    def drop_none(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: drop_none(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
+
+    return tomli_w.dumps(drop_none(table))

@@ -1,0 +1,360 @@
+"""The RLHF loop: collect feedback, fit the reward, optimise the policy; repeat.
+
+One round ``k = 1..rounds``:
+
+1. **sample** segments from the current policy and pair them uniformly into
+   comparison queries (stored as pending);
+2. **ask** the human every pending query of this round; each answer is
+   committed to the store before anything uses it;
+3. **fit** the reward ensemble (warm start) on every usable answer stored;
+4. **optimise** the policy with PPO on the learned reward minus beta * KL to the base;
+5. **evaluate** (true return, learned return, KL to base, reward-model accuracy);
+6. **checkpoint** everything needed to continue, then rewrite ``metrics.jsonl``.
+
+Resuming (``rlhfkit run --resume RUN_DIR``) loads the last checkpoint and starts
+the next round. If that round had already stored its queries, they are reused
+and only the unanswered ones are asked: no stored answer is lost, none is asked
+twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from rlhfkit.config import RunConfig, config_to_toml, load_config
+from rlhfkit.domains.control import (
+    ActorCritic,
+    RolloutCollector,
+    SpaceSpec,
+    evaluate_policy,
+    make_vector_env,
+    segments_from_rollout,
+)
+from rlhfkit.feedback.store import FeedbackStore
+from rlhfkit.feedback.teacher import SimulatedHuman
+from rlhfkit.optimize.kl import AdaptiveKL, FixedKL, KLController
+from rlhfkit.optimize.train import PPOTrainer
+from rlhfkit.reward.fit import (
+    NoUsableFeedbackError,
+    RewardMetrics,
+    comparison_pairs,
+    fit_reward,
+    make_reward_optimizer,
+)
+from rlhfkit.reward.nets import RewardEnsemble
+from rlhfkit.tasks import Task, get_task
+from rlhfkit.types import Generation, Query, new_id
+
+Progress = Callable[[str], None]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _json_safe(row: dict[str, float]) -> dict[str, float | None]:
+    """NaN and inf are not JSON: write them as null."""
+    return {k: (v if np.isfinite(v) else None) for k, v in row.items()}
+
+
+@dataclass
+class RunState:
+    """Everything that lives across rounds (and goes into a checkpoint)."""
+
+    policy: ActorCritic
+    base: ActorCritic
+    reward_model: RewardEnsemble
+    reward_optimizer: torch.optim.Optimizer
+    trainer: PPOTrainer
+    kl: KLController
+    round: int
+    history: list[dict[str, float]]
+
+
+class Run:
+    """A run folder and the loop over its rounds.
+
+    Create with :meth:`create` (a new folder) or :meth:`resume` (an existing one).
+    """
+
+    def __init__(self, run_dir: Path, config: RunConfig, progress: bool = True) -> None:
+        self.dir = run_dir
+        self.config = config
+        self.task: Task = get_task(config.task)
+        self.progress = progress
+        self.store = FeedbackStore.in_dir(run_dir)
+        self.human = SimulatedHuman(
+            config.feedback.teacher, seed=config.seed + 7919, annotator_id=f"simulated-{config.seed}"
+        )
+        self.segment_length = config.feedback.segment_length or self.task.segment_length
+        probe = self.task.make_env()
+        self.spec = SpaceSpec.of(probe.observation_space, probe.action_space, self.task.env_id)
+        probe.close()
+        self.state = self._initial_state()
+
+    # -- set-up ---------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, config: RunConfig, run_dir: str | Path, progress: bool = True) -> Run:
+        d = Path(run_dir)
+        if (d / "checkpoints").exists() and any((d / "checkpoints").iterdir()):
+            raise FileExistsError(f"{d} already holds a run; use --resume {d} to continue it, or another --out")
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "config.toml").write_text(config_to_toml(config), encoding="utf-8")
+        return cls(d, config, progress)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, progress: bool = True) -> Run:
+        d = Path(run_dir)
+        if not (d / "config.toml").exists():
+            raise FileNotFoundError(f"{d} is not a run folder (no config.toml)")
+        run = cls(d, load_config(d / "config.toml"), progress)
+        run._load_latest_checkpoint()
+        return run
+
+    def _initial_state(self) -> RunState:
+        cfg = self.config
+        seed_everything(cfg.seed)
+        base = self._base_policy()
+        policy = ActorCritic(self.spec, cfg.ppo.hidden, cfg.ppo.log_std_init, cfg.ppo.normalize_obs)
+        policy.load_state_dict(base.state_dict())
+        base = base.frozen_copy()
+        model = RewardEnsemble(
+            self.spec.obs_dim, self.spec.act_dim, self.spec.n_actions, cfg.reward.ensemble_size, cfg.reward.hidden
+        )
+        kl: KLController = (
+            AdaptiveKL(cfg.kl.beta, cfg.kl.target, cfg.kl.horizon) if cfg.kl.adaptive else FixedKL(cfg.kl.beta)
+        )
+        envs = make_vector_env(self.task.make_env, cfg.ppo.n_envs)
+        trainer = PPOTrainer(
+            policy, base, RolloutCollector(envs, cfg.seed), cfg.ppo, kl, cfg.kl.estimator, seed=cfg.seed
+        )
+        return RunState(policy, base, model, make_reward_optimizer(model, cfg.reward), trainer, kl, 0, [])
+
+    def _base_policy(self) -> ActorCritic:
+        cfg = self.config
+        policy = ActorCritic(self.spec, cfg.ppo.hidden, cfg.ppo.log_std_init, cfg.ppo.normalize_obs)
+        if cfg.base.kind == "fresh":
+            return policy
+        cached = self.dir / "base_policy.pt"
+        if cfg.base.kind == "checkpoint" or cached.exists():
+            path = cached if cached.exists() else Path(cfg.base.path)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                policy.load_state_dict(state.get("policy", state) if isinstance(state, dict) else state)
+            except RuntimeError as e:
+                raise ValueError(f"base.path {path}: not a policy for task {self.task.name!r}: {e}") from None
+            return policy
+        if self.task.proxy_reward is None:
+            raise ValueError(f"base.kind = 'proxy' but task {self.task.name!r} has no proxy reward")
+        envs = make_vector_env(self.task.make_env, cfg.ppo.n_envs)
+        trainer = PPOTrainer(policy, None, RolloutCollector(envs, cfg.seed + 1), cfg.ppo, seed=cfg.seed + 1)
+        bar = tqdm(total=cfg.base.proxy_steps, desc="base policy on proxy reward", disable=not self.progress)
+        trainer.train(self.task.proxy_reward, cfg.base.proxy_steps, lambda log: bar.update(trainer.config.n_envs * trainer.config.n_steps))
+        bar.close()
+        envs.close()
+        _atomic_torch_save({"policy": policy.state_dict()}, cached)
+        return policy
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        s = self.state
+        ckpt_dir = self.dir / "checkpoints"
+        ckpt_dir.mkdir(exist_ok=True)
+        payload = {
+            "round": s.round,
+            "policy": s.policy.state_dict(),
+            "base": s.base.state_dict(),
+            "reward_model": s.reward_model.state_dict(),
+            "reward_optimizer": s.reward_optimizer.state_dict(),
+            "ppo_optimizer": s.trainer.optimizer.state_dict(),
+            "reward_scaler": s.trainer.scaler.rms.state_dict(),
+            "beta": s.kl.beta,
+            "env_steps": s.trainer.env_steps,
+            "history": s.history,
+        }
+        _atomic_torch_save(payload, ckpt_dir / f"round-{s.round:04d}.pt")
+        _atomic_write_bytes(ckpt_dir / "latest", str(s.round).encode())
+        lines = "".join(json.dumps(_json_safe(h)) + "\n" for h in s.history)
+        _atomic_write_bytes(self.dir / "metrics.jsonl", lines.encode())
+
+    def _load_latest_checkpoint(self) -> None:
+        latest = self.dir / "checkpoints" / "latest"
+        if not latest.exists():
+            return  # killed before the first checkpoint: start over, reusing stored queries
+        k = int(latest.read_text())
+        ck = torch.load(self.dir / "checkpoints" / f"round-{k:04d}.pt", map_location="cpu", weights_only=False)
+        s = self.state
+        s.policy.load_state_dict(ck["policy"])
+        s.base.load_state_dict(ck["base"])
+        s.reward_model.load_state_dict(ck["reward_model"])
+        s.reward_optimizer.load_state_dict(ck["reward_optimizer"])
+        s.trainer.optimizer.load_state_dict(ck["ppo_optimizer"])
+        s.trainer.scaler.rms.load_state_dict(ck["reward_scaler"])
+        s.kl.beta = ck["beta"]
+        s.trainer.env_steps = ck["env_steps"]
+        s.round = ck["round"]
+        s.history = list(ck["history"])
+        seed_everything(self.config.seed + 1000 * s.round)
+        # Fresh env episodes after a restart; the stream of random numbers differs from
+        # an uninterrupted run, the stored feedback does not.
+        s.trainer.collector = RolloutCollector(s.trainer.collector.envs, self.config.seed + 1000 * s.round)
+
+    # -- one round ----------------------------------------------------------------------
+
+    def _comparisons_for(self, k: int) -> int:
+        fb = self.config.feedback
+        return fb.initial_comparisons if k == 1 else fb.comparisons_per_round
+
+    def sample_queries(self, k: int) -> list[Query]:
+        """Step 1a: this round's queries, reusing the stored ones after a restart."""
+        stored = self.store.queries(round=k)
+        if stored:
+            return stored
+        n = self._comparisons_for(k)
+        if n == 0:
+            return []
+        cfg, L = self.config, self.segment_length
+        envs = make_vector_env(self.task.make_env, cfg.ppo.n_envs)
+        collector = RolloutCollector(envs, self.config.seed * 7 + k)
+        segments = []
+        while len(segments) < 2 * n:
+            ro = collector.collect(self.state.policy, L * 4, update_obs_stats=False)
+            segments += segments_from_rollout(ro, L, self.task.env_id)
+            self.state.trainer.env_steps += ro.n_steps
+        envs.close()
+        rng = np.random.default_rng(cfg.seed * 31 + k)
+        order = rng.permutation(len(segments))[: 2 * n]
+        gens = [Generation(new_id(), k, f"round-{k - 1}", segments[i]) for i in order]
+        queries = [Query(new_id(), (gens[2 * j].id, gens[2 * j + 1].id), k) for j in range(n)]
+        self.store.add_generations(gens)
+        self.store.add_queries(queries)
+        return queries
+
+    def ask(self, queries: list[Query]) -> int:
+        """Step 1b: ask the human each pending query; returns how many answers were stored."""
+        pending_ids = {q.id for q in self.store.queries(pending_for=self.human.annotator_id)}
+        pending = [q for q in queries if q.id in pending_ids]
+        if not pending:
+            return 0
+        gens = self.store.generations([g for q in pending for g in q.generation_ids])
+        stored = 0
+        for q in tqdm(pending, desc="asking the human", leave=False, disable=not self.progress):
+            if self.config.feedback.latency_s:
+                time.sleep(self.config.feedback.latency_s)
+            stored += self.store.record(self.human.answer(q, gens))
+        return stored
+
+    def fit(self) -> RewardMetrics:
+        """Step 2: fit the reward ensemble on every stored answer."""
+        comparisons = self.store.comparisons()
+        queries = {q.id: q.generation_ids for q in self.store.queries()}
+        gens = self.store.generations([g for c in comparisons for g in queries[c.query_id]])
+        train, heldout, n_incomparable = comparison_pairs(
+            comparisons, queries, gens, self.config.reward.holdout_frac, self.spec.n_actions is not None
+        )
+        if train is None:
+            raise NoUsableFeedbackError(
+                f"{self.dir}: no usable answers to fit the reward on ({len(comparisons)} stored, "
+                f"{n_incomparable} incomparable); check feedback.teacher.skip_threshold and the human's answers. "
+                "Everything stored is kept."
+            )
+        gen = torch.Generator().manual_seed(self.config.seed * 101 + self.state.round)
+        return fit_reward(
+            self.state.reward_model, train, heldout, self.config.reward, gen, self.state.reward_optimizer, n_incomparable
+        )
+
+    def learned_reward(self, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
+        return self.state.reward_model.step_reward(obs, act)
+
+    def evaluate(self) -> dict[str, float]:
+        return evaluate_policy(
+            self.state.policy,
+            self.task.make_env,
+            self.config.eval_episodes,
+            seed=10_000 + self.config.seed,
+            reward_fn=self.learned_reward,
+            base=self.state.base,
+        )
+
+    def run_round(self) -> dict[str, float]:
+        s = self.state
+        k = s.round + 1
+        t0 = time.time()
+        queries = self.sample_queries(k)
+        self.ask(queries)
+        rm = self.fit()
+        bar = tqdm(total=self.config.env_steps_per_round, desc=f"round {k} PPO", leave=False, disable=not self.progress)
+        cfg = self.config.ppo
+        s.trainer.train(
+            self.learned_reward, self.config.env_steps_per_round, lambda log: bar.update(cfg.n_envs * cfg.n_steps)
+        )
+        bar.close()
+        ev = self.evaluate()
+        s.round = k
+        row = {
+            "round": k,
+            "n_feedback": self.store.count_feedback(),
+            "env_steps": s.trainer.env_steps,
+            **ev,
+            "rm_accuracy": rm.heldout_accuracy,
+            "rm_true_accuracy": rm.true_accuracy,
+            "rm_ece": rm.ece,
+            "rm_loss": rm.loss,
+            "n_incomparable": rm.n_incomparable,
+            "beta": s.kl.beta,
+            "seconds": time.time() - t0,
+        }
+        s.history.append(row)
+        self._checkpoint()
+        return row
+
+    def run(self, on_round: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+        """Run (or continue) until ``config.rounds`` rounds are done; returns the metrics history."""
+        s = self.state
+        if not s.history:
+            ev = self.evaluate()
+            s.history.append(
+                {"round": 0, "n_feedback": self.store.count_feedback(), "env_steps": s.trainer.env_steps, **ev,
+                 "rm_accuracy": float("nan"), "rm_true_accuracy": float("nan"), "rm_ece": float("nan"),
+                 "beta": s.kl.beta}
+            )
+            self._checkpoint()
+        rounds = tqdm(total=self.config.rounds, initial=s.round, desc="rounds", disable=not self.progress)
+        while s.round < self.config.rounds:
+            row = self.run_round()
+            rounds.update(1)
+            rounds.set_postfix(true_return=f"{row['true_return']:.1f}", kl=f"{row['kl_to_base']:.3f}")
+            if on_round is not None:
+                on_round(row)
+        rounds.close()
+        return s.history

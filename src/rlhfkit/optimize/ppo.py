@@ -1,0 +1,172 @@
+"""The PPO core shared by every domain: GAE and the clipped-surrogate update.
+
+It knows nothing of torques or tokens. A policy only has to provide
+
+- ``log_prob(obs, actions) -> (log pi(a|s), entropy)`` and
+- ``value(obs) -> V(s)``,
+
+where ``obs`` and ``actions`` are whatever tensors the domain uses, indexable
+along their first axis. Rewards arrive already shaped (learned reward minus the
+KL penalty), so the KL to the base policy enters through the reward, as in
+Ziegler et al. (2019).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Policy(Protocol):
+    """What the PPO update needs from a policy."""
+
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyperparameters (Schulman et al. 2017), names as in the paper and CleanRL."""
+
+    n_envs: int = 4
+    """Parallel environments (a synchronous vector env)."""
+    n_steps: int = 512
+    """Steps per env per rollout; a rollout holds n_envs * n_steps transitions."""
+    update_epochs: int = 10
+    """Passes over each rollout."""
+    minibatch_size: int = 256
+    """Transitions per gradient step."""
+    learning_rate: float = 1e-3
+    """Adam learning rate (linearly annealed to 0 over a training call when anneal_lr)."""
+    anneal_lr: bool = False
+    """Anneal the learning rate linearly to 0 within each training call."""
+    gamma: float = 0.9
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    clip_coef: float = 0.2
+    """Surrogate clipping epsilon."""
+    ent_coef: float = 0.0
+    """Entropy bonus weight."""
+    vf_coef: float = 0.5
+    """Value loss weight."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip."""
+    target_kl: float | None = None
+    """Stop an update's epochs early when the approximate KL to the rollout policy exceeds this."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden widths of the actor and critic MLPs."""
+    log_std_init: float = 0.0
+    """Initial log std of a Gaussian policy."""
+    normalize_obs: bool = True
+    """Standardise observations with running statistics."""
+    normalize_reward: bool = True
+    """Scale rewards by a running std of the discounted return (as SB3's VecNormalize)."""
+
+
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    ended: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016) over ``(T, N)`` arrays.
+
+    ``next_values[t]`` is ``V(s_{t+1})`` for the true successor of step t (the
+    final observation where the episode ended). ``terminated[t]``: the episode
+    reached a terminal state (no bootstrap); ``ended[t]``: it terminated or was
+    truncated (the advantage trace stops)::
+
+        delta_t = r_t + gamma * (1 - terminated_t) * V(s_{t+1}) - V(s_t)
+        A_t     = delta_t + gamma * lambda * (1 - ended_t) * A_{t+1}
+
+    Returns ``(advantages, returns = advantages + values)``.
+    """
+    not_term = 1.0 - terminated.to(rewards.dtype)
+    not_end = 1.0 - ended.to(rewards.dtype)
+    deltas = rewards + gamma * not_term * next_values - values
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        running = deltas[t] + gamma * gae_lambda * not_end[t] * running
+        advantages[t] = running
+    return advantages, advantages + values
+
+
+@dataclass(frozen=True)
+class PPOStats:
+    """Diagnostics of one update (means over minibatches)."""
+
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    approx_kl: float
+    clip_frac: float
+    n_gradient_steps: int
+
+
+def ppo_update(
+    policy: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    config: PPOConfig,
+    generator: torch.Generator | None = None,
+) -> PPOStats:
+    """Clipped-surrogate PPO on one flattened batch (first axis = samples).
+
+    ``policy`` must provide ``log_prob`` and ``value`` (see :class:`Policy`).
+    Advantages are standardised per minibatch.
+    """
+    n = obs.shape[0]
+    stats: dict[str, list[float]] = {k: [] for k in ("pl", "vl", "ent", "kl", "cf")}
+    steps = 0
+    for _ in range(config.update_epochs):
+        perm = torch.randperm(n, generator=generator)
+        epoch_kls = []
+        for start in range(0, n, config.minibatch_size):
+            idx = perm[start : start + config.minibatch_size]
+            logp, entropy = policy.log_prob(obs[idx], actions[idx])  # type: ignore[operator]
+            log_ratio = logp - old_logp[idx]
+            ratio = log_ratio.exp()
+            adv = advantages[idx]
+            if adv.numel() > 1:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)).mean()
+            v_loss = 0.5 * (policy.value(obs[idx]) - returns[idx]).pow(2).mean()  # type: ignore[operator]
+            ent = entropy.mean()
+            loss = pg_loss - config.ent_coef * ent + config.vf_coef * v_loss
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            optimizer.step()
+            steps += 1
+            with torch.no_grad():
+                approx_kl = float(((ratio - 1) - log_ratio).mean())  # k3 of pi_old || pi
+                epoch_kls.append(approx_kl)
+                stats["pl"].append(float(pg_loss))
+                stats["vl"].append(float(v_loss))
+                stats["ent"].append(float(ent))
+                stats["kl"].append(approx_kl)
+                stats["cf"].append(float(((ratio - 1).abs() > config.clip_coef).float().mean()))
+        if config.target_kl is not None and np.mean(epoch_kls) > config.target_kl:
+            break
+    return PPOStats(
+        policy_loss=float(np.mean(stats["pl"])),
+        value_loss=float(np.mean(stats["vl"])),
+        entropy=float(np.mean(stats["ent"])),
+        approx_kl=float(np.mean(stats["kl"])),
+        clip_frac=float(np.mean(stats["cf"])),
+        n_gradient_steps=steps,
+    )
