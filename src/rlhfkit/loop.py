@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rlhfkit.config import RunConfig, config_to_toml, load_config
+from rlhfkit.config import ConfigError, RunConfig, config_to_toml, load_config
 from rlhfkit.domains.control import (
     ActorCritic,
     RolloutCollector,
@@ -167,14 +167,16 @@ class Run:
         cached = self.dir / "base_policy.pt"
         if cfg.base.kind == "checkpoint" or cached.exists():
             path = cached if cached.exists() else Path(cfg.base.path)
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not path.is_file():
+                raise ConfigError(f"base.path: no policy file at {str(path)!r}")
+            state = torch.load(path, map_location="cpu", weights_only=False)
             try:
                 policy.load_state_dict(state.get("policy", state) if isinstance(state, dict) else state)
-            except RuntimeError as e:
-                raise ValueError(f"base.path {path}: not a policy for task {self.task.name!r}: {e}") from None
+            except (RuntimeError, AttributeError) as e:
+                raise ConfigError(f"base.path {path}: not a policy for task {self.task.name!r}: {e}") from None
             return policy
         if self.task.proxy_reward is None:
-            raise ValueError(f"base.kind = 'proxy' but task {self.task.name!r} has no proxy reward")
+            raise ConfigError(f"base.kind = 'proxy' but task {self.task.name!r} has no proxy reward")
         envs = make_vector_env(self.task.make_env, cfg.ppo.n_envs)
         trainer = PPOTrainer(policy, None, RolloutCollector(envs, cfg.seed + 1), cfg.ppo, seed=cfg.seed + 1)
         bar = tqdm(total=cfg.base.proxy_steps, desc="base policy on proxy reward", disable=not self.progress)

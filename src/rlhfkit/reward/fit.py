@@ -194,7 +194,7 @@ def fit_reward(
             opt.zero_grad()
             total.backward()
             opt.step()
-            last_loss = float(total) / model.size
+            last_loss = total.item() / model.size
     model.eval()
     if heldout is not None and len(heldout) > 0:
         acc, true_acc, ece = evaluate_pairs(model, heldout)

@@ -1,0 +1,112 @@
+"""The ``rlhfkit`` command line.
+
+``rlhfkit run CONFIG.toml [--out DIR] [--seed N]`` starts a run,
+``rlhfkit run --resume RUN_DIR`` continues one after a stop or crash,
+``rlhfkit report RUN_DIR`` rebuilds its HTML report, and
+``rlhfkit config-help`` lists every config field with its meaning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rlhfkit.config import ConfigError, describe, load_config
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rlhfkit.loop import Run
+    from rlhfkit.report import write_report
+
+    if args.resume:
+        if args.config is not None or args.out is not None or args.seed is not None:
+            raise ConfigError("--resume RUN_DIR takes its config from RUN_DIR/config.toml; drop CONFIG, --out and --seed")
+        run = Run.resume(args.resume)
+    else:
+        if args.config is None:
+            raise ConfigError("give a CONFIG.toml to start a run, or --resume RUN_DIR to continue one")
+        cfg = load_config(args.config)
+        if args.seed is not None:
+            cfg = dataclasses.replace(cfg, seed=args.seed)
+        out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run = Run.create(cfg, out)
+    print(f"run folder: {run.dir}", file=sys.stderr)
+
+    def on_round(row: dict[str, float]) -> None:
+        write_report(run.dir)
+
+    history = run.run(on_round=on_round)
+    report = write_report(run.dir)
+    last = history[-1]
+    print(
+        f"done: {last['round']:.0f} rounds, true return {history[0]['true_return']:.1f} -> {last['true_return']:.1f}, "
+        f"KL to base {last['kl_to_base']:.3f}, {last['n_feedback']:.0f} answers; report: {report}"
+    )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rlhfkit.report import write_report
+
+    print(write_report(args.run_dir))
+    return 0
+
+
+def _config_help(args: argparse.Namespace) -> int:
+    print("\n".join(describe()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlhfkit", description="Reinforcement learning from human feedback.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start a run from a TOML config, or resume one")
+    run.add_argument("config", nargs="?", help="the run's TOML config (see `rlhfkit config-help`)")
+    run.add_argument("--out", help="run folder to create (default: runs/CONFIG-TIMESTAMP)")
+    run.add_argument("--seed", type=int, help="override the config's seed")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last finished round")
+    run.set_defaults(func=_run)
+    rep = sub.add_parser("report", help="write RUN_DIR/report.html with plots")
+    rep.add_argument("run_dir")
+    rep.set_defaults(func=_report)
+    ch = sub.add_parser("config-help", help="list every config field, its default and meaning")
+    ch.set_defaults(func=_config_help)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rlhfkit.domains.control import UnsupportedSpaceError
+    from rlhfkit.feedback.store import StoreError
+    from rlhfkit.feedback.teacher import RewardValueError
+    from rlhfkit.report import ReportError
+    from rlhfkit.reward.fit import NoUsableFeedbackError
+    from rlhfkit.tasks import UnknownTaskError
+
+    try:
+        return int(args.func(args))
+    except (
+        ConfigError,
+        UnsupportedSpaceError,
+        StoreError,
+        RewardValueError,
+        NoUsableFeedbackError,
+        ReportError,
+        UnknownTaskError,
+        FileExistsError,
+        FileNotFoundError,
+        FloatingPointError,
+    ) as e:
+        print(f"rlhfkit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rlhfkit: interrupted; continue with `rlhfkit run --resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
