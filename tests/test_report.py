@@ -16,13 +16,21 @@ CONFIG = 'name = "demo <script>alert(1)</script>"\nseed = 0\n'
 def _rows() -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for k in range(4):
-        rows.append({
-            "round": k, "n_feedback": 50 * k, "env_steps": 10_000 * (k + 1),
-            "true_return": 10.0 + 5.123456 * k, "true_return_std": 1.5, "learned_return": 0.1 * k,
-            "kl_to_base": 0.01 * k, "beta": 0.1,
-            "rm_accuracy": None if k == 0 else 0.6 + 0.05 * k,
-            "rm_true_accuracy": None if k == 0 else 0.7, "rm_ece": None if k == 0 else 0.05,
-        })
+        rows.append(
+            {
+                "round": k,
+                "n_feedback": 50 * k,
+                "env_steps": 10_000 * (k + 1),
+                "true_return": 10.0 + 5.123456 * k,
+                "true_return_std": 1.5,
+                "learned_return": 0.1 * k,
+                "kl_to_base": 0.01 * k,
+                "beta": 0.1,
+                "rm_accuracy": None if k == 0 else 0.6 + 0.05 * k,
+                "rm_true_accuracy": None if k == 0 else 0.7,
+                "rm_ece": None if k == 0 else 0.05,
+            }
+        )
     return rows
 
 

@@ -163,11 +163,13 @@ def test_segment_arrays_are_read_only_copies() -> None:
     assert seg.true_rewards[0] == 0.0
 
 
-def test_segment_arrays_are_float64() -> None:
+def test_segment_arrays_are_float64_and_discrete_actions_stay_integer() -> None:
     seg = Segment(np.zeros((2, 1), dtype=np.float32), np.array([1, 0]), [0.5, 1.5])
     assert seg.observations.dtype == np.float64
-    assert seg.actions.dtype == np.float64
+    assert seg.actions.dtype == np.int64
     assert seg.true_rewards.dtype == np.float64
+    box = Segment(np.zeros((2, 1)), np.array([[0.5], [1.0]], dtype=np.float32), [0.5, 1.5])
+    assert box.actions.dtype == np.float64
 
 
 def test_segment_fields_cannot_be_reassigned() -> None:
@@ -201,3 +203,18 @@ def test_ranking_query_may_hold_more_ids() -> None:
 def test_valid_comparison_query() -> None:
     q = Query(id="q", generation_ids=("a", "b"), round=1, created_at=3.0)
     assert (q.id, q.generation_ids, q.round, q.kind, q.created_at) == ("q", ("a", "b"), 1, "comparison", 3.0)
+
+
+def test_segment_info_is_not_shared_with_caller() -> None:
+    info: dict[str, object] = {"episode": 1}
+    seg = Segment(np.zeros((2, 1)), np.zeros(2), np.zeros(2), info=info)
+    info["episode"] = 2
+    assert seg.info == {"episode": 1}
+
+
+def test_make_with_string_answer_coerces_or_raises_value_error() -> None:
+    try:
+        c = Comparison.make("q", "A", "ann")  # type: ignore[arg-type]
+    except ValueError:
+        return
+    assert c.mu == (1.0, 0.0)

@@ -24,7 +24,9 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.resume:
         if args.config is not None or args.out is not None or args.seed is not None:
-            raise ConfigError("--resume RUN_DIR takes its config from RUN_DIR/config.toml; drop CONFIG, --out and --seed")
+            raise ConfigError(
+                "--resume RUN_DIR takes its config from RUN_DIR/config.toml; drop CONFIG, --out and --seed"
+            )
         run = Run.resume(args.resume)
     else:
         if args.config is None:
@@ -32,7 +34,9 @@ def _run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
         if args.seed is not None:
             cfg = dataclasses.replace(cfg, seed=args.seed)
-        out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = (
+            Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
         run = Run.create(cfg, out)
     print(f"run folder: {run.dir}", file=sys.stderr)
 

@@ -12,6 +12,7 @@ import ast
 import dataclasses
 import difflib
 import inspect
+import itertools
 import math
 import textwrap
 import tomllib
@@ -24,6 +25,7 @@ from typing import Any, Literal, TypeVar
 
 import tomli_w
 
+from rlhfkit.checks import non_negative, positive, require
 from rlhfkit.feedback.teacher import TeacherConfig
 from rlhfkit.optimize.ppo import PPOConfig
 from rlhfkit.reward.fit import RewardFitConfig
@@ -50,6 +52,17 @@ class FeedbackConfig:
     latency_s: float = 0.0
     """Seconds the simulated human takes per answer (to mimic a person's pace)."""
 
+    def __post_init__(self) -> None:
+        require(
+            self,
+            {
+                "initial_comparisons": (positive, ">= 1"),
+                "comparisons_per_round": (non_negative, ">= 0"),
+                "segment_length": (non_negative, ">= 0 (0 = the task's default)"),
+                "latency_s": (non_negative, ">= 0"),
+            },
+        )
+
 
 @dataclass(frozen=True)
 class KLConfig:
@@ -66,6 +79,16 @@ class KLConfig:
     horizon: float = 10000.0
     """Controller horizon: beta moves by at most 20% per `horizon` env steps."""
 
+    def __post_init__(self) -> None:
+        require(
+            self,
+            {
+                "beta": (lambda b: 0 <= b < float("inf"), ">= 0 and finite"),
+                "target": (positive, "> 0"),
+                "horizon": (positive, "> 0"),
+            },
+        )
+
 
 @dataclass(frozen=True)
 class BaseConfig:
@@ -77,6 +100,11 @@ class BaseConfig:
     """A policy file (`rlhfkit` checkpoint or base_policy.pt) for kind = 'checkpoint'."""
     proxy_steps: int = 100000
     """Env steps of PPO on the proxy reward for kind = 'proxy'."""
+
+    def __post_init__(self) -> None:
+        require(self, {"proxy_steps": (positive, ">= 1")})
+        if self.kind == "checkpoint" and not self.path:
+            raise ValueError("kind = 'checkpoint' needs path = the policy file to start from")
 
 
 @dataclass(frozen=True)
@@ -122,7 +150,7 @@ def field_docs(cls: type) -> dict[str, str]:
         return {}
     body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
     docs: dict[str, str] = {}
-    for stmt, nxt in zip(body, body[1:], strict=False):
+    for stmt, nxt in itertools.pairwise(body):
         if (
             isinstance(stmt, ast.AnnAssign)
             and isinstance(stmt.target, ast.Name)
@@ -142,11 +170,11 @@ def describe(cls: type = RunConfig, prefix: str = "") -> list[str]:
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         name = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             lines.append(f"[{name}]  # {docs.get(f.name, '')}")
-            lines.extend(describe(tp, name + "."))  # type: ignore[arg-type]  # tp is a dataclass type
+            lines.extend(describe(tp, name + "."))
         else:
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
             lines.append(f"{name} = {default!r}  # {docs.get(f.name, '')}")
     return lines
 
@@ -181,10 +209,10 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
         (elem, _ellipsis) = typing.get_args(tp)
         return tuple(_check_value(v, elem, f"{where}[{i}]") for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table [{where}], got {type(value).__name__}")
-        return from_dict(tp, value, where + ".")  # type: ignore[type-var]
+        return from_dict(tp, value, where + ".")
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")

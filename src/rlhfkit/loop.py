@@ -54,7 +54,7 @@ from rlhfkit.reward.fit import (
 )
 from rlhfkit.reward.nets import RewardEnsemble
 from rlhfkit.tasks import Task, get_task
-from rlhfkit.types import Generation, Query, new_id
+from rlhfkit.types import Generation, Query, Segment, new_id
 
 Progress = Callable[[str], None]
 
@@ -180,7 +180,11 @@ class Run:
         envs = make_vector_env(self.task.make_env, cfg.ppo.n_envs)
         trainer = PPOTrainer(policy, None, RolloutCollector(envs, cfg.seed + 1), cfg.ppo, seed=cfg.seed + 1)
         bar = tqdm(total=cfg.base.proxy_steps, desc="base policy on proxy reward", disable=not self.progress)
-        trainer.train(self.task.proxy_reward, cfg.base.proxy_steps, lambda log: bar.update(trainer.config.n_envs * trainer.config.n_steps))
+        trainer.train(
+            self.task.proxy_reward,
+            cfg.base.proxy_steps,
+            lambda log: bar.update(trainer.config.n_envs * trainer.config.n_steps),
+        )
         bar.close()
         envs.close()
         _atomic_torch_save({"policy": policy.state_dict()}, cached)
@@ -248,7 +252,7 @@ class Run:
         cfg, L = self.config, self.segment_length
         envs = make_vector_env(self.task.make_env, cfg.ppo.n_envs)
         collector = RolloutCollector(envs, self.config.seed * 7 + k)
-        segments = []
+        segments: list[Segment] = []
         while len(segments) < 2 * n:
             ro = collector.collect(self.state.policy, L * 4, update_obs_stats=False)
             segments += segments_from_rollout(ro, L, self.task.env_id)
@@ -292,7 +296,13 @@ class Run:
             )
         gen = torch.Generator().manual_seed(self.config.seed * 101 + self.state.round)
         return fit_reward(
-            self.state.reward_model, train, heldout, self.config.reward, gen, self.state.reward_optimizer, n_incomparable
+            self.state.reward_model,
+            train,
+            heldout,
+            self.config.reward,
+            gen,
+            self.state.reward_optimizer,
+            n_incomparable,
         )
 
     def learned_reward(self, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
@@ -346,9 +356,16 @@ class Run:
         if not s.history:
             ev = self.evaluate()
             s.history.append(
-                {"round": 0, "n_feedback": self.store.count_feedback(), "env_steps": s.trainer.env_steps, **ev,
-                 "rm_accuracy": float("nan"), "rm_true_accuracy": float("nan"), "rm_ece": float("nan"),
-                 "beta": s.kl.beta}
+                {
+                    "round": 0,
+                    "n_feedback": self.store.count_feedback(),
+                    "env_steps": s.trainer.env_steps,
+                    **ev,
+                    "rm_accuracy": float("nan"),
+                    "rm_true_accuracy": float("nan"),
+                    "rm_ece": float("nan"),
+                    "beta": s.kl.beta,
+                }
             )
             self._checkpoint()
         rounds = tqdm(total=self.config.rounds, initial=s.round, desc="rounds", disable=not self.progress)

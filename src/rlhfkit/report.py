@@ -19,8 +19,19 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-_COLUMNS = ["round", "n_feedback", "env_steps", "true_return", "true_return_std", "learned_return",
-            "kl_to_base", "beta", "rm_accuracy", "rm_true_accuracy", "rm_ece"]
+_COLUMNS = [
+    "round",
+    "n_feedback",
+    "env_steps",
+    "true_return",
+    "true_return_std",
+    "learned_return",
+    "kl_to_base",
+    "beta",
+    "rm_accuracy",
+    "rm_true_accuracy",
+    "rm_ece",
+]
 
 
 class ReportError(ValueError):
@@ -95,8 +106,14 @@ def _plot_returns(rows: list[dict[str, Any]], path: Path) -> None:
     mean, std = _series(rows, "true_return"), _series(rows, "true_return_std")
     ax.plot(x, mean, "o-", color="C0", label="true return")
     if _has(rows, "true_return_std"):
-        ax.fill_between(x, [m - s for m, s in zip(mean, std, strict=True)],
-                        [m + s for m, s in zip(mean, std, strict=True)], color="C0", alpha=0.2, label="± std")
+        ax.fill_between(
+            x,
+            [m - s for m, s in zip(mean, std, strict=True)],
+            [m + s for m, s in zip(mean, std, strict=True)],
+            color="C0",
+            alpha=0.2,
+            label="± std",
+        )
     ax.set(xlabel="round", ylabel="true return", title="Returns")
     ax2 = ax.twinx()
     ax2.plot(x, _series(rows, "learned_return"), "s--", color="C1", label="learned return")
@@ -122,9 +139,11 @@ def _plot_reward_model(rows: list[dict[str, Any]], path: Path) -> None:
     x = _series(rows, "round")
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.add_subplot()
-    for key, label, style in [("rm_accuracy", "accuracy vs human labels", "o-"),
-                              ("rm_true_accuracy", "accuracy vs true ordering", "s-"),
-                              ("rm_ece", "ECE", "^--")]:
+    for key, label, style in [
+        ("rm_accuracy", "accuracy vs human labels", "o-"),
+        ("rm_true_accuracy", "accuracy vs true ordering", "s-"),
+        ("rm_ece", "ECE", "^--"),
+    ]:
         ax.plot(x, _series(rows, key), style, label=label)
     ax.set(xlabel="round", ylabel="held-out metric", title="Reward model", ylim=(0.0, 1.0))
     ax.legend(loc="best")
@@ -135,11 +154,13 @@ def _summary(rows: list[dict[str, Any]]) -> str:
     first, last = rows[0], rows[-1]
     r0, rn = _num(first.get("true_return")), _num(last.get("true_return"))
     change = f" ({rn - r0:+.3g})" if math.isfinite(r0) and math.isfinite(rn) else ""
-    items = [f"Rounds done: {_fmt(last['round'])}",
-             f"Final true return: {_fmt(last.get('true_return'))} vs {_fmt(first.get('true_return'))}"
-             f" at round {_fmt(first['round'])}{change}",
-             f"Total feedback: {_fmt(last.get('n_feedback'))}",
-             f"Env steps: {_fmt(last.get('env_steps'))}"]
+    items = [
+        f"Rounds done: {_fmt(last['round'])}",
+        f"Final true return: {_fmt(last.get('true_return'))} vs {_fmt(first.get('true_return'))}"
+        f" at round {_fmt(first['round'])}{change}",
+        f"Total feedback: {_fmt(last.get('n_feedback'))}",
+        f"Env steps: {_fmt(last.get('env_steps'))}",
+    ]
     return "<ul>\n" + "".join(f"<li>{i}</li>\n" for i in items) + "</ul>"
 
 
@@ -163,8 +184,9 @@ def write_report(run_dir: str | Path) -> Path:
     cfg_path = run_dir / "config.toml"
     config = cfg_path.read_text(encoding="utf-8") if cfg_path.is_file() else "(no config.toml in the run folder)"
     title = f"rlhfkit run report: {html.escape(run_dir.resolve().name)}"
-    figs = "\n".join(f'<figure><img src="plots/{name}.png" alt="{name}"></figure>'
-                     for name in ("returns", "kl", "reward_model"))
+    figs = "\n".join(
+        f'<figure><img src="plots/{name}.png" alt="{name}"></figure>' for name in ("returns", "kl", "reward_model")
+    )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}

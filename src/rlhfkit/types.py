@@ -20,7 +20,9 @@ import enum
 import math
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,7 +36,7 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def _frozen_array(x: Any, name: str, dtype: Any = np.float64) -> NDArray[Any]:
+def _frozen_array(x: Any, dtype: Any = np.float64) -> NDArray[Any]:
     arr = np.array(x, dtype=dtype, copy=True)
     arr.setflags(write=False)
     return arr
@@ -57,12 +59,14 @@ class Segment:
     observations: FloatArray
     actions: NDArray[Any]
     true_rewards: FloatArray
-    info: dict[str, Any] = field(default_factory=dict)
+    info: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        obs = _frozen_array(self.observations, "observations")
-        act = _frozen_array(self.actions, "actions")
-        rew = _frozen_array(self.true_rewards, "true_rewards")
+        obs = _frozen_array(self.observations)
+        act = np.array(self.actions, copy=True)
+        act = act if act.dtype.kind in "iu" else act.astype(np.float64)
+        act.setflags(write=False)
+        rew = _frozen_array(self.true_rewards)
         if obs.ndim != 2:
             raise ValueError(f"Segment.observations must be (T, obs_dim), got shape {obs.shape}")
         n = obs.shape[0]
@@ -73,6 +77,7 @@ class Segment:
         object.__setattr__(self, "observations", obs)
         object.__setattr__(self, "actions", act)
         object.__setattr__(self, "true_rewards", rew)
+        object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
 
     def __len__(self) -> int:
         return int(self.observations.shape[0])
@@ -111,10 +116,12 @@ class Query:
         if len(set(self.generation_ids)) != len(self.generation_ids):
             raise ValueError(f"Query {self.id}: generation ids must be distinct, got {self.generation_ids}")
         if self.kind == "comparison" and len(self.generation_ids) != 2:
-            raise ValueError(f"Query {self.id}: a comparison needs exactly 2 generations, got {len(self.generation_ids)}")
+            raise ValueError(
+                f"Query {self.id}: a comparison needs exactly 2 generations, got {len(self.generation_ids)}"
+            )
 
 
-class Answer(str, enum.Enum):
+class Answer(enum.StrEnum):
     """What a human said about a pair (A, B)."""
 
     A = "A"  #: A is better: mu = (1, 0)
@@ -182,12 +189,21 @@ class Comparison(FeedbackBase):
     def make(
         cls,
         query_id: str,
-        answer: Answer,
+        answer: Answer | str,
         annotator_id: str,
         mu_a: float | None = None,
         created_at: float | None = None,
     ) -> Comparison:
-        """Build a comparison; ``mu_a`` is needed only for :attr:`Answer.GRADED`."""
+        """Build a comparison; ``mu_a`` is needed only for :attr:`Answer.GRADED`.
+
+        ``answer`` may be given as its string value (``"A"``, ``"B"``, ``"equal"``,
+        ``"graded"``, ``"incomparable"``), as a web form or JSON file sends it.
+        """
+        try:
+            answer = Answer(answer)
+        except ValueError:
+            allowed = ", ".join(repr(a.value) for a in Answer)
+            raise ValueError(f"unknown answer {answer!r}; expected one of {allowed}") from None
         mu: tuple[float, float] | None
         if answer is Answer.A:
             mu = (1.0, 0.0)

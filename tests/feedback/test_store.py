@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import exc as sa_exc
 
 from rlhfkit.feedback.store import FeedbackStore, StoreError
 from rlhfkit.types import Annotator, Answer, Comparison, Generation, Query, Segment
@@ -143,12 +142,6 @@ def test_adding_twice_stores_once(store: FeedbackStore) -> None:
     assert store.queries() == [q]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=sa_exc.IntegrityError,
-    reason="BUG: _insert_missing only skips ids already in the database; a batch holding the same "
-    "generation/query id twice raises sqlalchemy IntegrityError instead of storing it once",
-)
 def test_duplicate_within_one_batch_stores_once(store: FeedbackStore) -> None:
     g = _generation("g0", 0)
     assert store.add_generations([g, g, _generation("g1", 1)]) == 2

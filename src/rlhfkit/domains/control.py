@@ -61,6 +61,10 @@ class SpaceSpec:
 class RunningMeanStd(nn.Module):
     """Running mean and variance (Chan et al. parallel update), kept as buffers."""
 
+    mean: torch.Tensor
+    var: torch.Tensor
+    count: torch.Tensor
+
     def __init__(self, shape: Sequence[int], epsilon: float = 1e-4) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(tuple(shape), dtype=torch.float64))
@@ -68,7 +72,7 @@ class RunningMeanStd(nn.Module):
         self.register_buffer("count", torch.tensor(epsilon, dtype=torch.float64))
 
     def update(self, x: torch.Tensor) -> None:
-        x = x.double().reshape(-1, *self.mean.shape)
+        x = x.double().reshape(-1, *tuple(self.mean.shape))
         b_mean, b_var, b_count = x.mean(0), x.var(0, unbiased=False), x.shape[0]
         delta = b_mean - self.mean
         total = self.count + b_count
@@ -115,7 +119,9 @@ class ActorCritic(nn.Module):
         assert isinstance(last_actor, nn.Linear) and isinstance(last_critic, nn.Linear)
         nn.init.orthogonal_(last_actor.weight, gain=0.01)
         nn.init.orthogonal_(last_critic.weight, gain=1.0)
-        self.log_std = nn.Parameter(torch.full((spec.act_dim,), float(log_std_init))) if spec.n_actions is None else None
+        self.log_std: nn.Parameter | None = None
+        if spec.n_actions is None:
+            self.log_std = nn.Parameter(torch.full((spec.act_dim,), float(log_std_init)))
 
     def _norm(self, obs: torch.Tensor) -> torch.Tensor:
         return self.obs_rms.normalize(obs) if self.normalize_obs else obs
@@ -153,10 +159,12 @@ class ActorCritic(nn.Module):
         """Actions for an observation batch, as the env expects them (clipped to Box bounds)."""
         o = torch.as_tensor(obs, dtype=torch.float32)
         dist = self.distribution(o)
-        if deterministic:
-            a = dist.probs.argmax(-1) if isinstance(dist, Categorical) else dist.mean
-        else:
+        if not deterministic:
             a = dist.sample()
+        elif isinstance(dist, Categorical):
+            a = dist.probs.argmax(-1)
+        else:
+            a = dist.mean
         return self.to_env(a.numpy())
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:

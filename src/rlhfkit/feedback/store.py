@@ -144,6 +144,7 @@ class FeedbackStore:
 
     def _insert_missing(self, table: sa.Table, rows: list[dict[str, Any]]) -> int:
         """Insert rows whose primary key is not yet stored, in one transaction."""
+        rows = list({r["id"]: r for r in reversed(rows)}.values())[::-1]  # first of each id, in order
         if not rows:
             return 0
         ids = [r["id"] for r in rows]
@@ -179,9 +180,7 @@ class FeedbackStore:
         if needed:
             with self.engine.connect() as conn:
                 have = set(
-                    conn.execute(
-                        sa.select(generations_table.c.id).where(generations_table.c.id.in_(needed))
-                    ).scalars()
+                    conn.execute(sa.select(generations_table.c.id).where(generations_table.c.id.in_(needed))).scalars()
                 )
             missing = needed - have
             if missing:
@@ -200,9 +199,7 @@ class FeedbackStore:
 
     def add_annotator(self, annotator: Annotator) -> None:
         """Register an annotator (a no-op if the id is already known)."""
-        self._insert_missing(
-            annotators_table, [{"id": annotator.id, "kind": annotator.kind, "name": annotator.name}]
-        )
+        self._insert_missing(annotators_table, [{"id": annotator.id, "kind": annotator.kind, "name": annotator.name}])
 
     def record(self, feedback: Feedback) -> bool:
         """Commit one answer. Returns ``False`` if this annotator had already answered this query.
@@ -211,15 +208,11 @@ class FeedbackStore:
         kind; nothing is written then.
         """
         with self.engine.begin() as conn:
-            row = conn.execute(
-                sa.select(queries_table.c.kind).where(queries_table.c.id == feedback.query_id)
-            ).first()
+            row = conn.execute(sa.select(queries_table.c.kind).where(queries_table.c.id == feedback.query_id)).first()
             if row is None:
                 raise StoreError(f"answer to unknown query {feedback.query_id!r}")
             if row.kind != feedback.kind:
-                raise StoreError(
-                    f"query {feedback.query_id!r} asks for {row.kind!r} feedback, got {feedback.kind!r}"
-                )
+                raise StoreError(f"query {feedback.query_id!r} asks for {row.kind!r} feedback, got {feedback.kind!r}")
             exists = conn.execute(
                 sa.select(feedback_table.c.id).where(
                     feedback_table.c.query_id == feedback.query_id,
@@ -289,11 +282,7 @@ class FeedbackStore:
 
     def comparisons(self, annotator_id: str | None = None) -> list[Comparison]:
         """All stored comparison answers (incomparable ones included), oldest first."""
-        stmt = (
-            sa.select(feedback_table)
-            .where(feedback_table.c.kind == Comparison.kind)
-            .order_by(feedback_table.c.id)
-        )
+        stmt = sa.select(feedback_table).where(feedback_table.c.kind == Comparison.kind).order_by(feedback_table.c.id)
         if annotator_id is not None:
             stmt = stmt.where(feedback_table.c.annotator_id == annotator_id)
         with self.engine.connect() as conn:
@@ -342,4 +331,3 @@ class FeedbackStore:
                 )
                 n += 1
         return n
-

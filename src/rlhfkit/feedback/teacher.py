@@ -73,6 +73,8 @@ class TeacherConfig:
             raise ValueError(f"teacher.mistake_prob must be in [0, 1], got {self.mistake_prob}")
         if not self.equal_threshold >= 0.0:
             raise ValueError(f"teacher.equal_threshold must be >= 0, got {self.equal_threshold}")
+        if math.isnan(self.skip_threshold):
+            raise ValueError("teacher.skip_threshold must be a number (-inf: never skip), got nan")
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"teacher.gamma must be in (0, 1], got {self.gamma}")
         if self.graded and math.isinf(self.beta):

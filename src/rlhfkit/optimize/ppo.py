@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlhfkit.checks import non_negative, positive, require, unit_interval
+
 
 class Policy(Protocol):
     """What the PPO update needs from a policy."""
@@ -67,6 +69,26 @@ class PPOConfig:
     """Standardise observations with running statistics."""
     normalize_reward: bool = True
     """Scale rewards by a running std of the discounted return (as SB3's VecNormalize)."""
+
+    def __post_init__(self) -> None:
+        require(
+            self,
+            {
+                "n_envs": (positive, ">= 1"),
+                "n_steps": (positive, ">= 1"),
+                "update_epochs": (positive, ">= 1"),
+                "minibatch_size": (positive, ">= 1"),
+                "learning_rate": (positive, "> 0"),
+                "gamma": (lambda g: 0 < g <= 1, "in (0, 1]"),
+                "gae_lambda": (unit_interval, "in [0, 1]"),
+                "clip_coef": (positive, "> 0"),
+                "ent_coef": (non_negative, ">= 0"),
+                "vf_coef": (non_negative, ">= 0"),
+                "max_grad_norm": (positive, "> 0"),
+                "target_kl": (lambda v: v is None or v > 0, "> 0 (or left out)"),
+                "hidden": (lambda h: len(h) > 0 and all(w > 0 for w in h), "a non-empty list of positive widths"),
+            },
+        )
 
 
 def compute_gae(

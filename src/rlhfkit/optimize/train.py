@@ -42,7 +42,7 @@ class RewardScaler:
             self.ret = self.ret * self.gamma + rewards[t]
             self.rms.update(torch.as_tensor(self.ret))
             self.ret[ended[t]] = 0.0
-        return rewards / float(np.sqrt(self.rms.var.item() + 1e-8))
+        return rewards / float(np.sqrt(float(self.rms.var) + 1e-8))
 
 
 @dataclass

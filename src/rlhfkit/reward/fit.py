@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rlhfkit.checks import fraction, non_negative, positive, require
 from rlhfkit.reward.losses import bradley_terry_loss, expected_calibration_error, reward_centering_penalty
 from rlhfkit.reward.nets import RewardEnsemble
 from rlhfkit.types import Comparison, Generation, Segment
@@ -50,6 +51,21 @@ class RewardFitConfig:
     holdout_frac: float = 0.15
     """Fraction of answers held out (by a hash of the query id) for the metrics."""
 
+    def __post_init__(self) -> None:
+        require(
+            self,
+            {
+                "ensemble_size": (positive, ">= 1"),
+                "hidden": (lambda h: len(h) > 0 and all(w > 0 for w in h), "a non-empty list of positive widths"),
+                "epochs": (positive, ">= 1"),
+                "batch_size": (positive, ">= 1"),
+                "lr": (positive, "> 0"),
+                "weight_decay": (non_negative, ">= 0"),
+                "center_coef": (non_negative, ">= 0"),
+                "holdout_frac": (fraction, "in [0, 1)"),
+            },
+        )
+
 
 @dataclass(frozen=True)
 class PairBatch:
@@ -67,7 +83,9 @@ class PairBatch:
         return int(self.mu.shape[0])
 
     def subset(self, idx: torch.Tensor) -> PairBatch:
-        return PairBatch(*(t[idx] for t in (self.obs_a, self.act_a, self.obs_b, self.act_b, self.mu, self.true_a, self.true_b)))
+        return PairBatch(
+            *(t[idx] for t in (self.obs_a, self.act_a, self.obs_b, self.act_b, self.mu, self.true_a, self.true_b))
+        )
 
 
 @dataclass(frozen=True)
@@ -150,11 +168,11 @@ def evaluate_pairs(model: RewardEnsemble, pairs: PairBatch) -> tuple[float, floa
 
 
 def ordering_accuracy(predicted_diff: torch.Tensor, true_diff: torch.Tensor) -> float:
-    """Fraction of pairs whose predicted ordering matches the true one (true ties skipped)."""
+    """Fraction of pairs whose predicted ordering matches the true one (true ties skipped, predicted ties wrong)."""
     keep = true_diff != 0
     if not bool(keep.any()):
         return float("nan")
-    return float(((predicted_diff[keep] > 0) == (true_diff[keep] > 0)).double().mean())
+    return float((torch.sign(predicted_diff[keep]) == torch.sign(true_diff[keep])).double().mean())
 
 
 def fit_reward(

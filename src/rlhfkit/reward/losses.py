@@ -64,12 +64,15 @@ def bradley_terry_loss(
     if loss.ndim > 0:
         loss = loss.mean()
     decisive = usable & (mu[:, 0] != mu[:, 1])
-    correct = ((logits > 0) == (mu[:, 0] > mu[:, 1])).to(return_a.dtype)
+    # A predicted tie (r_A == r_B) is wrong for either preferred side.
+    correct = (torch.sign(logits) == torch.sign(mu[:, 0] - mu[:, 1])).to(return_a.dtype)
     n_decisive = int(decisive.sum().item())
     accuracy = (correct * decisive.to(return_a.dtype)).sum(dim=-1) / max(n_decisive, 1)
     if accuracy.ndim > 0:
         accuracy = accuracy.mean()
-    return BradleyTerryTerms(loss=loss, accuracy=accuracy.detach(), p_a=torch.sigmoid(logits).detach(), n_usable=n_usable)
+    return BradleyTerryTerms(
+        loss=loss, accuracy=accuracy.detach(), p_a=torch.sigmoid(logits).detach(), n_usable=n_usable
+    )
 
 
 def reward_centering_penalty(step_rewards: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,9 @@ class StepFeatures(nn.Module):
     set from data by :meth:`set_stats` (so they travel with the checkpoint).
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, obs_dim: int, act_dim: int, n_actions: int | None = None) -> None:
         super().__init__()
         self.obs_dim = obs_dim

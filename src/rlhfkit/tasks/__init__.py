@@ -95,7 +95,7 @@ def _angle(o: np.ndarray) -> np.ndarray:
 
 def pendulum_true(obs: np.ndarray, act: np.ndarray) -> np.ndarray:
     """Pendulum-v1's own reward: -(theta^2 + 0.1 thetadot^2 + 0.001 u^2), u clipped to [-2, 2]."""
-    u = np.clip(np.asarray(act, dtype=np.float64).reshape(obs.shape[:-1] + (-1,))[..., 0], -2.0, 2.0)
+    u = np.clip(np.asarray(act, dtype=np.float64).reshape((*obs.shape[:-1], -1))[..., 0], -2.0, 2.0)
     return -(_angle(obs) ** 2 + 0.1 * obs[..., 2] ** 2 + 0.001 * u**2)
 
 
