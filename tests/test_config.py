@@ -21,6 +21,7 @@ from rlhfkit.config import (
 from rlhfkit.feedback.teacher import TeacherConfig
 from rlhfkit.optimize.ppo import PPOConfig
 from rlhfkit.reward.fit import RewardFitConfig
+from rlhfkit.tasks import get_task
 
 
 def _write(tmp_path: Path, text: str, name: str = "run.toml") -> Path:
@@ -80,8 +81,10 @@ def test_valid_file(tmp_path: Path) -> None:
     assert cfg.ppo.target_kl == 0.02
 
 
-def test_empty_file_gives_defaults(tmp_path: Path) -> None:
-    assert load_config(_write(tmp_path, "")) == RunConfig()
+def test_empty_file_gives_defaults_with_the_tasks_settings(tmp_path: Path) -> None:
+    defaults = get_task("pendulum").defaults
+    expected = RunConfig(ppo=PPOConfig(**defaults["ppo"]), reward=RewardFitConfig(**defaults["reward"]))
+    assert load_config(_write(tmp_path, "")) == expected
 
 
 def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:

@@ -274,12 +274,18 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     try:
         task_name = _check_value(data.get("task", RunConfig.task), str, "task")
         task = get_task(task_name)
-        ppo_data = data.pop("ppo", {})
-        if not isinstance(ppo_data, dict):
-            raise ConfigError("ppo: expected a table [ppo]")
+        # Sections where the task supplies defaults for the fields the file leaves out.
+        sections: dict[str, type] = {"ppo": PPOConfig, "reward": RewardFitConfig}
+        tables = {name: data.pop(name, {}) for name in sections}
+        for name, table in tables.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{name}: expected a table [{name}]")
         cfg = from_dict(RunConfig, data)
-        ppo = from_dict(PPOConfig, ppo_data, "ppo.", defaults=task.ppo_defaults)
-        return dataclasses.replace(cfg, ppo=ppo)
+        built: dict[str, Any] = {
+            name: from_dict(cls, tables[name], f"{name}.", defaults=task.defaults.get(name))
+            for name, cls in sections.items()
+        }
+        return dataclasses.replace(cfg, **built)
     except (ConfigError, UnknownTaskError) as e:
         raise ConfigError(f"{p}: {e}") from None
 

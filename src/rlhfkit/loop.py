@@ -148,14 +148,26 @@ class Run:
         policy.load_state_dict(base.state_dict())
         base = base.frozen_copy()
         model = RewardEnsemble(
-            self.spec.obs_dim, self.spec.act_dim, self.spec.n_actions, cfg.reward.ensemble_size, cfg.reward.hidden
+            self.spec.obs_dim,
+            self.spec.act_dim,
+            self.spec.n_actions,
+            cfg.reward.ensemble_size,
+            cfg.reward.hidden,
+            cfg.reward.use_action,
         )
         kl: KLController = (
             AdaptiveKL(cfg.kl.beta, cfg.kl.target, cfg.kl.horizon) if cfg.kl.adaptive else FixedKL(cfg.kl.beta)
         )
         envs = make_vector_env(self.task.make_env, cfg.ppo.n_envs)
         trainer = PPOTrainer(
-            policy, base, RolloutCollector(envs, cfg.seed), cfg.ppo, kl, cfg.kl.estimator, seed=cfg.seed
+            policy,
+            base,
+            RolloutCollector(envs, cfg.seed),
+            cfg.ppo,
+            kl,
+            cfg.kl.estimator,
+            seed=cfg.seed,
+            lr_budget=cfg.rounds * cfg.env_steps_per_round,
         )
         return RunState(policy, base, model, make_reward_optimizer(model, cfg.reward), trainer, kl, 0, [])
 
@@ -206,6 +218,7 @@ class Run:
             "reward_scaler": s.trainer.scaler.rms.state_dict(),
             "beta": s.kl.beta,
             "env_steps": s.trainer.env_steps,
+            "ppo_steps": s.trainer.ppo_steps,
             "history": s.history,
         }
         _atomic_torch_save(payload, ckpt_dir / f"round-{s.round:04d}.pt")
@@ -228,6 +241,7 @@ class Run:
         s.trainer.scaler.rms.load_state_dict(ck["reward_scaler"])
         s.kl.beta = ck["beta"]
         s.trainer.env_steps = ck["env_steps"]
+        s.trainer.ppo_steps = ck["ppo_steps"]
         s.round = ck["round"]
         s.history = list(ck["history"])
         seed_everything(self.config.seed + 1000 * s.round)

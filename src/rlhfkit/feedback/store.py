@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,19 @@ class FeedbackStore:
         self.engine = sa.create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             _enable_sqlite_wal(self.engine)
-        metadata.create_all(self.engine)
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        # Two processes (the loop and the web app) may open a new store at once; the
+        # loser of the create race sees "already exists" and only has to look again.
+        for attempt in range(3):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+                if attempt == 2:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     @classmethod
     def in_dir(cls, run_dir: str | Path) -> FeedbackStore:

@@ -44,9 +44,9 @@ class PPOConfig:
     minibatch_size: int = 256
     """Transitions per gradient step."""
     learning_rate: float = 1e-3
-    """Adam learning rate (linearly annealed to 0 over a training call when anneal_lr)."""
-    anneal_lr: bool = False
-    """Anneal the learning rate linearly to 0 within each training call."""
+    """Adam learning rate (annealed linearly when anneal_lr)."""
+    anneal_lr: bool = True
+    """Anneal the learning rate linearly to 0 over the whole training budget (all rounds of a run)."""
     gamma: float = 0.9
     """Discount factor."""
     gae_lambda: float = 0.95

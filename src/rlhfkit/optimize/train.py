@@ -57,11 +57,17 @@ class PPOTrainer:
     kl_estimator: KLEstimator = "k1"
     seed: int = 0
 
+    lr_budget: int | None = None
+    """PPO env steps over which the learning rate anneals to 0 (default: each train call's steps)."""
+
     def __post_init__(self) -> None:
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.learning_rate, eps=1e-5)
         self.scaler = RewardScaler(self.collector.envs.num_envs, self.config.gamma)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.env_steps = 0
+        """All env steps taken for this policy, including any the caller adds (e.g. for queries)."""
+        self.ppo_steps = 0
+        """Env steps of PPO rollouts only; drives the learning-rate schedule."""
 
     def train(
         self,
@@ -74,12 +80,15 @@ class PPOTrainer:
         batch = cfg.n_envs * cfg.n_steps
         n_iters = max(1, total_steps // batch)
         logs = []
-        for it in range(n_iters):
+        budget, start = (self.lr_budget, 0) if self.lr_budget else (n_iters * batch, self.ppo_steps)
+        for _ in range(n_iters):
             if cfg.anneal_lr:
+                frac = max(0.0, 1.0 - (self.ppo_steps - start) / budget)
                 for g in self.optimizer.param_groups:
-                    g["lr"] = cfg.learning_rate * (1.0 - it / n_iters)
+                    g["lr"] = cfg.learning_rate * frac
             ro = self.collector.collect(self.policy, cfg.n_steps)
             self.env_steps += ro.n_steps
+            self.ppo_steps += ro.n_steps
 
             # 2. the reward being optimised and the per-step KL to the base policy
             r = np.asarray(reward_fn(ro.obs.numpy(), ro.env_actions), dtype=np.float64)

@@ -50,6 +50,8 @@ class RewardFitConfig:
     """Weight of the reward-centering term mean(r)^2; 0 turns it off."""
     holdout_frac: float = 0.15
     """Fraction of answers held out (by a hash of the query id) for the metrics."""
+    use_action: bool = True
+    """Feed the action to r(s, a); false gives a state-only r(s), which resists crediting actions for later states."""
 
     def __post_init__(self) -> None:
         require(

@@ -25,16 +25,19 @@ class StepFeatures(nn.Module):
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, obs_dim: int, act_dim: int, n_actions: int | None = None) -> None:
+    def __init__(self, obs_dim: int, act_dim: int, n_actions: int | None = None, use_action: bool = True) -> None:
         super().__init__()
         self.obs_dim = obs_dim
         self.act_dim = act_dim
         self.n_actions = n_actions
-        self.dim = obs_dim + (n_actions if n_actions is not None else act_dim)
+        self.use_action = use_action
+        self.dim = obs_dim + ((n_actions if n_actions is not None else act_dim) if use_action else 0)
         self.register_buffer("mean", torch.zeros(self.dim))
         self.register_buffer("std", torch.ones(self.dim))
 
     def raw(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        if not self.use_action:
+            return obs
         if self.n_actions is not None:
             act = nn.functional.one_hot(act.long().reshape(obs.shape[:-1]), self.n_actions).to(obs.dtype)
         else:
@@ -75,9 +78,10 @@ class RewardEnsemble(nn.Module):
         n_actions: int | None = None,
         size: int = 3,
         hidden: Sequence[int] = (64, 64),
+        use_action: bool = True,
     ) -> None:
         super().__init__()
-        self.features = StepFeatures(obs_dim, act_dim, n_actions)
+        self.features = StepFeatures(obs_dim, act_dim, n_actions, use_action)
         self.members = nn.ModuleList(mlp(self.features.dim, hidden, 1) for _ in range(size))
 
     @property

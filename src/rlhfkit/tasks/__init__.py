@@ -69,8 +69,8 @@ class Task:
     """Per-step true reward from (obs before the step, action); None = the env's own reward."""
     proxy_reward: StepRewardFn | None = None
     """A misaligned reward for pre-training a base policy; None if the task has none."""
-    ppo_defaults: dict[str, Any] = field(default_factory=dict)
-    """PPO settings that work for this task (the config can override each)."""
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Settings that work for this task, by config section ("ppo", "reward"); the config can override each."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def make_env(self) -> gym.Env[Any, Any]:
@@ -134,7 +134,13 @@ TASKS: dict[str, Task] = {
             description="Swing a pendulum up and hold it upright with little torque (fast; tests and demo).",
             segment_length=50,
             proxy_reward=pendulum_proxy,
-            ppo_defaults={"n_envs": 4, "n_steps": 512, "gamma": 0.9, "learning_rate": 1e-3},
+            defaults={
+                "ppo": {"n_envs": 4, "n_steps": 1024, "gamma": 0.9, "learning_rate": 1e-3},
+                # With actions as input, 200 comparisons teach the reward model to credit
+                # torques for the states they lead to (causal confusion), and PPO then
+                # holds the pole sideways; a state-only reward does not invite that.
+                "reward": {"use_action": False},
+            },
         ),
         Task(
             name="cartpole",
@@ -143,7 +149,7 @@ TASKS: dict[str, Task] = {
             segment_length=25,
             true_reward=cartpole_true,
             proxy_reward=cartpole_proxy,
-            ppo_defaults={"n_envs": 4, "n_steps": 256, "gamma": 0.99, "learning_rate": 3e-4},
+            defaults={"ppo": {"n_envs": 4, "n_steps": 256, "gamma": 0.99, "learning_rate": 3e-4}},
         ),
         Task(
             name="reacher",
@@ -151,7 +157,7 @@ TASKS: dict[str, Task] = {
             description="Move a 2-link arm's fingertip to a random target (MuJoCo).",
             segment_length=25,
             proxy_reward=reacher_proxy,
-            ppo_defaults={"n_envs": 4, "n_steps": 512, "gamma": 0.99, "learning_rate": 3e-4},
+            defaults={"ppo": {"n_envs": 4, "n_steps": 512, "gamma": 0.99, "learning_rate": 3e-4}},
         ),
         Task(
             name="halfcheetah",
@@ -159,7 +165,7 @@ TASKS: dict[str, Task] = {
             description="Run forward with a planar cheetah (MuJoCo).",
             segment_length=50,
             proxy_reward=halfcheetah_proxy,
-            ppo_defaults={"n_envs": 4, "n_steps": 512, "gamma": 0.99, "learning_rate": 3e-4},
+            defaults={"ppo": {"n_envs": 4, "n_steps": 512, "gamma": 0.99, "learning_rate": 3e-4}},
         ),
     ]
 }

@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny run configs that finish in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY = """
+task = "pendulum"
+rounds = 2
+seed = 0
+env_steps_per_round = 2048
+eval_episodes = 2
+
+[feedback]
+initial_comparisons = 12
+comparisons_per_round = 6
+segment_length = 25
+
+[reward]
+ensemble_size = 2
+epochs = 10
+
+[ppo]
+n_envs = 2
+n_steps = 256
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    """A 2-round Pendulum run config with 18 comparisons in all."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY, encoding="utf-8")
+    return path
