@@ -118,3 +118,22 @@ def test_env_task() -> None:
 
 def test_unknown_task_error_is_value_error() -> None:
     assert issubclass(UnknownTaskError, ValueError)
+
+
+@pytest.mark.parametrize("name", ["pendulum", "cartpole", "reacher", "halfcheetah"])
+def test_every_builtin_task_steps_and_its_proxy_scores_a_segment(name: str) -> None:
+    from rlhfkit.domains.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env, segments_from_rollout
+
+    task = get_task(name)
+    envs = make_vector_env(task.make_env, 2)
+    spec = SpaceSpec.of(envs.single_observation_space, envs.single_action_space, task.env_id)
+    ro = RolloutCollector(envs, 0).collect(ActorCritic(spec), task.segment_length + 5)
+    envs.close()
+    segments = segments_from_rollout(ro, task.segment_length, task.env_id)
+    assert segments and all(len(s) == task.segment_length for s in segments)
+    assert task.proxy_reward is not None
+    proxy = task.proxy_reward(segments[0].observations, segments[0].actions)
+    assert proxy.shape == (task.segment_length,) and np.all(np.isfinite(proxy))
+    # The proxy is a different objective from the true reward, not a rescaling of it.
+    true = segments[0].true_rewards
+    assert not np.allclose(proxy, true)

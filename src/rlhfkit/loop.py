@@ -41,8 +41,9 @@ from rlhfkit.domains.control import (
     make_vector_env,
     segments_from_rollout,
 )
+from rlhfkit.feedback.queries import QuerySelector, UniformPairs
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.teacher import SimulatedHuman
+from rlhfkit.feedback.teacher import Human, SimulatedHuman
 from rlhfkit.optimize.kl import AdaptiveKL, FixedKL, KLController
 from rlhfkit.optimize.train import PPOTrainer
 from rlhfkit.reward.fit import (
@@ -111,7 +112,8 @@ class Run:
         self.task: Task = get_task(config.task)
         self.progress = progress
         self.store = FeedbackStore.in_dir(run_dir)
-        self.human = SimulatedHuman(
+        self.selector: QuerySelector = UniformPairs()
+        self.human: Human = SimulatedHuman(
             config.feedback.teacher, seed=config.seed + 7919, annotator_id=f"simulated-{config.seed}"
         )
         self.segment_length = config.feedback.segment_length or self.task.segment_length
@@ -272,11 +274,10 @@ class Run:
             segments += segments_from_rollout(ro, L, self.task.env_id)
             self.state.trainer.env_steps += ro.n_steps
         envs.close()
-        rng = np.random.default_rng(cfg.seed * 31 + k)
-        order = rng.permutation(len(segments))[: 2 * n]
-        gens = [Generation(new_id(), k, f"round-{k - 1}", segments[i]) for i in order]
-        queries = [Query(new_id(), (gens[2 * j].id, gens[2 * j + 1].id), k) for j in range(n)]
-        self.store.add_generations(gens)
+        gens = [Generation(new_id(), k, f"round-{k - 1}", seg) for seg in segments]
+        queries = self.selector.select(gens, n, np.random.default_rng(cfg.seed * 31 + k))
+        used = {gid for q in queries for gid in q.generation_ids}
+        self.store.add_generations([g for g in gens if g.id in used])
         self.store.add_queries(queries)
         return queries
 
@@ -291,7 +292,9 @@ class Run:
         for q in tqdm(pending, desc="asking the human", leave=False, disable=not self.progress):
             if self.config.feedback.latency_s:
                 time.sleep(self.config.feedback.latency_s)
-            stored += self.store.record(self.human.answer(q, gens))
+            answer = self.human.answer(q, gens)
+            if answer is not None:  # None: this human answers later (asynchronously)
+                stored += self.store.record(answer)
         return stored
 
     def fit(self) -> RewardMetrics:

@@ -29,8 +29,9 @@ All randomness comes from the teacher's own seeded generator.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -43,6 +44,14 @@ RewardFn = Callable[[Segment], np.ndarray]
 def true_reward(segment: Segment) -> np.ndarray:
     """The task's true per-step reward stored with the segment."""
     return np.asarray(segment.true_rewards, dtype=np.float64)
+
+
+class Human(Protocol):
+    """Answers queries. ``answer`` returns None when the answer will come later (a person)."""
+
+    annotator_id: str
+
+    def answer(self, query: Query, generations: Mapping[str, Generation]) -> Comparison | None: ...
 
 
 class RewardValueError(ValueError):
@@ -145,7 +154,7 @@ class SimulatedHuman:
             prefers_a = not prefers_a
         return (Answer.A if prefers_a else Answer.B), None
 
-    def answer(self, query: Query, generations: dict[str, Generation]) -> Comparison:
+    def answer(self, query: Query, generations: Mapping[str, Generation]) -> Comparison:
         """Answer one comparison query; ``generations`` must hold both of its generations."""
         a, b = (generations[gid].segment for gid in query.generation_ids)
         answer, mu_a = self.judge(self.segment_return(a), self.segment_return(b))
