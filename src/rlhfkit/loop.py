@@ -20,13 +20,11 @@ twice.
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +42,7 @@ from rlhfkit.domains.control import (
 from rlhfkit.feedback.queries import QuerySelector, UniformPairs
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import Human, SimulatedHuman
+from rlhfkit.files import atomic_torch_save, atomic_write_bytes
 from rlhfkit.optimize.kl import AdaptiveKL, FixedKL, KLController
 from rlhfkit.optimize.train import PPOTrainer
 from rlhfkit.reward.fit import (
@@ -64,21 +63,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _json_safe(row: dict[str, float]) -> dict[str, float | None]:
@@ -201,7 +185,7 @@ class Run:
         )
         bar.close()
         envs.close()
-        _atomic_torch_save({"policy": policy.state_dict()}, cached)
+        atomic_torch_save({"policy": policy.state_dict()}, cached)
         return policy
 
     # -- checkpoints ------------------------------------------------------------------
@@ -223,10 +207,10 @@ class Run:
             "ppo_steps": s.trainer.ppo_steps,
             "history": s.history,
         }
-        _atomic_torch_save(payload, ckpt_dir / f"round-{s.round:04d}.pt")
-        _atomic_write_bytes(ckpt_dir / "latest", str(s.round).encode())
+        atomic_torch_save(payload, ckpt_dir / f"round-{s.round:04d}.pt")
+        atomic_write_bytes(ckpt_dir / "latest", str(s.round).encode())
         lines = "".join(json.dumps(_json_safe(h)) + "\n" for h in s.history)
-        _atomic_write_bytes(self.dir / "metrics.jsonl", lines.encode())
+        atomic_write_bytes(self.dir / "metrics.jsonl", lines.encode())
 
     def _load_latest_checkpoint(self) -> None:
         latest = self.dir / "checkpoints" / "latest"

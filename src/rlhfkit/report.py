@@ -12,12 +12,13 @@ import html
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from rlhfkit.files import atomic_write_bytes
 
 _COLUMNS = [
     "round",
@@ -36,15 +37,6 @@ _COLUMNS = [
 
 class ReportError(ValueError):
     """The run folder cannot be turned into a report (missing or malformed metrics)."""
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -96,7 +88,7 @@ def _save(fig: Figure, path: Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    _atomic_write(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _plot_returns(rows: list[dict[str, Any]], path: Path) -> None:
@@ -204,5 +196,5 @@ pre{{background:#f4f4f4;padding:1em}}</style></head><body>
 </body></html>
 """
     report = run_dir / "report.html"
-    _atomic_write(report, page.encode("utf-8"))
+    atomic_write_bytes(report, page.encode("utf-8"))
     return report
