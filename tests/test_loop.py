@@ -58,12 +58,14 @@ def test_tiny_run_end_to_end_through_the_cli(tiny_config: Path, tmp_path: Path) 
 
 def test_seeded_runs_store_identical_answers(tiny_config: Path, tmp_path: Path) -> None:
     cfg = dataclasses.replace(load_config(tiny_config), rounds=1)
-    answers = []
+    answers, metrics = [], []
     for name in ("a", "b"):
         run = Run.create(cfg, tmp_path / name, progress=False)
-        run.run()
-        answers.append([(c.answer, c.mu) for c in run.store.comparisons()])
+        history = run.run()
+        answers.append([(c.query_id, c.answer, c.mu) for c in run.store.comparisons()])
+        metrics.append([json.dumps({k: v for k, v in row.items() if k != "seconds"}) for row in history])
     assert answers[0] == answers[1]
+    assert metrics[0] == metrics[1]
 
 
 def test_resume_after_kill_loses_and_repeats_no_answer(tiny_config: Path, tmp_path: Path) -> None:

@@ -258,8 +258,9 @@ class Run:
             segments += segments_from_rollout(ro, L, self.task.env_id)
             self.state.trainer.env_steps += ro.n_steps
         envs.close()
-        gens = [Generation(new_id(), k, f"round-{k - 1}", seg) for seg in segments]
-        queries = self.selector.select(gens, n, np.random.default_rng(cfg.seed * 31 + k))
+        rng = np.random.default_rng([cfg.seed, k])
+        gens = [Generation(new_id(rng), k, f"round-{k - 1}", seg) for seg in segments]
+        queries = self.selector.select(gens, n, rng)
         used = {gid for q in queries for gid in q.generation_ids}
         self.store.add_generations([g for g in gens if g.id in used])
         self.store.add_queries(queries)

@@ -31,9 +31,16 @@ from numpy.typing import NDArray
 FloatArray = NDArray[np.float64]
 
 
-def new_id() -> str:
-    """A fresh random id (32 hex characters) for a record."""
-    return uuid.uuid4().hex
+def new_id(rng: np.random.Generator | None = None) -> str:
+    """A fresh random id (32 hex characters) for a record.
+
+    With ``rng`` the id comes from that seeded generator, so a seeded run names
+    its records the same way every time (and splits them the same way, since the
+    held-out set is chosen by a hash of the query id).
+    """
+    if rng is None:
+        return uuid.uuid4().hex
+    return uuid.UUID(bytes=rng.bytes(16), version=4).hex
 
 
 def _frozen_array(x: Any, dtype: Any = np.float64) -> NDArray[Any]:

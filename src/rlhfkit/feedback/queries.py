@@ -28,5 +28,6 @@ class UniformPairs:
         order = rng.permutation(len(generations))[: 2 * n]
         round_ = max(g.round for g in generations) if generations else 0
         return [
-            Query(new_id(), (generations[order[2 * j]].id, generations[order[2 * j + 1]].id), round_) for j in range(n)
+            Query(new_id(rng), (generations[order[2 * j]].id, generations[order[2 * j + 1]].id), round_)
+            for j in range(n)
         ]
