@@ -20,7 +20,7 @@ import enum
 import math
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -90,6 +90,49 @@ class Segment:
         return int(self.observations.shape[0])
 
 
+Message = Mapping[str, str]
+"""One chat turn, ``{"role": "user" | "assistant" | "system", "content": ...}``."""
+
+
+def _freeze_text(value: str | Sequence[Message], name: str) -> str | tuple[Message, ...]:
+    if isinstance(value, str):
+        return value
+    turns = []
+    for i, m in enumerate(value):
+        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise ValueError(f"Text.{name}[{i}] must be a message {{'role': str, 'content': str}}, got {m!r}")
+        turns.append(MappingProxyType({"role": m["role"], "content": m["content"]}))
+    return tuple(turns)
+
+
+@dataclass(frozen=True)
+class Text:
+    """A language-model generation: a prompt and the completion written for it.
+
+    Each is plain text, or a conversation as a sequence of chat messages (then
+    the tokenizer's chat template renders it). ``info`` holds JSON-able extras.
+    """
+
+    prompt: str | tuple[Message, ...]
+    completion: str | tuple[Message, ...]
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompt", _freeze_text(self.prompt, "prompt"))
+        object.__setattr__(self, "completion", _freeze_text(self.completion, "completion"))
+        object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
+
+    def to_json(self) -> dict[str, Any]:
+        def plain(v: str | tuple[Message, ...]) -> str | list[dict[str, str]]:
+            return v if isinstance(v, str) else [dict(m) for m in v]
+
+        return {"prompt": plain(self.prompt), "completion": plain(self.completion), "info": dict(self.info)}
+
+
+Content = Segment | Text
+"""What a generation holds: a control segment or a text."""
+
+
 @dataclass(frozen=True, eq=False)
 class Generation:
     """One sample ``x_i ~ pi_phi`` from a policy, with where it came from.
@@ -101,8 +144,25 @@ class Generation:
     id: str
     round: int
     policy_id: str
-    segment: Segment
-    domain: str = "control"
+    content: Content
+
+    @property
+    def domain(self) -> str:
+        return "control" if isinstance(self.content, Segment) else "text"
+
+    @property
+    def segment(self) -> Segment:
+        """The control segment (a TypeError for a text generation)."""
+        if not isinstance(self.content, Segment):
+            raise TypeError(f"generation {self.id} holds text, not a control segment")
+        return self.content
+
+    @property
+    def text(self) -> Text:
+        """The text (a TypeError for a control generation)."""
+        if not isinstance(self.content, Text):
+            raise TypeError(f"generation {self.id} holds a control segment, not text")
+        return self.content
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,7 @@ def _generation(gid: str, seed: int, round: int = 0, discrete: bool = False, T: 
         id=gid,
         round=round,
         policy_id=f"round-{round}",
-        segment=Segment(obs, actions, rewards, info=info),
-        domain="control",
+        content=Segment(obs, actions, rewards, info=info),
     )
 
 
@@ -241,3 +240,22 @@ def test_in_dir_creates_folder(tmp_path: Path) -> None:
         assert set(s2.generations()) == {"g0"}
     finally:
         s2.close()
+
+
+def test_text_generations_round_trip(tmp_path: Path) -> None:
+    from rlhfkit.types import Text
+
+    chat = Text(
+        prompt=[{"role": "user", "content": "Hi <b>there</b> — ünïcode"}],
+        completion=[{"role": "assistant", "content": "Hello!"}],
+        info={"source": "test"},
+    )
+    plain = Text(prompt="2 + 2 =", completion=" 4")
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'f.sqlite'}")
+    store.add_generations([Generation("c", 1, "p", chat), Generation("t", 1, "p", plain)])
+    store.close()
+    back = FeedbackStore(f"sqlite:///{tmp_path / 'f.sqlite'}").generations()
+    assert back["c"].text == chat and back["t"].text == plain
+    assert back["c"].domain == "text" and back["c"].text.info == {"source": "test"}
+    with pytest.raises(TypeError, match="holds text"):
+        _ = back["t"].segment

@@ -29,7 +29,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from rlhfkit.types import Annotator, Answer, Comparison, Feedback, Generation, Query, Segment
+from rlhfkit.types import Annotator, Answer, Comparison, Feedback, Generation, Query, Segment, Text
 
 metadata = sa.MetaData()
 
@@ -80,6 +80,19 @@ feedback_table = sa.Table(
 
 class StoreError(RuntimeError):
     """A write the store refused; nothing from it was stored."""
+
+
+def _content_to_bytes(content: Segment | Text) -> bytes:
+    if isinstance(content, Text):
+        return json.dumps(content.to_json(), ensure_ascii=False).encode("utf-8")
+    return _segment_to_bytes(content)
+
+
+def _content_from_bytes(domain: str, payload: bytes, info: dict[str, Any]) -> Segment | Text:
+    if domain == "text":
+        data = json.loads(payload.decode("utf-8"))
+        return Text(prompt=data["prompt"], completion=data["completion"], info=info)
+    return _segment_from_bytes(payload, info)
 
 
 def _segment_to_bytes(segment: Segment) -> bytes:
@@ -179,8 +192,8 @@ class FeedbackStore:
                 "round": g.round,
                 "policy_id": g.policy_id,
                 "domain": g.domain,
-                "payload": _segment_to_bytes(g.segment),
-                "info": dict(g.segment.info),
+                "payload": _content_to_bytes(g.content),
+                "info": dict(g.content.info),
             }
             for g in generations
         ]
@@ -269,8 +282,7 @@ class FeedbackStore:
                 id=r.id,
                 round=r.round,
                 policy_id=r.policy_id,
-                domain=r.domain,
-                segment=_segment_from_bytes(r.payload, r.info),
+                content=_content_from_bytes(r.domain, r.payload, r.info),
             )
             for r in rows
         }
