@@ -82,8 +82,19 @@ def _right_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor
 
 def _score(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """The scalar head (``model.score``, as transformers' sequence classifiers name it) on ``(..., H)``."""
-    out: torch.Tensor = model.score(hidden)
+    head = getattr(model, "score", None)
+    if not isinstance(head, nn.Module):
+        raise TypeError(f"{type(model).__name__} has no scalar head `score`; use AutoModelForSequenceClassification")
+    out: torch.Tensor = head(hidden)
     return out[..., 0]
+
+
+def _body(model: nn.Module) -> nn.Module:
+    """The backbone that turns token ids into hidden states (``model.base_model`` in transformers)."""
+    body = getattr(model, "base_model", None)
+    if not isinstance(body, nn.Module):
+        raise TypeError(f"{type(model).__name__} has no `base_model` backbone")
+    return body
 
 
 def group_rewards(model: nn.Module, groups: Sequence[PromptGroup], pad_id: int) -> list[torch.Tensor]:
@@ -94,7 +105,7 @@ def group_rewards(model: nn.Module, groups: Sequence[PromptGroup], pad_id: int) 
     prompt's completions, which are right-padded and continue the positions of
     their own prompt. The reward is read at each completion's last real token.
     """
-    body = model.base_model
+    body = _body(model)
     prompt_ids, prompt_mask = _left_pad([g.prompt_ids for g in groups], pad_id)
     prompt_pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
@@ -118,7 +129,7 @@ def plain_rewards(model: nn.Module, sequences: Sequence[Sequence[int]], pad_id: 
     """Rewards of whole sequences (prompt + completion), left-padded, one forward pass: ``(N,)``."""
     ids, mask = _left_pad(sequences, pad_id)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model.base_model(input_ids=ids, attention_mask=mask, position_ids=pos)
+    out = _body(model)(input_ids=ids, attention_mask=mask, position_ids=pos)
     return _score(model, out.last_hidden_state[:, -1])
 
 
@@ -148,7 +159,7 @@ def length_batches(
     if current:
         batches.append(current)
     if rng is not None:
-        rng.shuffle(batches)  # type: ignore[arg-type]  # shuffles the list of batches in place
+        rng.shuffle(batches)  # shuffles the list of batches in place
     yield from batches
 
 
