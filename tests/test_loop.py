@@ -146,6 +146,7 @@ def test_unsupported_action_space_is_named(
     assert main(["run", str(bad), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "MultiDiscrete" in err and "not supported" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_nan_from_a_custom_reward_stops_with_a_clear_error_and_keeps_answers(tiny_config: Path, tmp_path: Path) -> None:

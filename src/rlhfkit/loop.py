@@ -70,6 +70,15 @@ def _json_safe(row: dict[str, float]) -> dict[str, float | None]:
     return {k: (v if np.isfinite(v) else None) for k, v in row.items()}
 
 
+def probe_spec(task: Task) -> SpaceSpec:
+    """The task env's spaces, checked (raises :class:`UnsupportedSpaceError`)."""
+    env = task.make_env()
+    try:
+        return SpaceSpec.of(env.observation_space, env.action_space, task.env_id)
+    finally:
+        env.close()
+
+
 @dataclass
 class RunState:
     """Everything that lives across rounds (and goes into a checkpoint)."""
@@ -95,15 +104,13 @@ class Run:
         self.config = config
         self.task: Task = get_task(config.task)
         self.progress = progress
+        self.spec = probe_spec(self.task)
         self.store = FeedbackStore.in_dir(run_dir)
         self.selector: QuerySelector = UniformPairs()
         self.human: Human = SimulatedHuman(
             config.feedback.teacher, seed=config.seed + 7919, annotator_id=f"simulated-{config.seed}"
         )
         self.segment_length = config.feedback.segment_length or self.task.segment_length
-        probe = self.task.make_env()
-        self.spec = SpaceSpec.of(probe.observation_space, probe.action_space, self.task.env_id)
-        probe.close()
         self.state = self._initial_state()
 
     # -- set-up ---------------------------------------------------------------------
@@ -113,6 +120,7 @@ class Run:
         d = Path(run_dir)
         if (d / "checkpoints").exists() and any((d / "checkpoints").iterdir()):
             raise FileExistsError(f"{d} already holds a run; use --resume {d} to continue it, or another --out")
+        probe_spec(get_task(config.task))  # an unusable env fails here, before anything is written
         d.mkdir(parents=True, exist_ok=True)
         (d / "config.toml").write_text(config_to_toml(config), encoding="utf-8")
         return cls(d, config, progress)
