@@ -1,0 +1,548 @@
+"""Text domain: a causal language model as a policy, with exact sampling log-probs.
+
+A :class:`TextPolicy` wraps a Hugging Face causal LM and its tokenizer. It samples
+completions for a batch of prompts (:meth:`TextPolicy.generate`, returning a
+:class:`TextBatch`) and recomputes the log-probs of given completion tokens with a
+manual forward pass (:meth:`TextPolicy.token_logprobs`), which is what PPO trains.
+
+Three details keep the two sets of log-probs equal (to float round-off):
+
+- sampling uses the model's full softmax at temperature 1 (``top_k=0``,
+  ``top_p=1.0``; ``generate`` applies ``top_k=50`` by default), and the sampler's
+  log-probs are taken from the raw ``output_logits``, not the processed scores;
+- prompts are left-padded, so the forward pass passes
+  ``position_ids = cumsum(attention_mask) - 1`` (clamped at 0) exactly as
+  ``generate`` does; without it a left-padded row is read at shifted positions;
+- dropout is switched off in the wrapped model, so train and eval mode agree.
+
+Shapes: ``B`` rows (prompts times completions per prompt), ``P`` the padded prompt
+length, ``T`` the completion length (at most ``max_new_tokens``; sampling stops
+early once every row has produced an end-of-sequence token), ``V`` the vocabulary.
+
+For tests and demos, :func:`train_tiny_tokenizer` and :func:`tiny_gpt2` build a
+small byte-level BPE tokenizer and GPT-2 from scratch (nothing is downloaded);
+:func:`load_causal_lm` loads any model and tokenizer saved with ``save_pretrained``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from torch import nn
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
+
+from rlhfkit.types import Message, Text
+
+Prompt = str | Sequence[Message]
+"""A prompt: raw text, or a conversation rendered with the tokenizer's chat template."""
+
+EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<|pad|>"
+ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
+
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] not in ['system', 'user', 'assistant'] -%}"
+    "{{ raise_exception('unknown chat role ' ~ message['role'] ~ ': expected system, user or assistant') }}"
+    "{%- endif -%}"
+    "{{ '<|' ~ message['role'] ~ '|>\\n' ~ message['content'] }}"
+    "{%- if message['role'] == 'assistant' -%}{{ '" + EOS_TOKEN + "' }}{%- endif -%}"
+    "{{ '\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|assistant|>\\n' }}{%- endif -%}"
+)
+"""Renders ``[{"role": "user", "content": "hi"}]`` as ``"<|user|>\\nhi\\n"``; an assistant
+turn ends with ``<|endoftext|>`` (what a sampled completion ends with), and
+``add_generation_prompt`` appends ``"<|assistant|>\\n"``."""
+
+
+class ModelFolderError(ValueError):
+    """A folder given as a saved model lacks the model or the tokenizer (or cannot be loaded)."""
+
+
+# -- building and loading models -----------------------------------------------
+
+
+def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on ``texts``, ready for a chat model.
+
+    Every byte is in the vocabulary (no unknown tokens); ``<|endoftext|>`` is the
+    eos (and bos) token, ``<|pad|>`` the pad token, ``<|system|>``, ``<|user|>`` and
+    ``<|assistant|>`` mark chat turns (see :data:`CHAT_TEMPLATE`). Padding is on
+    the left, as batched sampling needs. Save it with ``save_pretrained``.
+    """
+    specials = [EOS_TOKEN, PAD_TOKEN, *ROLE_TOKENS]
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    if vocab_size < len(alphabet) + len(specials):
+        raise ValueError(
+            f"vocab_size must be >= {len(alphabet) + len(specials)} (256 bytes + specials), got {vocab_size}"
+        )
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=alphabet, show_progress=False
+    )
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=EOS_TOKEN,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        additional_special_tokens=list(ROLE_TOKENS),
+        padding_side="left",
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def tiny_gpt2(
+    tokenizer: PreTrainedTokenizerBase,
+    n_layer: int = 2,
+    n_embd: int = 128,
+    n_head: int = 4,
+    n_positions: int = 256,
+    seed: int = 0,
+) -> GPT2LMHeadModel:
+    """A freshly initialised GPT-2 sized to ``tokenizer`` (seeded; dropout off).
+
+    Vocabulary size and the bos/eos/pad ids come from the tokenizer; the
+    global torch RNG is left as it was.
+    """
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def load_causal_lm(path: str | os.PathLike[str]) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load ``(model, tokenizer)`` from a folder written by their ``save_pretrained``.
+
+    Only local files are read (never the Hub). Raises :class:`ModelFolderError`,
+    naming the folder and what is missing, when it holds no model (``config.json``
+    and weights) or no tokenizer, or when loading them fails.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ModelFolderError(f"{folder}: not a folder (expected one written by save_pretrained)")
+    names = {p.name for p in folder.iterdir()}
+    missing = []
+    if "config.json" not in names or not any(n.endswith(_WEIGHT_SUFFIXES) for n in names):
+        missing.append("a model (config.json and *.safetensors weights)")
+    if not any(n in names for n in _TOKENIZER_FILES):
+        missing.append("a tokenizer (tokenizer.json / tokenizer_config.json)")
+    if missing:
+        found = ", ".join(sorted(names)) or "nothing"
+        raise ModelFolderError(
+            f"{folder}: no saved causal LM here: missing {' and '.join(missing)}; found {found}. "
+            "Save both with model.save_pretrained(folder) and tokenizer.save_pretrained(folder)."
+        )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelFolderError(f"{folder}: could not load the saved causal LM: {e}") from e
+    return model, tokenizer
+
+
+# -- batches -----------------------------------------------------------------------
+
+
+def completion_mask_from(completion_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
+    """``(B, T)`` mask: 1 for tokens up to and including the first eos of each row, 0 after."""
+    is_eos = (completion_ids == eos_token_id).long()
+    eos_before = is_eos.cumsum(-1) - is_eos  # number of eos strictly before each position
+    return (eos_before == 0).long()
+
+
+def position_ids_from(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions ``(B, L)`` of left-padded rows as ``generate`` assigns them: 0 at the first real token."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+@dataclass
+class TextBatch:
+    """A batch of sampled completions, ``B`` rows, as tensors and text.
+
+    - ``input_ids``: ``(B, P + T)``, the left-padded prompt followed by the
+      completion (pad tokens after a row's eos);
+    - ``attention_mask``: ``(B, P + T)``, 0 on prompt padding and after a row's
+      first eos (the prompt mask followed by ``completion_mask``);
+    - ``prompt_len``: ``P``, the padded prompt length; completions start there;
+    - ``completion_mask``: ``(B, T)``, 1 for real completion tokens up to and
+      including the first eos, 0 after;
+    - ``logp``: ``(B, T)``, the sampler's log-prob of each completion token under
+      the full softmax at temperature 1 (0 where ``completion_mask`` is 0);
+    - ``completions``: the decoded completions, eos excluded;
+    - ``prompt_index``: ``(B,)``, which prompt each row answers (row ``i`` holds
+      completion ``i % n`` of prompt ``i // n`` for ``n`` completions per prompt);
+    - ``finished``: ``(B,)`` bool, whether the row ended with eos (else it was cut
+      at ``max_new_tokens``).
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    prompt_len: int
+    completion_mask: torch.Tensor
+    logp: torch.Tensor
+    completions: list[str]
+    prompt_index: torch.Tensor
+    finished: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def completion_ids(self) -> torch.Tensor:
+        """``(B, T)``, the sampled tokens (the PPO actions)."""
+        return self.input_ids[:, self.prompt_len :]
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """``(B,)``, real completion tokens per row (eos included)."""
+        return self.completion_mask.sum(-1)
+
+    def obs(self) -> torch.Tensor:
+        """``(B, 3, P + T)`` long: input ids, attention mask and a 0/1 row marking the completion positions.
+
+        This is the observation that :meth:`TextPolicy.log_prob` and
+        :meth:`TextPolicy.value` take (the PPO core indexes it along rows).
+        """
+        region = torch.zeros_like(self.input_ids)
+        region[:, self.prompt_len :] = 1
+        return torch.stack([self.input_ids, self.attention_mask.long(), region], dim=1)
+
+    def subset(self, rows: torch.Tensor | Sequence[int]) -> TextBatch:
+        """The rows ``rows`` of this batch (e.g. a minibatch); ``P`` and ``T`` are kept."""
+        idx = torch.as_tensor(rows, dtype=torch.long)
+        return TextBatch(
+            input_ids=self.input_ids[idx],
+            attention_mask=self.attention_mask[idx],
+            prompt_len=self.prompt_len,
+            completion_mask=self.completion_mask[idx],
+            logp=self.logp[idx],
+            completions=[self.completions[int(i)] for i in idx],
+            prompt_index=self.prompt_index[idx],
+            finished=self.finished[idx],
+        )
+
+    def to_texts(self, prompts: Sequence[Prompt]) -> list[Text]:
+        """One :class:`~rlhfkit.types.Text` record per row, given the prompts passed to ``generate``."""
+        return [
+            Text(prompt=_freeze(prompts[int(p)]), completion=c, info={"prompt_index": int(p), "finished": bool(f)})
+            for p, c, f in zip(self.prompt_index, self.completions, self.finished, strict=True)
+        ]
+
+
+# -- the policy --------------------------------------------------------------------
+
+
+class TextPolicy(nn.Module):
+    """A causal LM and its tokenizer as a policy over completion tokens.
+
+    The action at completion step ``t`` is token ``t``; the state is the prompt
+    and the tokens before it. With ``value_head`` a linear head on the LM's last
+    hidden state gives ``V(s_t)`` for PPO. Dropout in ``model`` is switched off
+    (in place), so log-probs do not depend on train/eval mode.
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, value_head: bool = True) -> None:
+        super().__init__()
+        if tokenizer.eos_token_id is None:
+            raise ValueError("the tokenizer has no eos token; a completion could never end")
+        self.model = model
+        self.tokenizer = tokenizer
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
+        self.value_head: nn.Linear | None = None
+        if value_head:
+            hidden = int(model.config.get_text_config().hidden_size)
+            self.value_head = nn.Linear(hidden, 1)
+            nn.init.normal_(self.value_head.weight, std=1.0 / (hidden + 1) ** 0.5)
+            nn.init.zeros_(self.value_head.bias)
+            self.value_head.to(device=model.device, dtype=model.dtype)
+
+    @property
+    def eos_token_id(self) -> int:
+        return int(self.tokenizer.eos_token_id)
+
+    @property
+    def pad_token_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return self.eos_token_id if pad is None else int(pad)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # -- prompts ------------------------------------------------------------------
+
+    def render(self, prompt: Prompt, add_generation_prompt: bool = True) -> str:
+        """The prompt as text: a string as is, messages through the chat template.
+
+        For messages, ``add_generation_prompt`` appends the assistant header so
+        that the completion is the assistant's reply.
+        """
+        if isinstance(prompt, str):
+            return prompt
+        messages = [{"role": m["role"], "content": m["content"]} for m in prompt]
+        out = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        assert isinstance(out, str)
+        return out
+
+    def encode_prompts(self, prompts: Sequence[Prompt]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask ``(N, P)`` of the prompts, left-padded to the longest.
+
+        Raw strings get the tokenizer's special tokens (e.g. a bos), rendered chats
+        do not (the template writes them). A prompt with no tokens starts from bos.
+        """
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a sequence of prompts, not one string (wrap it in a list)")
+        rows: list[list[int]] = []
+        for i, prompt in enumerate(prompts):
+            ids = list(self.tokenizer(self.render(prompt), add_special_tokens=isinstance(prompt, str))["input_ids"])
+            if not ids:
+                if self.tokenizer.bos_token_id is None:
+                    raise ValueError(f"prompt {i} is empty and the tokenizer has no bos token to start from")
+                ids = [int(self.tokenizer.bos_token_id)]
+            rows.append([int(t) for t in ids])
+        if not rows:
+            raise ValueError("no prompts given")
+        P = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), P), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), P), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, P - len(r) :] = torch.tensor(r, dtype=torch.long)
+            attention_mask[i, P - len(r) :] = 1
+        return input_ids.to(self.device), attention_mask.to(self.device)
+
+    # -- sampling ------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        max_new_tokens: int,
+        n_per_prompt: int = 1,
+        seed: int | None = None,
+    ) -> TextBatch:
+        """Sample ``n_per_prompt`` completions for each prompt, with their log-probs.
+
+        Sampling is from the model's full distribution at temperature 1 (no
+        top-k, top-p or other logits processors). With ``seed`` the draw is
+        reproducible, and the global torch RNG is left untouched. Returns a
+        :class:`TextBatch` of ``B = len(prompts) * n_per_prompt`` rows, the
+        completions of prompt ``j`` in rows ``j * n_per_prompt ...``.
+        """
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if n_per_prompt < 1:
+            raise ValueError(f"n_per_prompt must be >= 1, got {n_per_prompt}")
+        prompt_ids, prompt_mask = self.encode_prompts(prompts)
+        P = int(prompt_ids.shape[1])
+        max_positions = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        if max_positions is not None and P + max_new_tokens > max_positions:
+            raise ValueError(
+                f"the longest prompt has {P} tokens; with max_new_tokens={max_new_tokens} that exceeds "
+                f"the model's {max_positions} positions"
+            )
+        prompt_index = torch.arange(len(prompts), device=self.device).repeat_interleave(n_per_prompt)
+        prompt_ids, prompt_mask = prompt_ids[prompt_index], prompt_mask[prompt_index]
+
+        with torch.random.fork_rng(devices=self._rng_devices(), device_type=self.device.type):
+            if seed is not None:
+                torch.manual_seed(seed)
+            out = self.model.generate(  # type: ignore[operator]
+                input_ids=prompt_ids,
+                attention_mask=prompt_mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=True,
+                num_beams=1,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                min_p=None,
+                typical_p=1.0,
+                epsilon_cutoff=0.0,
+                eta_cutoff=0.0,
+                repetition_penalty=1.0,
+                no_repeat_ngram_size=0,
+                min_new_tokens=0,
+                eos_token_id=self.eos_token_id,
+                pad_token_id=self.pad_token_id,
+                output_logits=True,
+                output_scores=True,
+                return_dict_in_generate=True,
+            )
+        sequences = out.sequences
+        completion_ids = sequences[:, P:]
+        completion_mask = completion_mask_from(completion_ids, self.eos_token_id)
+        logits = torch.stack(out.logits, dim=1)  # (B, T, V): the model's raw next-token logits
+        logp = _gather_logp(logits.float(), completion_ids) * completion_mask
+        # The log-probs must be of the distribution actually sampled from: a logits
+        # processor left on by the model's own generation_config would break that.
+        scores = torch.stack(out.scores, dim=1)
+        processed = _gather_logp(scores.float(), completion_ids) * completion_mask
+        if not torch.allclose(processed, logp, atol=1e-4):
+            raise RuntimeError(
+                "generate sampled from a modified distribution (a logits processor from the model's "
+                "generation_config is active); reset model.generation_config to defaults"
+            )
+        del scores, processed
+        finished = (completion_ids == self.eos_token_id).any(-1)
+        completions = []
+        for row, n in zip(completion_ids, completion_mask.sum(-1), strict=True):
+            ids = row[: int(n)].tolist()
+            if ids and ids[-1] == self.eos_token_id:
+                ids = ids[:-1]
+            text = self.tokenizer.decode(ids, skip_special_tokens=False)
+            assert isinstance(text, str)
+            completions.append(text)
+        return TextBatch(
+            input_ids=sequences,
+            attention_mask=torch.cat([prompt_mask, completion_mask], dim=1),
+            prompt_len=P,
+            completion_mask=completion_mask,
+            logp=logp,
+            completions=completions,
+            prompt_index=prompt_index,
+            finished=finished,
+        )
+
+    def _rng_devices(self) -> list[int]:
+        if self.device.type == "cpu":
+            return []
+        return [self.device.index if self.device.index is not None else 0]
+
+    # -- scoring --------------------------------------------------------------------
+
+    def _forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int, hidden: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits ``(B, T, V)`` predicting the last ``T = n_completion`` tokens, and hidden states ``(B, T, H)``."""
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids_from(attention_mask),
+            logits_to_keep=n_completion + 1,
+            output_hidden_states=hidden,
+            use_cache=False,
+        )
+        logits = out.logits[:, :-1]
+        states = out.hidden_states[-1][:, -n_completion - 1 : -1] if hidden else None
+        return logits, states
+
+    def completion_logprobs(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log pi(token_t | s_t), entropy of pi(.|s_t))``, each ``(B, T)``, for the tokens after ``prompt_len``.
+
+        ``input_ids`` and ``attention_mask`` are ``(B, P + T)``, prompts
+        left-padded; positions where the mask is 0 get 0. Gradients flow.
+        """
+        T = int(input_ids.shape[1]) - prompt_len
+        if T < 1:
+            raise ValueError(f"no completion tokens: sequence length {input_ids.shape[1]}, prompt_len {prompt_len}")
+        logits, _ = self._forward(input_ids, attention_mask, T)
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        actions = input_ids[:, prompt_len:]
+        logp = logprobs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        entropy = -(logprobs.exp() * logprobs).sum(-1)
+        mask = attention_mask[:, prompt_len:].to(logp.dtype)
+        return logp * mask, entropy * mask
+
+    def token_logprobs(self, batch: TextBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logp, entropy)``, each ``(B, T)``, of the batch's completion tokens under this policy.
+
+        A manual forward pass with left-padding-aware position ids: for the policy
+        that sampled the batch it reproduces ``batch.logp``. 0 where
+        ``batch.completion_mask`` is 0. Gradients flow (wrap in ``torch.no_grad``
+        for a reference policy).
+        """
+        return self.completion_logprobs(batch.input_ids, batch.attention_mask, batch.prompt_len)
+
+    def completion_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
+        """``V(s_t)``, ``(B, T)``, before each completion token (0 where the mask is 0)."""
+        if self.value_head is None:
+            raise RuntimeError("this TextPolicy was built with value_head=False")
+        T = int(input_ids.shape[1]) - prompt_len
+        _, states = self._forward(input_ids, attention_mask, T, hidden=True)
+        assert states is not None
+        values = self.value_head(states).squeeze(-1).float()
+        return values * attention_mask[:, prompt_len:].to(values.dtype)
+
+    # -- the optimiser core's policy protocol ----------------------------------------
+
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logp, entropy)``, ``(B, T)``, for ``obs = batch.obs()`` ``(B, 3, P + T)`` and ``actions`` ``(B, T)``.
+
+        ``actions`` must be the completion tokens held in ``obs``.
+        """
+        input_ids, attention_mask, prompt_len = _unpack_obs(obs)
+        if not torch.equal(input_ids[:, prompt_len:], actions):
+            raise ValueError("actions must be the completion tokens of obs (batch.completion_ids)")
+        return self.completion_logprobs(input_ids, attention_mask, prompt_len)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """``V(s_t)``, ``(B, T)``, for ``obs = batch.obs()`` ``(B, 3, P + T)``."""
+        input_ids, attention_mask, prompt_len = _unpack_obs(obs)
+        return self.completion_values(input_ids, attention_mask, prompt_len)
+
+    def frozen_copy(self) -> TextPolicy:
+        """A detached copy in eval mode with gradients off, e.g. the reference policy pi_ref."""
+        ref = copy.deepcopy(self, memo={id(self.tokenizer): self.tokenizer})  # the tokenizer is shared
+        for p in ref.parameters():
+            p.requires_grad_(False)
+        return ref.eval()
+
+
+def _gather_logp(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """``log softmax(logits)[token]``: ``(B, T, V)`` and ``(B, T)`` -> ``(B, T)``."""
+    return F.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def _freeze(prompt: Prompt) -> str | tuple[Message, ...]:
+    return prompt if isinstance(prompt, str) else tuple(prompt)
+
+
+def _unpack_obs(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    if obs.ndim != 3 or obs.shape[1] != 3:
+        raise ValueError(f"text obs must be (B, 3, L) as made by TextBatch.obs(), got shape {tuple(obs.shape)}")
+    region = obs[:, 2]
+    n_completion = int(region[0].sum())
+    if n_completion < 1 or not torch.all(region.sum(-1) == n_completion):
+        raise ValueError("text obs: the completion-region row must mark the same T >= 1 last positions in every row")
+    return obs[:, 0], obs[:, 1], int(obs.shape[2]) - n_completion
