@@ -60,6 +60,23 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_reward(args: argparse.Namespace) -> int:
+    from rlhfkit.reward.text import TextRewardFitConfig
+    from rlhfkit.reward.text_fit import fit_reward_files
+
+    config = TextRewardFitConfig(epochs=args.epochs, lr=args.lr, max_tokens=args.max_tokens, seed=args.seed)
+    result = fit_reward_files(
+        args.data, args.model, args.out, args.eval_data, args.format, args.skip_bad_rows, args.eval_frac, config
+    )
+    if result.skipped_rows:
+        print(f"skipped {result.skipped_rows} bad rows", file=sys.stderr)
+    print(
+        f"held-out accuracy {result.accuracy:.3f} on {result.n_eval} pairs; trained on {result.n_train} pairs "
+        f"({result.pairs_per_second:.1f} pairs/s); model and metrics.json in {args.out}"
+    )
+    return 0
+
+
 def _config_help(args: argparse.Namespace) -> int:
     print("\n".join(describe()))
     return 0
@@ -77,6 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write RUN_DIR/report.html with plots")
     rep.add_argument("run_dir")
     rep.set_defaults(func=_report)
+    fr = sub.add_parser("fit-reward", help="fit a text reward model to a preference file")
+    fr.add_argument("--data", required=True, help="preference JSONL (TRL, TRL conversational, HH-RLHF or scored)")
+    fr.add_argument("--model", required=True, help="a save_pretrained folder, or the preset 'tiny'")
+    fr.add_argument("--out", required=True, help="folder for the fitted model and metrics.json")
+    fr.add_argument("--eval-data", help="held-out preference file (default: a share of the prompts)")
+    fr.add_argument("--format", default="auto", choices=["auto", "trl", "trl_conversational", "hh", "scored"])
+    fr.add_argument(
+        "--skip-bad-rows", action="store_true", help="skip malformed rows (and count them) instead of stopping"
+    )
+    fr.add_argument("--eval-frac", type=float, default=0.1, help="share of prompts held out without --eval-data")
+    fr.add_argument("--epochs", type=int, default=1)
+    fr.add_argument("--lr", type=float, default=5e-4)
+    fr.add_argument("--max-tokens", type=int, default=4096, help="padded token positions per batch")
+    fr.add_argument("--seed", type=int, default=0)
+    fr.set_defaults(func=_fit_reward)
     ch = sub.add_parser("config-help", help="list every config field, its default and meaning")
     ch.set_defaults(func=_config_help)
     return parser
@@ -84,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from rlhfkit.data.preferences import DataFormatError
     from rlhfkit.domains.control import UnsupportedSpaceError
+    from rlhfkit.domains.text import ModelFolderError
     from rlhfkit.feedback.store import StoreError
     from rlhfkit.feedback.teacher import RewardValueError
     from rlhfkit.report import ReportError
@@ -101,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         NoUsableFeedbackError,
         ReportError,
         UnknownTaskError,
+        DataFormatError,
+        ModelFolderError,
         FileExistsError,
         FileNotFoundError,
         FloatingPointError,

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
+from rlhfkit.checks import non_negative, positive, require
 from rlhfkit.reward.losses import bradley_terry_loss
 
 
@@ -192,6 +193,18 @@ class TextRewardFitConfig:
     """Weight of mean(r)^2, which pins the free offset of Bradley–Terry rewards."""
     seed: int = 0
     """Seeds batch order."""
+
+    def __post_init__(self) -> None:
+        require(
+            self,
+            {
+                "epochs": (positive, ">= 1"),
+                "lr": (positive, "> 0"),
+                "weight_decay": (non_negative, ">= 0"),
+                "max_tokens": (positive, ">= 1"),
+                "center_coef": (non_negative, ">= 0"),
+            },
+        )
 
 
 @dataclass

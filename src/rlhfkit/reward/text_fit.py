@@ -1,0 +1,230 @@
+"""``rlhfkit fit-reward``: a text reward model from a preference file, end to end.
+
+1. read the file in its format (TRL standard or conversational, HH-RLHF, or
+   scored completions), detected from its first row unless named;
+2. load the model — a folder saved with ``save_pretrained`` (any
+   ``AutoModelForSequenceClassification``; a causal LM gets a fresh scalar head)
+   or the ``tiny`` preset (a GPT-2-shaped model with a byte-level BPE tokenizer
+   trained on the training texts, so nothing is downloaded);
+3. group the records by prompt (one prompt encoding per group, all of its
+   completions and labelled pairs together — the UltraFeedback shape costs one
+   prompt and ``k`` completions, not ``k(k-1)/2`` pairs);
+4. fit with the soft-label Bradley–Terry loss, measure held-out accuracy (on
+   ``--eval-data``, or on a hash-chosen share of the prompts), and save the model
+   with ``save_pretrained`` (safetensors) and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    GPT2ForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from rlhfkit.data.preferences import (
+    DataFormatError,
+    ImportReport,
+    PreferenceRecord,
+    read_hh,
+    read_scored,
+    read_trl,
+    read_trl_conversational,
+)
+from rlhfkit.domains.text import ModelFolderError, tiny_gpt2, train_tiny_tokenizer
+from rlhfkit.files import atomic_write_bytes
+from rlhfkit.reward.text import PromptGroup, TextRewardFitConfig, TextRewardMetrics, fit_text_reward
+from rlhfkit.types import Message
+
+Format = Literal["auto", "trl", "trl_conversational", "hh", "scored"]
+TextValue = str | tuple[Message, ...]
+
+
+def detect_format(path: str | Path) -> str:
+    """The format of a preference file, from the keys and types of its first row."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataFormatError(str(path), number, "<row>", f"not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataFormatError(str(path), number, "<row>", "a row must be a JSON object")
+            if "completions" in row:
+                return "scored"
+            if isinstance(row.get("chosen"), list):
+                return "trl_conversational"
+            if "prompt" not in row and str(row.get("chosen", "")).lstrip("\n").startswith("Human:"):
+                return "hh"
+            return "trl"
+    raise DataFormatError(str(path), 0, "<file>", "the file holds no rows")
+
+
+def read_preferences(path: str | Path, format: Format = "auto", skip_bad_rows: bool = False) -> ImportReport:
+    """Every record of a preference file; with ``skip_bad_rows`` bad rows are counted, not fatal."""
+    fmt = detect_format(path) if format == "auto" else format
+    reader = {"trl": read_trl, "trl_conversational": read_trl_conversational, "hh": read_hh, "scored": read_scored}
+    if fmt not in reader:
+        raise ValueError(f"unknown format {fmt!r}; choose auto, {', '.join(reader)}")
+    result = reader[fmt](path, skip_bad_rows=True) if skip_bad_rows else reader[fmt](path)  # type: ignore[operator]
+    if isinstance(result, ImportReport):
+        return result
+    return ImportReport(records=list(result), skipped=0, errors=[])
+
+
+def render(tokenizer: PreTrainedTokenizerBase, value: TextValue, as_prompt: bool) -> str:
+    """Text of a prompt or completion; chat messages go through the tokenizer's chat template."""
+    if isinstance(value, str):
+        return value
+    messages = [{"role": m["role"], "content": m["content"]} for m in value]
+    if as_prompt:
+        out = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=bool(messages))
+        return out if isinstance(out, str) else ""
+    return "".join(m["content"] for m in messages)
+
+
+def records_to_groups(records: Sequence[PreferenceRecord], tokenizer: PreTrainedTokenizerBase) -> list[PromptGroup]:
+    """One :class:`PromptGroup` per distinct prompt; incomparable records are left out.
+
+    A completion is tokenised without special tokens and closed with the eos
+    token, so the reward is read where the answer ends; an empty prompt becomes
+    the bos (or eos) token so that every sequence has a first position.
+    """
+    eos = tokenizer.eos_token_id
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos
+    by_prompt: dict[str, tuple[list[str], dict[str, int], list[tuple[int, int]], list[tuple[float, float]]]] = {}
+    for r in records:
+        if r.mu is None:
+            continue
+        prompt = render(tokenizer, r.prompt, as_prompt=True)
+        comps, index, pairs, mus = by_prompt.setdefault(prompt, ([], {}, [], []))
+        ids = []
+        for value in (r.chosen, r.rejected):
+            text = render(tokenizer, value, as_prompt=False)
+            if text not in index:
+                index[text] = len(comps)
+                comps.append(text)
+            ids.append(index[text])
+        pairs.append((ids[0], ids[1]))
+        mus.append((float(r.mu[0]), float(r.mu[1])))
+    groups = []
+    for prompt, (comps, _, pairs, mus) in by_prompt.items():
+        prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"] if prompt else []
+        if not prompt_ids and start is not None:
+            prompt_ids = [start]
+        completion_ids = [(*tokenizer(c, add_special_tokens=False)["input_ids"], eos) for c in comps]
+        groups.append(PromptGroup(tuple(prompt_ids), tuple(completion_ids), tuple(pairs), tuple(mus)))
+    return groups
+
+
+def _texts(records: Sequence[PreferenceRecord]) -> list[str]:
+    out: list[str] = []
+    for r in records:
+        for value in (r.prompt, r.chosen, r.rejected):
+            out.append(value if isinstance(value, str) else " ".join(m["content"] for m in value))
+    return out
+
+
+def load_reward_model(
+    model: str, training_texts: Sequence[str], seed: int = 0
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A scalar-output sequence classifier and its tokenizer: the ``tiny`` preset or a saved folder."""
+    tokenizer: PreTrainedTokenizerBase
+    if model == "tiny":
+        tokenizer = train_tiny_tokenizer(training_texts, vocab_size=1024)
+        config = tiny_gpt2(tokenizer, n_layer=2, n_embd=128, n_head=4, n_positions=512).config
+        config.num_labels = 1
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            reward_model = GPT2ForSequenceClassification(config)
+        return reward_model, tokenizer
+    path = Path(model)
+    if not path.is_dir():
+        raise ModelFolderError(f"--model {model!r}: not a preset (tiny) and not a folder saved with save_pretrained")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        reward_model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    except (OSError, ValueError) as e:
+        raise ModelFolderError(f"--model {path}: cannot load a model and tokenizer ({e})") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    reward_model.config.pad_token_id = tokenizer.pad_token_id
+    return reward_model, tokenizer
+
+
+def _held_out(prompt_ids: tuple[int, ...], frac: float, seed: int) -> bool:
+    h = hashlib.sha256(f"{seed}:{prompt_ids}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64 < frac
+
+
+@dataclass(frozen=True)
+class FitRewardResult:
+    """What ``rlhfkit fit-reward`` reports and writes to ``metrics.json``."""
+
+    accuracy: float
+    n_train: int
+    n_eval: int
+    pairs_per_second: float
+    n_prompts: int
+    skipped_rows: int
+    incomparable: int
+    epochs: int
+
+
+def fit_reward_files(
+    data: str | Path,
+    model: str,
+    out: str | Path,
+    eval_data: str | Path | None = None,
+    format: Format = "auto",
+    skip_bad_rows: bool = False,
+    eval_frac: float = 0.1,
+    config: TextRewardFitConfig | None = None,
+) -> FitRewardResult:
+    """Read, fit, evaluate and save; see the module docstring."""
+    config = config or TextRewardFitConfig()
+    train_report = read_preferences(data, format, skip_bad_rows)
+    eval_report = read_preferences(eval_data, format, skip_bad_rows) if eval_data is not None else None
+    records = train_report.records
+    if not records:
+        raise DataFormatError(str(data), 0, "<file>", "no usable rows")
+    reward_model, tokenizer = load_reward_model(model, _texts(records), config.seed)
+    groups = records_to_groups(records, tokenizer)
+    if eval_report is not None:
+        train, held = groups, records_to_groups(eval_report.records, tokenizer)
+    else:
+        train = [g for g in groups if not _held_out(g.prompt_ids, eval_frac, config.seed)]
+        held = [g for g in groups if _held_out(g.prompt_ids, eval_frac, config.seed)]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    metrics: TextRewardMetrics = fit_text_reward(reward_model, train, held, pad, config)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reward_model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    result = FitRewardResult(
+        accuracy=metrics.accuracy,
+        n_train=metrics.n_train,
+        n_eval=metrics.n_eval,
+        pairs_per_second=metrics.pairs_per_second,
+        n_prompts=len(train),
+        skipped_rows=train_report.skipped + (eval_report.skipped if eval_report else 0),
+        incomparable=sum(r.mu is None for r in records),
+        epochs=config.epochs,
+    )
+    payload: dict[str, Any] = asdict(result)
+    payload["accuracy"] = None if np.isnan(result.accuracy) else result.accuracy
+    atomic_write_bytes(out_dir / "metrics.json", (json.dumps(payload, indent=2) + "\n").encode())
+    return result

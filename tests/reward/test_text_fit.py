@@ -1,0 +1,101 @@
+"""`rlhfkit fit-reward` on files the tests write: formats, held-out accuracy, saved models, bad rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rlhfkit.cli import main
+from rlhfkit.reward.text import group_rewards
+from rlhfkit.reward.text_fit import detect_format, load_reward_model, read_preferences, records_to_groups
+from rlhfkit.tasks import text as text_task
+
+
+def _pairs(n: int, seed: int) -> list[dict[str, str]]:
+    """Pairs of task completions, chosen by the task's true reward (ties left out)."""
+    rng = np.random.default_rng(seed)
+    corpus = text_task.corpus(4 * n, seed=seed)
+    rows = []
+    while len(rows) < n:
+        a, b = (corpus[int(i)] for i in rng.integers(0, len(corpus), 2))
+        subject = rng.choice(text_task.SUBJECTS)
+        ca, cb = a.split(" is", 1)[1], b.split(" is", 1)[1]
+        ra, rb = text_task.true_reward(ca), text_task.true_reward(cb)
+        if ra == rb:
+            continue
+        chosen, rejected = (ca, cb) if ra > rb else (cb, ca)
+        rows.append({"prompt": f"the {subject} is", "chosen": chosen, "rejected": rejected})
+    return rows
+
+
+def _write(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_fit_reward_cli_learns_the_task_preference_and_saves_a_loadable_model(tmp_path: Path) -> None:
+    train = _write(tmp_path / "train.jsonl", _pairs(600, seed=0))
+    held = _write(tmp_path / "eval.jsonl", _pairs(200, seed=1))
+    out = tmp_path / "rm"
+    args = ["fit-reward", "--data", str(train), "--eval-data", str(held), "--model", "tiny", "--out", str(out)]
+    assert main([*args, "--epochs", "3", "--lr", "1e-3"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= {"accuracy", "n_train", "n_eval", "pairs_per_second"}
+    assert metrics["n_train"] == 600 and metrics["n_eval"] == 200
+    assert metrics["accuracy"] >= 0.8, metrics
+    assert (out / "model.safetensors").exists()
+
+    # The saved folder loads back as --model and scores exactly as before.
+    model, tok = load_reward_model(str(out), [])
+    groups = records_to_groups(read_preferences(held).records[:8], tok)
+    again, _ = load_reward_model(str(out), [])
+    with torch.no_grad():
+        r1 = torch.cat(group_rewards(model.eval(), groups, tok.pad_token_id))
+        r2 = torch.cat(group_rewards(again.eval(), groups, tok.pad_token_id))
+    assert torch.equal(r1, r2)
+
+
+def test_scored_completions_are_grouped_by_prompt(tmp_path: Path) -> None:
+    rows = [
+        {
+            "prompt": "the cat is",
+            "completions": [
+                {"text": " kind .", "score": 2},
+                {"text": " sad .", "score": 0},
+                {"text": " warm .", "score": 1},
+                {"text": " rude .", "score": -1},
+            ],
+        },
+        {"prompt": "the dog is", "completions": [{"text": " calm .", "score": 1}, {"text": " dull .", "score": 0}]},
+    ]
+    path = _write(tmp_path / "scored.jsonl", rows)
+    assert detect_format(path) == "scored"
+    _, tok = load_reward_model("tiny", ["the cat is kind sad warm rude dog calm dull ."] * 20)
+    groups = records_to_groups(read_preferences(path).records, tok)
+    assert [len(g.completion_ids) for g in groups] == [4, 2]
+    assert [len(g.pairs) for g in groups] == [6, 1]  # every pair of four completions, one prompt encoding
+
+
+def test_bad_row_is_named_or_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows: list[dict[str, object]] = list(_pairs(30, seed=2))
+    rows[4] = {"prompt": "the cat is", "chosen": " kind ."}  # no rejected
+    path = _write(tmp_path / "bad.jsonl", rows)
+    out = tmp_path / "rm"
+    assert main(["fit-reward", "--data", str(path), "--model", "tiny", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.jsonl" in err and ":5" in err and "rejected" in err
+    assert not out.exists()
+    assert main(["fit-reward", "--data", str(path), "--model", "tiny", "--out", str(out), "--skip-bad-rows"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["skipped_rows"] == 1
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(tmp_path / "d.jsonl", list(_pairs(5, seed=3)))
+    assert (
+        main(["fit-reward", "--data", str(path), "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    )
+    assert "nope" in capsys.readouterr().err
