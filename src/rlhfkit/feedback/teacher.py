@@ -31,14 +31,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from rlhfkit.types import Answer, Comparison, Generation, Query, Segment
+from rlhfkit.types import Answer, Comparison, Generation, Query, Segment, Text
 
-RewardFn = Callable[[Segment], np.ndarray]
-"""``r_H``: maps a segment to per-step rewards of shape ``(T,)``."""
+RewardFn = Callable[[Any], np.ndarray]
+"""``r_H``: per-step rewards ``(T,)`` of a :class:`Segment`, or one reward (shape ``()`` or ``(1,)``) of a :class:`Text`."""
 
 
 def true_reward(segment: Segment) -> np.ndarray:
@@ -119,9 +119,14 @@ class SimulatedHuman:
         self.rng = np.random.default_rng(seed)
         self.annotator_id = annotator_id
 
-    def segment_return(self, segment: Segment) -> float:
-        """The myopically discounted return ``R(x)`` under ``r_H``."""
+    def segment_return(self, segment: Segment | Text) -> float:
+        """The myopically discounted return ``R(x)`` under ``r_H`` (a text has one step: its reward)."""
         r = np.asarray(self.reward_fn(segment), dtype=np.float64)
+        if isinstance(segment, Text):
+            if r.size != 1 or not np.isfinite(r).all():
+                name = getattr(self.reward_fn, "__name__", self.reward_fn)
+                raise RewardValueError(f"reward function {name!r} returned {r!r} for a text; expected one finite number")
+            return float(r.reshape(()))
         if r.shape != (len(segment),):
             raise RewardValueError(
                 f"reward function {getattr(self.reward_fn, '__name__', self.reward_fn)!r} returned shape "
@@ -156,6 +161,6 @@ class SimulatedHuman:
 
     def answer(self, query: Query, generations: Mapping[str, Generation]) -> Comparison:
         """Answer one comparison query; ``generations`` must hold both of its generations."""
-        a, b = (generations[gid].segment for gid in query.generation_ids)
+        a, b = (generations[gid].content for gid in query.generation_ids)
         answer, mu_a = self.judge(self.segment_return(a), self.segment_return(b))
         return Comparison.make(query.id, answer, self.annotator_id, mu_a=mu_a)

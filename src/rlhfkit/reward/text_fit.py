@@ -96,38 +96,56 @@ def render(tokenizer: PreTrainedTokenizerBase, value: TextValue, as_prompt: bool
     return "".join(m["content"] for m in messages)
 
 
-def records_to_groups(records: Sequence[PreferenceRecord], tokenizer: PreTrainedTokenizerBase) -> list[PromptGroup]:
-    """One :class:`PromptGroup` per distinct prompt; incomparable records are left out.
+LabelledPair = tuple[TextValue, TextValue, TextValue, tuple[float, float]]
+"""``(prompt, completion_a, completion_b, mu)``."""
 
-    A completion is tokenised without special tokens and closed with the eos
-    token, so the reward is read where the answer ends; an empty prompt becomes
-    the bos (or eos) token so that every sequence has a first position.
-    """
-    eos = tokenizer.eos_token_id
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos
+
+def records_to_groups(records: Sequence[PreferenceRecord], tokenizer: PreTrainedTokenizerBase) -> list[PromptGroup]:
+    """One :class:`PromptGroup` per distinct prompt; incomparable records are left out."""
+    return pairs_to_groups([(r.prompt, r.chosen, r.rejected, r.mu) for r in records if r.mu is not None], tokenizer)
+
+
+def prompt_token_ids(tokenizer: PreTrainedTokenizerBase, prompt: str) -> tuple[int, ...]:
+    """Token ids of a rendered prompt; an empty prompt becomes the bos (or eos) token."""
+    ids = tokenizer(prompt, add_special_tokens=True)["input_ids"] if prompt else []
+    if not ids:
+        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        ids = [start]
+    return tuple(ids)
+
+
+def completion_token_ids(tokenizer: PreTrainedTokenizerBase, completion: str) -> tuple[int, ...]:
+    """A completion's ids without special tokens, closed by eos so the reward is read where it ends."""
+    return (*tokenizer(completion, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id)
+
+
+def pairs_to_groups(pairs: Sequence[LabelledPair], tokenizer: PreTrainedTokenizerBase) -> list[PromptGroup]:
+    """Group labelled pairs by prompt: each prompt encoded once, each distinct completion once."""
     by_prompt: dict[str, tuple[list[str], dict[str, int], list[tuple[int, int]], list[tuple[float, float]]]] = {}
-    for r in records:
-        if r.mu is None:
-            continue
-        prompt = render(tokenizer, r.prompt, as_prompt=True)
-        comps, index, pairs, mus = by_prompt.setdefault(prompt, ([], {}, [], []))
+    for prompt_value, a, b, mu in pairs:
+        prompt = render(tokenizer, prompt_value, as_prompt=True)
+        comps, index, pair_idx, mus = by_prompt.setdefault(prompt, ([], {}, [], []))
         ids = []
-        for value in (r.chosen, r.rejected):
+        for value in (a, b):
             text = render(tokenizer, value, as_prompt=False)
             if text not in index:
                 index[text] = len(comps)
                 comps.append(text)
             ids.append(index[text])
-        pairs.append((ids[0], ids[1]))
-        mus.append((float(r.mu[0]), float(r.mu[1])))
-    groups = []
-    for prompt, (comps, _, pairs, mus) in by_prompt.items():
-        prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"] if prompt else []
-        if not prompt_ids and start is not None:
-            prompt_ids = [start]
-        completion_ids = [(*tokenizer(c, add_special_tokens=False)["input_ids"], eos) for c in comps]
-        groups.append(PromptGroup(tuple(prompt_ids), tuple(completion_ids), tuple(pairs), tuple(mus)))
-    return groups
+        if ids[0] == ids[1]:
+            continue  # the same text twice carries no preference
+        pair_idx.append((ids[0], ids[1]))
+        mus.append((float(mu[0]), float(mu[1])))
+    return [
+        PromptGroup(
+            prompt_token_ids(tokenizer, prompt),
+            tuple(completion_token_ids(tokenizer, c) for c in comps),
+            tuple(pair_idx),
+            tuple(mus),
+        )
+        for prompt, (comps, _, pair_idx, mus) in by_prompt.items()
+        if pair_idx
+    ]
 
 
 def _texts(records: Sequence[PreferenceRecord]) -> list[str]:
