@@ -15,29 +15,37 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rlhfkit.config import ConfigError, describe, load_config
+from rlhfkit.config import ConfigError, describe, is_text_config, load_config
 
 
 def _run(args: argparse.Namespace) -> int:
     from rlhfkit.loop import Run
+    from rlhfkit.loop_text import TextRun, load_text_config
     from rlhfkit.report import write_report
 
+    run: Run | TextRun
     if args.resume:
         if args.config is not None or args.out is not None or args.seed is not None:
             raise ConfigError(
                 "--resume RUN_DIR takes its config from RUN_DIR/config.toml; drop CONFIG, --out and --seed"
             )
-        run = Run.resume(args.resume)
+        text = is_text_config(Path(args.resume) / "config.toml")
+        run = TextRun.resume(args.resume) if text else Run.resume(args.resume)
     else:
         if args.config is None:
             raise ConfigError("give a CONFIG.toml to start a run, or --resume RUN_DIR to continue one")
-        cfg = load_config(args.config)
-        if args.seed is not None:
-            cfg = dataclasses.replace(cfg, seed=args.seed)
-        out = (
-            Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-        )
-        run = Run.create(cfg, out)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{stamp}"
+        if is_text_config(args.config):
+            text_cfg = load_text_config(args.config)
+            if args.seed is not None:
+                text_cfg = dataclasses.replace(text_cfg, seed=args.seed)
+            run = TextRun.create(text_cfg, out)
+        else:
+            cfg = load_config(args.config)
+            if args.seed is not None:
+                cfg = dataclasses.replace(cfg, seed=args.seed)
+            run = Run.create(cfg, out)
     print(f"run folder: {run.dir}", file=sys.stderr)
 
     def on_round(row: dict[str, float]) -> None:

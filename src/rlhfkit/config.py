@@ -259,17 +259,27 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "", defaults: di
         raise ConfigError(f"{section}: {e}") from None
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read and validate a run config; errors are :class:`ConfigError` naming file and field."""
-    from rlhfkit.tasks import UnknownTaskError, get_task
-
-    p = Path(path)
+def _read_toml(p: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such config file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
+
+
+def is_text_config(path: str | Path) -> bool:
+    """Whether a config file names a text task (``task = "text:..."``)."""
+    task = _read_toml(Path(path)).get("task", "")
+    return isinstance(task, str) and task.startswith("text:")
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read and validate a control run config; errors are :class:`ConfigError` naming file and field."""
+    from rlhfkit.tasks import UnknownTaskError, get_task
+
+    p = Path(path)
+    data = _read_toml(p)
     data.update(overrides or {})
     try:
         task_name = _check_value(data.get("task", RunConfig.task), str, "task")
@@ -298,7 +308,7 @@ def _to_toml_value(v: Any) -> Any:
     return v
 
 
-def config_to_toml(cfg: RunConfig) -> str:
+def config_to_toml(cfg: Any) -> str:
     """The full, resolved config as TOML (every field written, defaults included)."""
     table = _to_toml_value(cfg)
 

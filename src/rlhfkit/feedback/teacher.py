@@ -38,7 +38,7 @@ import numpy as np
 from rlhfkit.types import Answer, Comparison, Generation, Query, Segment, Text
 
 RewardFn = Callable[[Any], np.ndarray]
-"""``r_H``: per-step rewards ``(T,)`` of a :class:`Segment`, or one reward (shape ``()`` or ``(1,)``) of a :class:`Text`."""
+"""``r_H``: per-step rewards ``(T,)`` of a :class:`Segment`, or one reward (``()`` or ``(1,)``) of a :class:`Text`."""
 
 
 def true_reward(segment: Segment) -> np.ndarray:
@@ -125,7 +125,9 @@ class SimulatedHuman:
         if isinstance(segment, Text):
             if r.size != 1 or not np.isfinite(r).all():
                 name = getattr(self.reward_fn, "__name__", self.reward_fn)
-                raise RewardValueError(f"reward function {name!r} returned {r!r} for a text; expected one finite number")
+                raise RewardValueError(
+                    f"reward function {name!r} returned {r!r} for a text; expected one finite number"
+                )
             return float(r.reshape(()))
         if r.shape != (len(segment),):
             raise RewardValueError(

@@ -1,0 +1,354 @@
+"""The RLHF loop on text: the same three steps as :mod:`rlhfkit.loop`, for a language model.
+
+One round ``k``:
+
+1. **sample** two completions for each of ``n`` prompts from the current policy
+   and store each pair as a comparison query;
+2. **ask** the (simulated) human, committing each answer;
+3. **fit** the text reward model (warm start) on every usable stored answer,
+   grouped by prompt (one prompt encoding per group);
+4. **optimise** the policy with RLOO or GRPO on the learned reward, with
+   ``beta * KL(pi || pi_base)`` in the loss;
+5. **evaluate** on fixed prompts and seeds: true reward, learned reward, the
+   task's proxy, completion length and KL to the base model (``true_return``,
+   ``learned_return``, ``kl_to_base`` in ``metrics.jsonl``, so one report serves
+   both domains), then checkpoint.
+
+Resume works as for control: a round's stored queries are reused and only the
+unanswered ones are asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from transformers import GPT2ForSequenceClassification
+
+from rlhfkit.checks import positive, require
+from rlhfkit.config import ConfigError, config_to_toml, from_dict
+from rlhfkit.domains.text import Prompt, TextPolicy, load_causal_lm
+from rlhfkit.feedback.store import FeedbackStore
+from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
+from rlhfkit.files import atomic_torch_save, atomic_write_bytes
+from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
+from rlhfkit.reward.fit import NoUsableFeedbackError
+from rlhfkit.reward.text import (
+    PromptGroup,
+    TextRewardFitConfig,
+    fit_text_reward,
+    group_rewards,
+)
+from rlhfkit.reward.text_fit import completion_token_ids, pairs_to_groups, prompt_token_ids
+from rlhfkit.tasks import text as describe_task
+from rlhfkit.types import Generation, Query, new_id
+
+TEXT_TASKS = ("text:describe",)
+
+
+@dataclass(frozen=True)
+class TextFeedbackConfig:
+    """Step 1 on text: how many comparisons, how long the completions, who answers."""
+
+    initial_comparisons: int = 60
+    """Comparisons asked in round 1 (about the base model's completions)."""
+    comparisons_per_round: int = 30
+    """Comparisons asked in each later round."""
+    max_new_tokens: int = 24
+    """Longest completion, in tokens."""
+    teacher: TeacherConfig = field(default_factory=lambda: TeacherConfig(beta=4.0))
+    """The simulated human's noise model (it judges the task's true reward)."""
+
+    def __post_init__(self) -> None:
+        require(
+            self,
+            {
+                "initial_comparisons": (positive, ">= 1"),
+                "comparisons_per_round": (lambda v: v >= 0, ">= 0"),
+                "max_new_tokens": (positive, ">= 1"),
+            },
+        )
+
+
+@dataclass(frozen=True)
+class TextBaseConfig:
+    """The base model pi_base: the task's pre-trained tiny LM, or a saved causal LM."""
+
+    path: str = ""
+    """A save_pretrained folder; empty = pre-train the task's tiny model (cached in the run folder)."""
+    pretrain_steps: int = 600
+    """Pre-training steps for the task's tiny model."""
+
+
+@dataclass(frozen=True)
+class TextRunConfig:
+    """A whole RLHF run on a text task."""
+
+    task: Literal["text:describe"] = "text:describe"
+    """The built-in text task."""
+    rounds: int = 4
+    """Rounds of collect feedback -> fit reward -> optimise policy."""
+    seed: int = 0
+    """Seed of every random generator in the run."""
+    steps_per_round: int = 30
+    """Policy-optimisation steps per round."""
+    eval_per_prompt: int = 8
+    """Completions per prompt for each round's evaluation (fixed seeds)."""
+    feedback: TextFeedbackConfig = field(default_factory=TextFeedbackConfig)
+    """Step 1: collecting feedback."""
+    reward: TextRewardFitConfig = field(default_factory=lambda: TextRewardFitConfig(epochs=3, lr=1e-3))
+    """Step 2: fitting the text reward model."""
+    optim: GroupPGConfig = field(default_factory=lambda: GroupPGConfig(max_new_tokens=24, beta=0.05))
+    """Step 3: RLOO / GRPO with the KL to the base model in the loss."""
+    base: TextBaseConfig = field(default_factory=TextBaseConfig)
+    """The base model."""
+
+    def __post_init__(self) -> None:
+        require(self, {"rounds": (positive, ">= 1"), "steps_per_round": (positive, ">= 1")})
+
+
+def load_text_config(path: str | Path) -> TextRunConfig:
+    """Read and validate a text run config (errors name the file and field)."""
+    import tomllib
+
+    p = Path(path)
+    try:
+        return from_dict(TextRunConfig, tomllib.loads(p.read_text(encoding="utf-8")))
+    except (ConfigError, tomllib.TOMLDecodeError, FileNotFoundError) as e:
+        raise ConfigError(f"{p}: {e}") from None
+
+
+def _heldout(query_id: str, frac: float = 0.15) -> bool:
+    return int.from_bytes(hashlib.sha256(query_id.encode()).digest()[:8], "big") / 2**64 < frac
+
+
+class TextRun:
+    """A text run folder and the loop over its rounds (see the module docstring)."""
+
+    def __init__(self, run_dir: Path, config: TextRunConfig, progress: bool = True) -> None:
+        self.dir = run_dir
+        self.config = config
+        self.progress = progress
+        self.prompts: list[Prompt] = list(describe_task.prompts())
+        self.store = FeedbackStore.in_dir(run_dir)
+        self.human = SimulatedHuman(
+            config.feedback.teacher,
+            reward_fn=lambda t: np.array(describe_task.true_reward(t.completion)),
+            seed=config.seed + 7919,
+            annotator_id=f"simulated-{config.seed}",
+        )
+        torch.manual_seed(config.seed)
+        model, tokenizer = self._base_model()
+        self.tokenizer = tokenizer
+        self.policy = TextPolicy(model, tokenizer, value_head=False)
+        self.ref = self.policy.frozen_copy()
+        rm_config = dataclasses.replace(model.config, num_labels=1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed + 1)
+            self.reward_model = GPT2ForSequenceClassification(rm_config)
+        self.trainer = GroupPGTrainer(self.policy, self.ref, config.optim, seed=config.seed)
+        self.round = 0
+        self.history: list[dict[str, float]] = []
+
+    @classmethod
+    def create(cls, config: TextRunConfig, run_dir: str | Path, progress: bool = True) -> TextRun:
+        d = Path(run_dir)
+        if (d / "checkpoints").exists() and any((d / "checkpoints").iterdir()):
+            raise FileExistsError(f"{d} already holds a run; use --resume {d} to continue it, or another --out")
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "config.toml").write_text(config_to_toml(config), encoding="utf-8")
+        return cls(d, config, progress)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, progress: bool = True) -> TextRun:
+        d = Path(run_dir)
+        if not (d / "config.toml").exists():
+            raise FileNotFoundError(f"{d} is not a run folder (no config.toml)")
+        run = cls(d, load_text_config(d / "config.toml"), progress)
+        run.load_latest_checkpoint()
+        return run
+
+    def _base_model(self) -> tuple[Any, Any]:
+        cfg = self.config.base
+        if cfg.path:
+            return load_causal_lm(cfg.path)
+        cached = self.dir / "base_model"
+        if (cached / "config.json").exists():
+            return load_causal_lm(cached)
+        if self.progress:
+            print("pre-training the task's tiny language model ...", flush=True)
+        model, tokenizer = describe_task.pretrain_base_model(steps=cfg.pretrain_steps, seed=self.config.seed)
+        model.save_pretrained(cached)
+        tokenizer.save_pretrained(cached)
+        return model, tokenizer
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        ckpt_dir = self.dir / "checkpoints"
+        ckpt_dir.mkdir(exist_ok=True)
+        payload = {
+            "round": self.round,
+            "policy": self.policy.state_dict(),
+            "reward_model": self.reward_model.state_dict(),
+            "optimizer": self.trainer.optimizer.state_dict(),
+            "steps": self.trainer.steps,
+            "generated_tokens": self.trainer.generated_tokens,
+            "history": self.history,
+        }
+        atomic_torch_save(payload, ckpt_dir / f"round-{self.round:04d}.pt")
+        atomic_write_bytes(ckpt_dir / "latest", str(self.round).encode())
+        rows = "".join(
+            json.dumps({k: (v if np.isfinite(v) else None) for k, v in h.items()}) + "\n" for h in self.history
+        )
+        atomic_write_bytes(self.dir / "metrics.jsonl", rows.encode())
+
+    def load_latest_checkpoint(self) -> None:
+        latest = self.dir / "checkpoints" / "latest"
+        if not latest.exists():
+            return
+        k = int(latest.read_text())
+        ck = torch.load(self.dir / "checkpoints" / f"round-{k:04d}.pt", map_location="cpu", weights_only=False)
+        self.policy.load_state_dict(ck["policy"])
+        self.reward_model.load_state_dict(ck["reward_model"])
+        self.trainer.optimizer.load_state_dict(ck["optimizer"])
+        self.trainer.steps = ck["steps"]
+        self.trainer.generated_tokens = ck["generated_tokens"]
+        self.round = ck["round"]
+        self.history = list(ck["history"])
+
+    # -- the steps ----------------------------------------------------------------------
+
+    def sample_queries(self, k: int) -> list[Query]:
+        stored = self.store.queries(round=k)
+        if stored:
+            return stored
+        fb = self.config.feedback
+        n = fb.initial_comparisons if k == 1 else fb.comparisons_per_round
+        if n == 0:
+            return []
+        rng = np.random.default_rng([self.config.seed, k])
+        prompts = [self.prompts[int(i)] for i in rng.integers(0, len(self.prompts), n)]
+        with torch.no_grad():
+            batch = self.policy.generate(prompts, fb.max_new_tokens, n_per_prompt=2, seed=self.config.seed * 1000 + k)
+        texts = batch.to_texts(prompts)
+        gens = [Generation(new_id(rng), k, f"round-{k - 1}", t) for t in texts]
+        queries = [Query(new_id(rng), (gens[2 * j].id, gens[2 * j + 1].id), k) for j in range(n)]
+        self.store.add_generations(gens)
+        self.store.add_queries(queries)
+        return queries
+
+    def ask(self, queries: Sequence[Query]) -> int:
+        pending_ids = {q.id for q in self.store.queries(pending_for=self.human.annotator_id)}
+        pending = [q for q in queries if q.id in pending_ids]
+        if not pending:
+            return 0
+        gens = self.store.generations([g for q in pending for g in q.generation_ids])
+        stored = 0
+        for q in tqdm(pending, desc="asking the human", leave=False, disable=not self.progress):
+            stored += self.store.record(self.human.answer(q, gens))
+        return stored
+
+    def fit(self) -> tuple[float, int]:
+        comparisons = [c for c in self.store.comparisons() if c.usable]
+        if not comparisons:
+            raise NoUsableFeedbackError(f"{self.dir}: no usable answers to fit the text reward on")
+        queries = {q.id: q.generation_ids for q in self.store.queries()}
+        gens = self.store.generations([g for c in comparisons for g in queries[c.query_id]])
+
+        def pairs(held: bool) -> list[PromptGroup]:
+            items = []
+            for c in comparisons:
+                if _heldout(c.query_id) != held:
+                    continue
+                a, b = (gens[g].text for g in queries[c.query_id])
+                assert c.mu is not None
+                items.append((a.prompt, a.completion, b.completion, c.mu))
+            return pairs_to_groups(items, self.tokenizer)
+
+        cfg = dataclasses.replace(self.config.reward, seed=self.config.seed + self.round)
+        metrics = fit_text_reward(self.reward_model, pairs(False), pairs(True), self.tokenizer.pad_token_id, cfg)
+        return metrics.accuracy, metrics.n_train
+
+    @torch.no_grad()
+    def learned_reward(self, prompts: Sequence[Prompt], completions: Sequence[str]) -> np.ndarray:
+        """The reward model's score of each (prompt, completion)."""
+        self.reward_model.eval()
+        groups = [
+            PromptGroup(
+                prompt_token_ids(self.tokenizer, self.policy.render(p)),
+                (completion_token_ids(self.tokenizer, c),),
+                (),
+                (),
+            )
+            for p, c in zip(prompts, completions, strict=True)
+        ]
+        rewards = group_rewards(self.reward_model, groups, self.tokenizer.pad_token_id)
+        return torch.cat(rewards).double().numpy()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        n = self.config.eval_per_prompt
+        batch = self.policy.generate(self.prompts, self.config.feedback.max_new_tokens, n, seed=123_457)
+        owners = [self.prompts[int(j)] for j in batch.prompt_index]
+        true = describe_task.true_rewards(batch.completions)
+        proxy = [describe_task.proxy_reward(c) for c in batch.completions]
+        logp, _ = self.policy.token_logprobs(batch)
+        ref_logp, _ = self.ref.token_logprobs(batch)
+        mask = batch.completion_mask.to(logp.dtype)
+        kl = ((logp - ref_logp) * mask).sum(-1)  # k1 per sequence: unbiased for KL(pi || pi_base)
+        words = [len(c.split()) for c in batch.completions]
+        return {
+            "true_return": float(true.mean()),
+            "true_return_std": float(true.std()),
+            "learned_return": float(self.learned_reward(owners, batch.completions).mean()),
+            "proxy_return": float(np.mean(proxy)),
+            "kl_to_base": float(kl.mean()),
+            "length_words": float(np.mean(words)),
+        }
+
+    def run_round(self) -> dict[str, float]:
+        k = self.round + 1
+        t0 = time.time()
+        self.ask(self.sample_queries(k))
+        rm_accuracy, n_train = self.fit()
+        steps = self.config.steps_per_round
+        for _ in tqdm(range(steps), desc=f"round {k} policy", leave=False, disable=not self.progress):
+            self.trainer.step(self.prompts, self.learned_reward)
+        self.round = k
+        row = {
+            "round": float(k),
+            "n_feedback": float(self.store.count_feedback()),
+            "generated_tokens": float(self.trainer.generated_tokens),
+            **self.evaluate(),
+            "rm_accuracy": rm_accuracy,
+            "rm_train_pairs": float(n_train),
+            "beta": float(self.config.optim.beta),
+            "seconds": time.time() - t0,
+        }
+        self.history.append(row)
+        self._checkpoint()
+        return row
+
+    def run(self, on_round: Any = None) -> list[dict[str, float]]:
+        if not self.history:
+            self.history.append({"round": 0.0, "n_feedback": 0.0, **self.evaluate(), "rm_accuracy": float("nan")})
+            self._checkpoint()
+        bar = tqdm(total=self.config.rounds, initial=self.round, desc="rounds", disable=not self.progress)
+        while self.round < self.config.rounds:
+            row = self.run_round()
+            bar.update(1)
+            bar.set_postfix(true=f"{row['true_return']:.2f}", kl=f"{row['kl_to_base']:.2f}")
+            if on_round is not None:
+                on_round(row)
+        bar.close()
+        return self.history

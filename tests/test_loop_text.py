@@ -1,0 +1,77 @@
+"""The text RLHF loop end to end with tiny budgets, through the CLI, and resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rlhfkit.cli import main
+from rlhfkit.feedback.store import FeedbackStore
+from rlhfkit.loop_text import TextRun, load_text_config
+
+TINY_TEXT = """
+task = "text:describe"
+rounds = 2
+seed = 0
+steps_per_round = 3
+eval_per_prompt = 2
+
+[feedback]
+initial_comparisons = 10
+comparisons_per_round = 6
+max_new_tokens = 12
+
+[reward]
+epochs = 1
+
+[optim]
+n_per_prompt = 2
+prompts_per_step = 2
+max_new_tokens = 12
+
+[base]
+pretrain_steps = 40
+"""
+
+
+@pytest.fixture
+def text_config(tmp_path: Path) -> Path:
+    path = tmp_path / "text.toml"
+    path.write_text(TINY_TEXT, encoding="utf-8")
+    return path
+
+
+def test_text_run_end_to_end_and_resume(text_config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    # One round, as if the process had stopped there; then the CLI resumes to round 2.
+    cfg = load_text_config(text_config)
+    first = TextRun.create(cfg.__class__(**{**cfg.__dict__, "rounds": 1}), out, progress=False)
+    first.run()
+    store = FeedbackStore.in_dir(out)
+    before = {c.query_id: c for c in store.comparisons()}
+    assert len(before) == 10
+    # The folder's config says 2 rounds again, as the user's file does.
+    (out / "config.toml").write_text((out / "config.toml").read_text().replace("rounds = 1", "rounds = 2"))
+    assert main(["run", "--resume", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    for key in ("true_return", "learned_return", "kl_to_base", "rm_accuracy", "length_words", "proxy_return"):
+        assert key in rows[-1]
+    after = {c.query_id: c for c in store.comparisons()}
+    assert len(after) == 16 and all(after[q] == c for q, c in before.items())
+    assert rows[-1]["kl_to_base"] != 0.0  # the policy moved off the base model
+    assert (out / "report.html").exists() and (out / "base_model" / "config.json").exists()
+    texts = [g.text for g in store.generations().values()]
+    assert texts and all(t.prompt.startswith("the ") for t in texts if isinstance(t.prompt, str))
+
+
+def test_text_config_errors_name_the_field(
+    text_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text_config.read_text().replace("steps_per_round", "steps_per_rnd"))
+    assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "steps_per_rnd" in err and "steps_per_round" in err
