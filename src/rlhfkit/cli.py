@@ -139,6 +139,15 @@ def _config_help(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_preference_args(parser: argparse.ArgumentParser, model_help: str) -> None:
+    """The arguments every command that reads a preference file shares."""
+    parser.add_argument("--data", required=True, help="preference JSONL (TRL, TRL conversational, HH-RLHF or scored)")
+    parser.add_argument("--model", required=True, help=model_help)
+    parser.add_argument("--out", required=True, help="folder for the trained model and metrics.json")
+    parser.add_argument("--format", default="auto", choices=["auto", "trl", "trl_conversational", "hh", "scored"])
+    parser.add_argument("--skip-bad-rows", action="store_true", help="skip malformed rows (and count them)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlhfkit", description="Reinforcement learning from human feedback.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,14 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir")
     rep.set_defaults(func=_report)
     fr = sub.add_parser("fit-reward", help="fit a text reward model to a preference file")
-    fr.add_argument("--data", required=True, help="preference JSONL (TRL, TRL conversational, HH-RLHF or scored)")
-    fr.add_argument("--model", required=True, help="a save_pretrained folder, or the preset 'tiny'")
-    fr.add_argument("--out", required=True, help="folder for the fitted model and metrics.json")
+    _add_preference_args(fr, "a save_pretrained folder, or the preset 'tiny'")
     fr.add_argument("--eval-data", help="held-out preference file (default: a share of the prompts)")
-    fr.add_argument("--format", default="auto", choices=["auto", "trl", "trl_conversational", "hh", "scored"])
-    fr.add_argument(
-        "--skip-bad-rows", action="store_true", help="skip malformed rows (and count them) instead of stopping"
-    )
     fr.add_argument("--eval-frac", type=float, default=0.1, help="share of prompts held out without --eval-data")
     fr.add_argument("--epochs", type=int, default=1)
     fr.add_argument("--lr", type=float, default=5e-4)
@@ -167,12 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--seed", type=int, default=0)
     fr.set_defaults(func=_fit_reward)
     dp = sub.add_parser("dpo", help="train a language model directly on preferences (DPO or IPO)")
-    dp.add_argument("--data", required=True, help="preference JSONL (TRL, TRL conversational, HH-RLHF or scored)")
-    dp.add_argument("--model", required=True, help="a causal-LM save_pretrained folder, or the preset 'tiny'")
-    dp.add_argument("--out", required=True, help="folder for the trained model and metrics.json")
+    _add_preference_args(dp, "a causal-LM save_pretrained folder, or the preset 'tiny'")
     dp.add_argument("--eval-data", help="held-out preference file for the implicit-reward accuracy")
-    dp.add_argument("--format", default="auto", choices=["auto", "trl", "trl_conversational", "hh", "scored"])
-    dp.add_argument("--skip-bad-rows", action="store_true", help="skip malformed rows (and count them)")
     dp.add_argument("--loss", default="dpo", choices=["dpo", "ipo"])
     dp.add_argument("--beta", type=float, default=0.1, help="strength of the implicit KL to the reference model")
     dp.add_argument("--epochs", type=int, default=1)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,6 +69,24 @@ def seed_everything(seed: int) -> None:
 def _json_safe(row: dict[str, float]) -> dict[str, float | None]:
     """NaN and inf are not JSON: write them as null."""
     return {k: (v if np.isfinite(v) else None) for k, v in row.items()}
+
+
+def new_run_folder(run_dir: str | Path, config: Any) -> Path:
+    """Create a run folder holding ``config.toml``; refuses a folder that already holds a run."""
+    d = Path(run_dir)
+    if (d / "checkpoints").exists() and any((d / "checkpoints").iterdir()):
+        raise FileExistsError(f"{d} already holds a run; use --resume {d} to continue it, or another --out")
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.toml").write_text(config_to_toml(config), encoding="utf-8")
+    return d
+
+
+def existing_run_folder(run_dir: str | Path) -> Path:
+    """A run folder to resume (it must hold ``config.toml``)."""
+    d = Path(run_dir)
+    if not (d / "config.toml").exists():
+        raise FileNotFoundError(f"{d} is not a run folder (no config.toml)")
+    return d
 
 
 def probe_spec(task: Task) -> SpaceSpec:
@@ -117,19 +136,12 @@ class Run:
 
     @classmethod
     def create(cls, config: RunConfig, run_dir: str | Path, progress: bool = True) -> Run:
-        d = Path(run_dir)
-        if (d / "checkpoints").exists() and any((d / "checkpoints").iterdir()):
-            raise FileExistsError(f"{d} already holds a run; use --resume {d} to continue it, or another --out")
         probe_spec(get_task(config.task))  # an unusable env fails here, before anything is written
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "config.toml").write_text(config_to_toml(config), encoding="utf-8")
-        return cls(d, config, progress)
+        return cls(new_run_folder(run_dir, config), config, progress)
 
     @classmethod
     def resume(cls, run_dir: str | Path, progress: bool = True) -> Run:
-        d = Path(run_dir)
-        if not (d / "config.toml").exists():
-            raise FileNotFoundError(f"{d} is not a run folder (no config.toml)")
+        d = existing_run_folder(run_dir)
         run = cls(d, load_config(d / "config.toml"), progress)
         run._load_latest_checkpoint()
         return run

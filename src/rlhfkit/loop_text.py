@@ -35,11 +35,12 @@ from tqdm import tqdm
 from transformers import GPT2ForSequenceClassification
 
 from rlhfkit.checks import positive, require
-from rlhfkit.config import ConfigError, config_to_toml, from_dict
+from rlhfkit.config import ConfigError, from_dict
 from rlhfkit.domains.text import Prompt, TextPolicy, load_causal_lm
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
 from rlhfkit.files import atomic_torch_save, atomic_write_bytes
+from rlhfkit.loop import existing_run_folder, new_run_folder
 from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
 from rlhfkit.reward.fit import NoUsableFeedbackError
 from rlhfkit.reward.text import (
@@ -161,18 +162,11 @@ class TextRun:
 
     @classmethod
     def create(cls, config: TextRunConfig, run_dir: str | Path, progress: bool = True) -> TextRun:
-        d = Path(run_dir)
-        if (d / "checkpoints").exists() and any((d / "checkpoints").iterdir()):
-            raise FileExistsError(f"{d} already holds a run; use --resume {d} to continue it, or another --out")
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "config.toml").write_text(config_to_toml(config), encoding="utf-8")
-        return cls(d, config, progress)
+        return cls(new_run_folder(run_dir, config), config, progress)
 
     @classmethod
     def resume(cls, run_dir: str | Path, progress: bool = True) -> TextRun:
-        d = Path(run_dir)
-        if not (d / "config.toml").exists():
-            raise FileNotFoundError(f"{d} is not a run folder (no config.toml)")
+        d = existing_run_folder(run_dir)
         run = cls(d, load_text_config(d / "config.toml"), progress)
         run.load_latest_checkpoint()
         return run
