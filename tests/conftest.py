@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+# The models in the tests are tiny: one thread is as fast as two, and it keeps the
+# suite's time steady when another process holds the machine's other core
+# (oversubscribed torch threads slowed single steps a hundredfold here).
+torch.set_num_threads(1)
 
 TINY = """
 task = "pendulum"
