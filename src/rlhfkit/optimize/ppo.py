@@ -13,6 +13,7 @@ Ziegler et al. (2019).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -135,6 +136,15 @@ class PPOStats:
     n_gradient_steps: int
 
 
+def _mean(x: torch.Tensor) -> torch.Tensor:
+    return x.mean()
+
+
+def _masked_mean(x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over the entries where ``real`` is True; padding adds nothing, even nan."""
+    return torch.where(real, x, 0.0).sum() / real.sum().clamp(min=1)
+
+
 def ppo_update(
     policy: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -145,12 +155,22 @@ def ppo_update(
     returns: torch.Tensor,
     config: PPOConfig,
     generator: torch.Generator | None = None,
+    mask: torch.Tensor | None = None,
 ) -> PPOStats:
     """Clipped-surrogate PPO on one flattened batch (first axis = samples).
 
     ``policy`` must provide ``log_prob`` and ``value`` (see :class:`Policy`).
     Advantages are standardised per minibatch.
+
+    ``mask`` (optional, the shape of ``old_logp``, e.g. ``(B, T)`` for B token
+    sequences): 1 on real entries, 0 on padding. Minibatches are still drawn
+    along the first axis (whole sequences), but every mean (the losses, the
+    diagnostics and the advantage standardisation) is then over real entries
+    only, so padding neither dilutes a loss nor shifts the advantages' mean and
+    std. Without it every entry is real.
     """
+    if mask is not None and mask.shape != old_logp.shape:
+        raise ValueError(f"mask must have the shape of old_logp {tuple(old_logp.shape)}, got {tuple(mask.shape)}")
     n = obs.shape[0]
     stats: dict[str, list[float]] = {k: [] for k in ("pl", "vl", "ent", "kl", "cf")}
     steps = 0
@@ -159,15 +179,24 @@ def ppo_update(
         epoch_kls = []
         for start in range(0, n, config.minibatch_size):
             idx = perm[start : start + config.minibatch_size]
+            real = None if mask is None else mask[idx].bool()
+            mean = _mean if real is None else functools.partial(_masked_mean, real=real)
             logp, entropy = policy.log_prob(obs[idx], actions[idx])  # type: ignore[operator]
             log_ratio = logp - old_logp[idx]
+            if real is not None:  # padding gets ratio exactly 1, whatever its log-probs (even inf or nan)
+                log_ratio = torch.where(real, log_ratio, 0.0)
             ratio = log_ratio.exp()
             adv = advantages[idx]
-            if adv.numel() > 1:
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-            pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)).mean()
-            v_loss = 0.5 * (policy.value(obs[idx]) - returns[idx]).pow(2).mean()  # type: ignore[operator]
-            ent = entropy.mean()
+            if real is None:
+                if adv.numel() > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            elif (n_real := int(real.sum())) > 1:
+                centred = adv - mean(adv)
+                std = (mean(centred.pow(2)) * n_real / (n_real - 1)).sqrt()  # Bessel-corrected, as Tensor.std
+                adv = centred / (std + 1e-8)
+            pg_loss = mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)))
+            v_loss = 0.5 * mean((policy.value(obs[idx]) - returns[idx]).pow(2))  # type: ignore[operator]
+            ent = mean(entropy)
             loss = pg_loss - config.ent_coef * ent + config.vf_coef * v_loss
             optimizer.zero_grad()
             loss.backward()
@@ -175,13 +204,13 @@ def ppo_update(
             optimizer.step()
             steps += 1
             with torch.no_grad():
-                approx_kl = float(((ratio - 1) - log_ratio).mean())  # k3 of pi_old || pi
+                approx_kl = float(mean((ratio - 1) - log_ratio))  # k3 of pi_old || pi
                 epoch_kls.append(approx_kl)
                 stats["pl"].append(float(pg_loss))
                 stats["vl"].append(float(v_loss))
                 stats["ent"].append(float(ent))
                 stats["kl"].append(approx_kl)
-                stats["cf"].append(float(((ratio - 1).abs() > config.clip_coef).float().mean()))
+                stats["cf"].append(float(mean(((ratio - 1).abs() > config.clip_coef).float())))
         if config.target_kl is not None and np.mean(epoch_kls) > config.target_kl:
             break
     return PPOStats(
