@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,29 @@ def existing_run_folder(run_dir: str | Path) -> Path:
     if not (d / "config.toml").exists():
         raise FileNotFoundError(f"{d} is not a run folder (no config.toml)")
     return d
+
+
+def ask_pending(
+    store: FeedbackStore, human: Human, queries: Sequence[Query], progress: bool, latency_s: float = 0.0
+) -> int:
+    """Ask ``human`` each of ``queries`` it has not answered yet, committing every answer; returns how many.
+
+    A query answered before a stop is never asked again. A human that answers
+    later (``answer`` returns None) leaves the query pending in the store.
+    """
+    pending_ids = {q.id for q in store.queries(pending_for=human.annotator_id)}
+    pending = [q for q in queries if q.id in pending_ids]
+    if not pending:
+        return 0
+    gens = store.generations([g for q in pending for g in q.generation_ids])
+    stored = 0
+    for q in tqdm(pending, desc="asking the human", leave=False, disable=not progress):
+        if latency_s:
+            time.sleep(latency_s)
+        answer = human.answer(q, gens)
+        if answer is not None:
+            stored += store.record(answer)
+    return stored
 
 
 def probe_spec(task: Task) -> SpaceSpec:
@@ -288,19 +311,7 @@ class Run:
 
     def ask(self, queries: list[Query]) -> int:
         """Step 1b: ask the human each pending query; returns how many answers were stored."""
-        pending_ids = {q.id for q in self.store.queries(pending_for=self.human.annotator_id)}
-        pending = [q for q in queries if q.id in pending_ids]
-        if not pending:
-            return 0
-        gens = self.store.generations([g for q in pending for g in q.generation_ids])
-        stored = 0
-        for q in tqdm(pending, desc="asking the human", leave=False, disable=not self.progress):
-            if self.config.feedback.latency_s:
-                time.sleep(self.config.feedback.latency_s)
-            answer = self.human.answer(q, gens)
-            if answer is not None:  # None: this human answers later (asynchronously)
-                stored += self.store.record(answer)
-        return stored
+        return ask_pending(self.store, self.human, queries, self.progress, self.config.feedback.latency_s)
 
     def fit(self) -> RewardMetrics:
         """Step 2: fit the reward ensemble on every stored answer."""

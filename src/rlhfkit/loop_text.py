@@ -40,7 +40,7 @@ from rlhfkit.domains.text import Prompt, TextPolicy, load_causal_lm
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
 from rlhfkit.files import atomic_torch_save, atomic_write_bytes
-from rlhfkit.loop import existing_run_folder, new_run_folder
+from rlhfkit.loop import ask_pending, existing_run_folder, new_run_folder
 from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
 from rlhfkit.reward.fit import NoUsableFeedbackError
 from rlhfkit.reward.text import (
@@ -242,15 +242,7 @@ class TextRun:
         return queries
 
     def ask(self, queries: Sequence[Query]) -> int:
-        pending_ids = {q.id for q in self.store.queries(pending_for=self.human.annotator_id)}
-        pending = [q for q in queries if q.id in pending_ids]
-        if not pending:
-            return 0
-        gens = self.store.generations([g for q in pending for g in q.generation_ids])
-        stored = 0
-        for q in tqdm(pending, desc="asking the human", leave=False, disable=not self.progress):
-            stored += self.store.record(self.human.answer(q, gens))
-        return stored
+        return ask_pending(self.store, self.human, queries, self.progress)
 
     def fit(self) -> tuple[float, int]:
         comparisons = [c for c in self.store.comparisons() if c.usable]
