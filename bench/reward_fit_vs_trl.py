@@ -1,0 +1,357 @@
+"""Reward-model fitting speed and accuracy: ``fit_text_reward`` vs TRL's ``RewardTrainer``.
+
+The same tiny GPT-2-shaped reward model (``load_reward_model("tiny", ...)``: 2 layers,
+128 wide, byte-level BPE with 1,024 tokens), built once and saved with
+``save_pretrained`` (model + tokenizer) into a temporary folder; both sides load
+their initial weights and tokenizer from that folder. Both train one epoch with
+AdamW at the same constant learning rate on the same seeded synthetic data, in
+two shapes:
+
+(a) ``pairs``: one preference pair per prompt; prompts ~48 tokens, responses ~16.
+    TRL gets ``prompt``/``chosen``/``rejected`` rows.
+(b) ``groups``: four completions per prompt, all six pairs labelled (the
+    UltraFeedback shape). TRL gets six ``prompt``/``chosen``/``rejected`` rows per
+    prompt; ours trains one ``PromptGroup`` (4 completions, 6 pairs) per prompt.
+
+Data: prompts and responses are random words from a fixed list; each completion
+carries a number of copies of the marker word ``good`` (responses of one prompt
+have equal length), and the completion with more markers is preferred. Held-out
+accuracy is measured on the same held-out pairs for both sides (TRL: the trained
+model scores chosen and rejected in the child process, tokenised by TRL's own
+``_prepare_dataset``).
+
+Timing (pairs/s = training pairs / seconds, one epoch):
+- TRL: wall time of ``trainer.train()`` (dataloader, collation, forward, backward,
+  optimizer step and TRL's per-step metric bookkeeping; model loading and dataset
+  tokenisation happen before, in ``RewardTrainer.__init__``, and are excluded).
+- ours: wall time of the ``fit_text_reward`` call with no eval set (length
+  batching, padding, cached-prefix forward, backward, optimizer step); model
+  loading and tokenisation (``pairs_to_groups``) are excluded, held-out accuracy is
+  computed afterwards with ``pair_accuracy``. Its own ``pairs_per_second`` metric
+  (which leaves out building the batch index lists) is printed too.
+
+Both processes run with ``torch.set_num_threads(--threads)`` (default 1). TRL runs in
+``bench/.venv-trl`` (see ``bench/_peer_env.py``), never in the project's ``.venv``.
+The last line printed is one JSON object.
+
+    .venv/bin/python bench/reward_fit_vs_trl.py [--pairs 2000] [--prompts 400] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TRL_REQUIREMENTS = ["torch==2.13.0", "transformers==5.24.0", "trl==1.16.0"]
+MARKER = "good"
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def make_data(args: argparse.Namespace) -> dict[str, list[dict[str, str]]]:
+    """Seeded rows ``{"prompt", "chosen", "rejected"}`` for both shapes, train and held-out.
+
+    Completions start with a space so that ``prompt + completion`` tokenises as the
+    two parts tokenised separately (byte-level BPE splits before spaces).
+    """
+    import random
+
+    rng = random.Random(args.seed)
+    words = [
+        f"{a}{b}"
+        for a in ("ka", "lo", "mi", "nu", "pe", "ri", "so", "tu")
+        for b in ("b", "d", "g", "k", "m", "n", "r", "s", "t", "z")
+    ]
+
+    def prompt() -> str:
+        n = args.prompt_len + rng.randint(-8, 8)
+        return " ".join(rng.choice(words) for _ in range(n))
+
+    def completion(length: int, markers: int) -> str:
+        toks = [rng.choice(words) for _ in range(length - markers)]
+        for _ in range(markers):
+            toks.insert(rng.randint(0, len(toks)), MARKER)
+        return " " + " ".join(toks)
+
+    def pair_rows(n: int) -> list[dict[str, str]]:
+        rows = []
+        for _ in range(n):
+            length = args.resp_len + rng.randint(-4, 4)
+            lo, hi = sorted(rng.sample(range(4), 2))  # 0..3 markers, chosen has more
+            rows.append({"prompt": prompt(), "chosen": completion(length, hi), "rejected": completion(length, lo)})
+        return rows
+
+    def group_rows(n: int) -> list[dict[str, str]]:
+        rows = []
+        for _ in range(n):
+            p = prompt()
+            length = args.resp_len + rng.randint(-4, 4)
+            comps = [completion(length, m) for m in range(4)]  # completion m has m markers
+            for hi in range(4):
+                for lo in range(hi):
+                    rows.append({"prompt": p, "chosen": comps[hi], "rejected": comps[lo]})
+            # shuffle within the prompt so chosen/rejected order carries no signal
+            rows[-6:] = rng.sample(rows[-6:], 6)
+        return rows
+
+    return {
+        "pairs_train": pair_rows(args.pairs),
+        "pairs_eval": pair_rows(args.eval_pairs),
+        "groups_train": group_rows(args.prompts),
+        "groups_eval": group_rows(args.eval_prompts),
+    }
+
+
+# ----------------------------------------------------------------------------- TRL side (peer venv)
+
+
+def trl_child(in_path: str, out_path: str) -> None:
+    """Runs in the peer venv: RewardTrainer, one epoch per shape, then held-out accuracy."""
+    import logging
+    import warnings
+
+    import torch
+
+    spec = json.loads(Path(in_path).read_text())
+    torch.set_num_threads(spec["threads"])
+    warnings.filterwarnings("ignore")
+    import datasets
+    import transformers
+    import trl
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback
+    from trl import RewardConfig, RewardTrainer
+
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("trl").setLevel(logging.ERROR)
+
+    out: dict[str, object] = {"trl_version": trl.__version__, "torch_threads": torch.get_num_threads()}
+    for shape in ("pairs", "groups"):
+        tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
+        model = AutoModelForSequenceClassification.from_pretrained(spec["model_dir"], num_labels=1)
+        cfg = RewardConfig(
+            output_dir=os.path.join(spec["tmp"], f"trl-{shape}"),
+            num_train_epochs=1,
+            per_device_train_batch_size=spec["batch"],
+            learning_rate=spec["lr"],
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            weight_decay=0.0,
+            max_grad_norm=0.0,  # no clipping (ours does not clip)
+            use_cpu=True,
+            bf16=False,
+            fp16=False,
+            gradient_checkpointing=False,
+            eval_strategy="no",
+            save_strategy="no",
+            logging_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            dataloader_pin_memory=False,
+            seed=spec["seed"],
+            max_length=None,
+        )
+        train = datasets.Dataset.from_list(spec["data"][f"{shape}_train"])
+        trainer = RewardTrainer(model=model, args=cfg, train_dataset=train, processing_class=tokenizer)
+        trainer.remove_callback(PrinterCallback)  # no end-of-training log line on stdout
+        n_pairs = len(trainer.train_dataset)
+        tokens = sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in trainer.train_dataset)
+        torch.set_num_threads(spec["threads"])  # in case the trainer touched it
+        t0 = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - t0
+
+        # Held-out accuracy: score chosen and rejected, tokenised exactly as for training.
+        held = trainer._prepare_dataset(
+            datasets.Dataset.from_list(spec["data"][f"{shape}_eval"]), trainer.processing_class, cfg, "eval"
+        )
+        collator = trainer.data_collator
+        net = trainer.model.eval()
+        correct = 0
+        with torch.no_grad():
+            for i in range(0, len(held), 64):
+                rows = [held[j] for j in range(i, min(i + 64, len(held)))]
+                batch = collator([{"chosen_ids": r["chosen_ids"], "rejected_ids": r["rejected_ids"]} for r in rows])
+                r = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)
+                rc, rr = torch.chunk(r, 2)
+                correct += int((rc > rr).sum())
+        out[shape] = {
+            "pairs": n_pairs,
+            "seconds": seconds,
+            "pairs_per_second": n_pairs / seconds,
+            "steps": int(trainer.state.global_step),
+            "tokens": tokens,
+            "accuracy": correct / len(held),
+            "n_eval": len(held),
+        }
+    Path(out_path).write_text(json.dumps(out))
+
+
+# ----------------------------------------------------------------------------- ours
+
+
+def run_ours(spec: dict) -> dict[str, object]:
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from rlhfkit.reward.text import TextRewardFitConfig, fit_text_reward, pair_accuracy
+    from rlhfkit.reward.text_fit import load_reward_model, pairs_to_groups
+
+    hf_logging.disable_progress_bar()
+    torch.set_num_threads(spec["threads"])
+    out: dict[str, object] = {"torch_threads": torch.get_num_threads()}
+    for shape in ("pairs", "groups"):
+        model, tokenizer = load_reward_model(spec["model_dir"], [])
+        pad = tokenizer.pad_token_id
+
+        train, held = (
+            pairs_to_groups([(r["prompt"], r["chosen"], r["rejected"], (1.0, 0.0)) for r in rows], tokenizer)
+            for rows in (spec["data"][f"{shape}_train"], spec["data"][f"{shape}_eval"])
+        )
+        n_pairs = sum(len(g.pairs) for g in train)
+        config = TextRewardFitConfig(epochs=1, lr=spec["lr"], max_tokens=spec["max_tokens"], seed=spec["seed"])
+        t0 = time.perf_counter()
+        metrics = fit_text_reward(model, train, [], pad, config)
+        seconds = time.perf_counter() - t0
+        tokens = sum(len(g.prompt_ids) + sum(len(c) for c in g.completion_ids) for g in train)
+        # What the same pairs cost as whole sequences (TRL's rows): a check that both sides see the same tokens.
+        as_rows = sum(
+            2 * len(g.prompt_ids) + len(g.completion_ids[a]) + len(g.completion_ids[b])
+            for g in train
+            for a, b in g.pairs
+        )
+        out[shape] = {
+            "pairs": n_pairs,
+            "groups": len(train),
+            "seconds": seconds,
+            "pairs_per_second": n_pairs / seconds,
+            "metric_pairs_per_second": metrics.pairs_per_second,
+            "steps": len(metrics.losses),
+            "tokens": tokens,
+            "tokens_as_rows": as_rows,
+            "accuracy": pair_accuracy(model, held, pad),
+            "n_eval": sum(len(g.pairs) for g in held),
+        }
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=2000, help="shape (a): training prompts, one pair each")
+    parser.add_argument("--eval-pairs", type=int, default=500, help="shape (a): held-out pairs")
+    parser.add_argument(
+        "--prompts", type=int, default=400, help="shape (b): training prompts, 4 completions / 6 pairs each"
+    )
+    parser.add_argument("--eval-prompts", type=int, default=100, help="shape (b): held-out prompts (6 pairs each)")
+    parser.add_argument("--prompt-len", type=int, default=48, help="mean prompt length in words (+-8)")
+    parser.add_argument("--resp-len", type=int, default=16, help="mean response length in words (+-4)")
+    parser.add_argument("--batch", type=int, default=32, help="TRL per_device_train_batch_size (pairs)")
+    parser.add_argument(
+        "--max-tokens", type=int, default=0, help="our padded-token budget; 0: what TRL's batch pads to at mean lengths"
+    )
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trl-child", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.trl_child:
+        trl_child(*args.trl_child)
+        return 0
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _peer_env import ensure_peer_venv
+    from transformers.utils import logging as hf_logging
+
+    from rlhfkit.reward.text_fit import load_reward_model
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    t_start = time.perf_counter()
+    peer_python = ensure_peer_venv("trl", TRL_REQUIREMENTS)
+    data = make_data(args)
+    # TRL's batch of B pairs is 2B rows of prompt + response (+ eos); ours counts rows * longest.
+    max_tokens = args.max_tokens or 2 * args.batch * (args.prompt_len + args.resp_len + 1)
+    texts = [r[k] for rows in data.values() for r in rows for k in ("prompt", "chosen", "rejected")]
+    with tempfile.TemporaryDirectory(prefix="reward-fit-vs-trl-") as tmp:
+        model_dir = os.path.join(tmp, "model")
+        model, tokenizer = load_reward_model("tiny", texts, seed=args.seed)
+        model.save_pretrained(model_dir, safe_serialization=True)
+        tokenizer.save_pretrained(model_dir)
+        n_params = sum(p.numel() for p in model.parameters())
+        spec = {
+            "model_dir": model_dir,
+            "tmp": tmp,
+            "data": data,
+            "threads": args.threads,
+            "batch": args.batch,
+            "max_tokens": max_tokens,
+            "lr": args.lr,
+            "seed": args.seed,
+        }
+        in_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "trl.json")
+        Path(in_path).write_text(json.dumps(spec))
+        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+        env["OMP_NUM_THREADS"] = str(args.threads)
+        subprocess.run(
+            [str(peer_python), str(Path(__file__).resolve()), "--trl-child", in_path, out_path], check=True, env=env
+        )
+        trl = json.loads(Path(out_path).read_text())
+        ours = run_ours(spec)
+    for shape in ("pairs", "groups"):
+        if ours[shape]["tokens_as_rows"] != trl[shape]["tokens"] or ours[shape]["pairs"] != trl[shape]["pairs"]:
+            raise SystemExit(f"{shape}: the two sides did not tokenise the same data ({ours[shape]} vs {trl[shape]})")
+
+    for shape in ("pairs", "groups"):
+        o, t = ours[shape], trl[shape]
+        print(
+            f"{shape:6s}: ours {o['pairs_per_second']:8.1f} pairs/s ({o['pairs']} pairs, {o['groups']} groups, "
+            f"{o['steps']} steps, {o['seconds']:.1f} s, {o['tokens']} tokens, own metric "
+            f"{o['metric_pairs_per_second']:.1f}), acc {o['accuracy']:.3f} | TRL {t['pairs_per_second']:8.1f} pairs/s "
+            f"({t['pairs']} pairs, {t['steps']} steps, {t['seconds']:.1f} s, {t['tokens']} tokens), "
+            f"acc {t['accuracy']:.3f} (held-out {o['n_eval']}/{t['n_eval']} pairs)",
+            file=sys.stderr,
+        )
+    print(
+        f"TRL {trl['trl_version']}, model {n_params} params, threads ours {ours['torch_threads']} / TRL "
+        f"{trl['torch_threads']}, TRL batch {args.batch} pairs, our max_tokens {max_tokens}, lr {args.lr}; "
+        f"total {time.perf_counter() - t_start:.1f} s",
+        file=sys.stderr,
+    )
+    result = {
+        "ratio_pairs": ours["pairs"]["pairs_per_second"] / trl["pairs"]["pairs_per_second"],
+        "ratio_groups": ours["groups"]["pairs_per_second"] / trl["groups"]["pairs_per_second"],
+        "ours_accuracy": min(ours["pairs"]["accuracy"], ours["groups"]["accuracy"]),
+        "trl_accuracy": min(trl["pairs"]["accuracy"], trl["groups"]["accuracy"]),
+        "ours_pairs_per_s": {"pairs": ours["pairs"]["pairs_per_second"], "groups": ours["groups"]["pairs_per_second"]},
+        "trl_pairs_per_s": {"pairs": trl["pairs"]["pairs_per_second"], "groups": trl["groups"]["pairs_per_second"]},
+        "accuracy": {
+            "ours": {"pairs": ours["pairs"]["accuracy"], "groups": ours["groups"]["accuracy"]},
+            "trl": {"pairs": trl["pairs"]["accuracy"], "groups": trl["groups"]["accuracy"]},
+        },
+        "n_train_pairs": {"pairs": ours["pairs"]["pairs"], "groups": ours["groups"]["pairs"]},
+        "n_eval_pairs": {"pairs": ours["pairs"]["n_eval"], "groups": ours["groups"]["n_eval"]},
+        "threads": args.threads,
+        "trl_version": trl["trl_version"],
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
