@@ -105,3 +105,20 @@ def test_single_round_run(tmp_path: Path) -> None:
     text = write_report(run).read_text(encoding="utf-8")
     assert "Rounds done: 0" in text
     assert all((run / "plots" / f"{n}.png").stat().st_size > 1_000 for n in ("returns", "kl", "reward_model"))
+
+
+def test_text_runs_get_the_overoptimisation_plot(tmp_path: Path) -> None:
+    rows = [
+        {"round": 0, "true_return": -0.5, "proxy_return": 1.4, "length_words": 4.7, "kl_to_base": 0.0},
+        {"round": 1, "true_return": 0.2, "proxy_return": 0.6, "length_words": 2.4, "kl_to_base": 4.4},
+        {"round": 2, "true_return": -1.0, "proxy_return": 5.8, "length_words": 11.2, "kl_to_base": 68.6},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    page = write_report(tmp_path).read_text()
+    assert 'src="plots/overoptimisation.png"' in page
+    assert (tmp_path / "plots" / "overoptimisation.png").read_bytes().startswith(b"\x89PNG")
+    # A control run has no proxy or length columns, so no such plot.
+    control = tmp_path / "control"
+    control.mkdir()
+    (control / "metrics.jsonl").write_text(json.dumps({"round": 0, "true_return": -1000.0}) + "\n")
+    assert "overoptimisation" not in write_report(control).read_text()

@@ -142,6 +142,27 @@ def _plot_reward_model(rows: list[dict[str, Any]], path: Path) -> None:
     _save(fig, path)
 
 
+def _plot_overoptimisation(rows: list[dict[str, Any]], path: Path) -> None:
+    """Text runs: the task's gameable proxy and the completion length beside the true reward.
+
+    A proxy that keeps rising while the true reward falls, with the length
+    growing, is reward over-optimisation made visible.
+    """
+    x = _series(rows, "round")
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(x, _series(rows, "true_return"), "o-", color="C0", label="true reward")
+    ax.plot(x, _series(rows, "proxy_return"), "s--", color="C1", label="proxy reward")
+    ax.set(xlabel="round", ylabel="reward", title="True reward vs the gameable proxy")
+    length = ax.twinx()
+    length.plot(x, _series(rows, "length_words"), "^:", color="C2", label="length (words)")
+    length.set_ylabel("completion length (words)")
+    handles = ax.get_legend_handles_labels()
+    more = length.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], loc="best")
+    _save(fig, path)
+
+
 def _summary(rows: list[dict[str, Any]]) -> str:
     first, last = rows[0], rows[-1]
     r0, rn = _num(first.get("true_return")), _num(last.get("true_return"))
@@ -173,12 +194,14 @@ def write_report(run_dir: str | Path) -> Path:
     _plot_returns(rows, plots / "returns.png")
     _plot_kl(rows, plots / "kl.png")
     _plot_reward_model(rows, plots / "reward_model.png")
+    names = ["returns", "kl", "reward_model"]
+    if _has(rows, "proxy_return") and _has(rows, "length_words"):
+        _plot_overoptimisation(rows, plots / "overoptimisation.png")
+        names.append("overoptimisation")
     cfg_path = run_dir / "config.toml"
     config = cfg_path.read_text(encoding="utf-8") if cfg_path.is_file() else "(no config.toml in the run folder)"
     title = f"rlhfkit run report: {html.escape(run_dir.resolve().name)}"
-    figs = "\n".join(
-        f'<figure><img src="plots/{name}.png" alt="{name}"></figure>' for name in ("returns", "kl", "reward_model")
-    )
+    figs = "\n".join(f'<figure><img src="plots/{name}.png" alt="{name}"></figure>' for name in names)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
