@@ -21,7 +21,6 @@ unanswered ones are asked.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -42,7 +41,7 @@ from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
 from rlhfkit.files import atomic_torch_save, atomic_write_bytes
 from rlhfkit.loop import ask_pending, existing_run_folder, new_run_folder
 from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
-from rlhfkit.reward.fit import NoUsableFeedbackError
+from rlhfkit.reward.fit import NoUsableFeedbackError, is_heldout
 from rlhfkit.reward.text import (
     PromptGroup,
     TextRewardFitConfig,
@@ -126,10 +125,6 @@ def load_text_config(path: str | Path) -> TextRunConfig:
         return from_dict(TextRunConfig, tomllib.loads(p.read_text(encoding="utf-8")))
     except (ConfigError, tomllib.TOMLDecodeError, FileNotFoundError) as e:
         raise ConfigError(f"{p}: {e}") from None
-
-
-def _heldout(query_id: str, frac: float = 0.15) -> bool:
-    return int.from_bytes(hashlib.sha256(query_id.encode()).digest()[:8], "big") / 2**64 < frac
 
 
 class TextRun:
@@ -254,7 +249,7 @@ class TextRun:
         def pairs(held: bool) -> list[PromptGroup]:
             items = []
             for c in comparisons:
-                if _heldout(c.query_id) != held:
+                if is_heldout(c.query_id, 0.15) != held:
                     continue
                 a, b = (gens[g].text for g in queries[c.query_id])
                 assert c.mu is not None

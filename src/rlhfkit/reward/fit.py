@@ -127,7 +127,8 @@ def make_pairs(
     return PairBatch(oa, aa, ob, ab, torch.as_tensor(mu, dtype=torch.float32), ta, tb)
 
 
-def _is_heldout(query_id: str, frac: float) -> bool:
+def is_heldout(query_id: str, frac: float) -> bool:
+    """Whether an answer is held out: a fixed share chosen by a hash of its query id, stable across rounds."""
     h = int.from_bytes(hashlib.sha256(query_id.encode()).digest()[:8], "big")
     return h / 2**64 < frac
 
@@ -146,7 +147,7 @@ def comparison_pairs(
         return None, None, n_incomparable
     splits: dict[bool, list[Comparison]] = {True: [], False: []}
     for c in usable:
-        splits[_is_heldout(c.query_id, holdout_frac)].append(c)
+        splits[is_heldout(c.query_id, holdout_frac)].append(c)
 
     def batch(cs: list[Comparison]) -> PairBatch | None:
         if not cs:
