@@ -66,6 +66,32 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def save_checkpoint(run_dir: Path, round_: int, payload: dict[str, Any], history: list[dict[str, float]]) -> None:
+    """Save round ``round_``'s checkpoint, point ``latest`` at it, then rewrite ``metrics.jsonl`` from ``history``.
+
+    Each file is replaced atomically and in this order, so a kill at any point
+    leaves the last finished round loadable and its metrics consistent.
+    """
+    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir.mkdir(exist_ok=True)
+    atomic_torch_save({**payload, "round": round_, "history": history}, ckpt_dir / f"round-{round_:04d}.pt")
+    atomic_write_bytes(ckpt_dir / "latest", str(round_).encode())
+    lines = "".join(json.dumps(_json_safe(h)) + "\n" for h in history)
+    atomic_write_bytes(run_dir / "metrics.jsonl", lines.encode())
+
+
+def load_latest_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    """The last finished round's checkpoint, or None if the run stopped before its first one."""
+    latest = run_dir / "checkpoints" / "latest"
+    if not latest.exists():
+        return None
+    k = int(latest.read_text())
+    ckpt: dict[str, Any] = torch.load(
+        run_dir / "checkpoints" / f"round-{k:04d}.pt", map_location="cpu", weights_only=False
+    )
+    return ckpt
+
+
 def _json_safe(row: dict[str, float]) -> dict[str, float | None]:
     """NaN and inf are not JSON: write them as null."""
     return {k: (v if np.isfinite(v) else None) for k, v in row.items()}
@@ -235,10 +261,7 @@ class Run:
 
     def _checkpoint(self) -> None:
         s = self.state
-        ckpt_dir = self.dir / "checkpoints"
-        ckpt_dir.mkdir(exist_ok=True)
         payload = {
-            "round": s.round,
             "policy": s.policy.state_dict(),
             "base": s.base.state_dict(),
             "reward_model": s.reward_model.state_dict(),
@@ -248,19 +271,13 @@ class Run:
             "beta": s.kl.beta,
             "env_steps": s.trainer.env_steps,
             "ppo_steps": s.trainer.ppo_steps,
-            "history": s.history,
         }
-        atomic_torch_save(payload, ckpt_dir / f"round-{s.round:04d}.pt")
-        atomic_write_bytes(ckpt_dir / "latest", str(s.round).encode())
-        lines = "".join(json.dumps(_json_safe(h)) + "\n" for h in s.history)
-        atomic_write_bytes(self.dir / "metrics.jsonl", lines.encode())
+        save_checkpoint(self.dir, s.round, payload, s.history)
 
     def _load_latest_checkpoint(self) -> None:
-        latest = self.dir / "checkpoints" / "latest"
-        if not latest.exists():
+        ck = load_latest_checkpoint(self.dir)
+        if ck is None:
             return  # killed before the first checkpoint: start over, reusing stored queries
-        k = int(latest.read_text())
-        ck = torch.load(self.dir / "checkpoints" / f"round-{k:04d}.pt", map_location="cpu", weights_only=False)
         s = self.state
         s.policy.load_state_dict(ck["policy"])
         s.base.load_state_dict(ck["base"])

@@ -21,7 +21,6 @@ unanswered ones are asked.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,8 +37,7 @@ from rlhfkit.config import ConfigError, from_dict
 from rlhfkit.domains.text import Prompt, TextPolicy, load_causal_lm
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
-from rlhfkit.files import atomic_torch_save, atomic_write_bytes
-from rlhfkit.loop import ask_pending, existing_run_folder, new_run_folder
+from rlhfkit.loop import ask_pending, existing_run_folder, load_latest_checkpoint, new_run_folder, save_checkpoint
 from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
 from rlhfkit.reward.fit import NoUsableFeedbackError, is_heldout
 from rlhfkit.reward.text import (
@@ -183,30 +181,19 @@ class TextRun:
     # -- checkpoints ------------------------------------------------------------------
 
     def _checkpoint(self) -> None:
-        ckpt_dir = self.dir / "checkpoints"
-        ckpt_dir.mkdir(exist_ok=True)
         payload = {
-            "round": self.round,
             "policy": self.policy.state_dict(),
             "reward_model": self.reward_model.state_dict(),
             "optimizer": self.trainer.optimizer.state_dict(),
             "steps": self.trainer.steps,
             "generated_tokens": self.trainer.generated_tokens,
-            "history": self.history,
         }
-        atomic_torch_save(payload, ckpt_dir / f"round-{self.round:04d}.pt")
-        atomic_write_bytes(ckpt_dir / "latest", str(self.round).encode())
-        rows = "".join(
-            json.dumps({k: (v if np.isfinite(v) else None) for k, v in h.items()}) + "\n" for h in self.history
-        )
-        atomic_write_bytes(self.dir / "metrics.jsonl", rows.encode())
+        save_checkpoint(self.dir, self.round, payload, self.history)
 
     def load_latest_checkpoint(self) -> None:
-        latest = self.dir / "checkpoints" / "latest"
-        if not latest.exists():
+        ck = load_latest_checkpoint(self.dir)
+        if ck is None:
             return
-        k = int(latest.read_text())
-        ck = torch.load(self.dir / "checkpoints" / f"round-{k:04d}.pt", map_location="cpu", weights_only=False)
         self.policy.load_state_dict(ck["policy"])
         self.reward_model.load_state_dict(ck["reward_model"])
         self.trainer.optimizer.load_state_dict(ck["optimizer"])
