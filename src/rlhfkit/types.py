@@ -169,8 +169,10 @@ class Generation:
 class Query:
     """A question put to a human about a tuple of generations.
 
-    For a comparison ``generation_ids`` is the pair ``(A, B)``; a ranking query
-    holds ``k`` ids. ``kind`` names the feedback kind the query asks for.
+    ``kind`` names the feedback kind the query asks for, and fixes how many
+    generations it shows (:data:`QUERY_SIZES`): a comparison the pair ``(A, B)``,
+    a ranking ``k >= 2`` items, a rating, label or correction one generation ``x``,
+    a language query a pair whose difference the human talks about.
     """
 
     id: str
@@ -182,10 +184,27 @@ class Query:
     def __post_init__(self) -> None:
         if len(set(self.generation_ids)) != len(self.generation_ids):
             raise ValueError(f"Query {self.id}: generation ids must be distinct, got {self.generation_ids}")
-        if self.kind == "comparison" and len(self.generation_ids) != 2:
+        if self.kind not in QUERY_SIZES:
+            raise ValueError(f"Query {self.id}: unknown kind {self.kind!r}; expected one of {', '.join(QUERY_SIZES)}")
+        low, high = QUERY_SIZES[self.kind]
+        n = len(self.generation_ids)
+        if low == high and n != low:
             raise ValueError(
-                f"Query {self.id}: a comparison needs exactly 2 generations, got {len(self.generation_ids)}"
+                f"Query {self.id}: a {self.kind} needs exactly {low} generation{'s' if low > 1 else ''}, got {n}"
             )
+        if n < low or (high is not None and n > high):
+            raise ValueError(f"Query {self.id}: a {self.kind} needs at least {low} generations, got {n}")
+
+
+QUERY_SIZES: dict[str, tuple[int, int | None]] = {
+    "comparison": (2, 2),
+    "ranking": (2, None),
+    "rating": (1, 1),
+    "label": (1, 1),
+    "correction": (1, 1),
+    "language": (2, 2),
+}
+"""How many generations a query of each kind shows: ``(at least, at most)``; None = no upper bound."""
 
 
 class Answer(enum.StrEnum):
@@ -293,5 +312,223 @@ class Comparison(FeedbackBase):
         )
 
 
-#: All feedback records the store understands. Later kinds join this union.
-Feedback = Comparison
+class InvalidFeedbackError(ValueError):
+    """A feedback record that breaks its kind's rules (one clear message; nothing is stored)."""
+
+
+NONE_OF_THESE = "none of these"
+"""The label every choice set admits: the item fits none of the declared choices (stored, never trained on)."""
+
+
+def _now(created_at: float | None) -> float:
+    return time.time() if created_at is None else float(created_at)
+
+
+@dataclass(frozen=True)
+class Ranking(FeedbackBase):
+    """The ``k`` generations of a ranking query ordered best first (Plackett–Luce).
+
+    ``ranked`` lists generation ids, each exactly once; the store checks that
+    they are the query's generations.
+    """
+
+    ranked: tuple[str, ...]
+
+    kind: ClassVar[str] = "ranking"
+
+    def __post_init__(self) -> None:
+        ranked = tuple(self.ranked)
+        if len(ranked) < 2 or not all(isinstance(g, str) and g for g in ranked):
+            raise InvalidFeedbackError(f"a ranking orders at least 2 generation ids (non-empty strings), got {ranked!r}")
+        dup = sorted({g for g in ranked if ranked.count(g) > 1})
+        if dup:
+            raise InvalidFeedbackError(f"a ranking lists each generation once; {dup} appear more than once")
+        object.__setattr__(self, "ranked", ranked)
+
+    @classmethod
+    def make(
+        cls, query_id: str, ranked: Sequence[str], annotator_id: str, created_at: float | None = None
+    ) -> Ranking:
+        return cls(query_id=query_id, annotator_id=annotator_id, created_at=_now(created_at), ranked=tuple(ranked))
+
+
+@dataclass(frozen=True)
+class Rating(FeedbackBase):
+    """A score for one generation on a declared scale ``(low, high)``, e.g. ``(1, 7)``.
+
+    People use a scale differently (one is harsh, one rates everything 5 to 7):
+    the reward fit learns a per-annotator scale and offset (see
+    ``reward/kinds.py``), so only the annotator id and the value are needed here.
+    """
+
+    value: float
+    scale: tuple[float, float]
+
+    kind: ClassVar[str] = "rating"
+
+    def __post_init__(self) -> None:
+        if len(self.scale) != 2:
+            raise InvalidFeedbackError(f"a rating scale is (low, high), got {self.scale!r}")
+        low, high = (float(v) for v in self.scale)
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise InvalidFeedbackError(f"a rating scale needs finite low < high, got {self.scale!r}")
+        value = float(self.value)
+        if not math.isfinite(value) or not low <= value <= high:
+            raise InvalidFeedbackError(f"rating {self.value!r} is outside its scale [{low:g}, {high:g}]")
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "scale", (low, high))
+
+    @classmethod
+    def make(
+        cls,
+        query_id: str,
+        value: float,
+        annotator_id: str,
+        scale: tuple[float, float] = (1.0, 7.0),
+        created_at: float | None = None,
+    ) -> Rating:
+        return cls(query_id=query_id, annotator_id=annotator_id, created_at=_now(created_at), value=value, scale=scale)
+
+
+@dataclass(frozen=True)
+class Label(FeedbackBase):
+    """A label for one generation from a declared choice set, or :data:`NONE_OF_THESE`.
+
+    ``ordinal = True``: ``choices`` are listed worst to best ("bad", "ok", "good")
+    and the fit learns thresholds between them; a binary good/bad label is the
+    simplest case. ``ordinal = False``: the choices are unordered categories.
+    """
+
+    label: str
+    choices: tuple[str, ...]
+    ordinal: bool = True
+
+    kind: ClassVar[str] = "label"
+
+    def __post_init__(self) -> None:
+        choices = tuple(self.choices)
+        if len(choices) < 2 or not all(isinstance(c, str) and c.strip() for c in choices):
+            raise InvalidFeedbackError(f"a label's choice set needs at least 2 non-empty names, got {choices!r}")
+        if len(set(choices)) != len(choices) or NONE_OF_THESE in choices:
+            raise InvalidFeedbackError(
+                f"a label's choices must be distinct and must not list {NONE_OF_THESE!r} (always allowed), got {choices!r}"
+            )
+        if self.label != NONE_OF_THESE and self.label not in choices:
+            raise InvalidFeedbackError(
+                f"label {self.label!r} is not in its choice set {list(choices)} (or {NONE_OF_THESE!r})"
+            )
+        object.__setattr__(self, "choices", choices)
+        object.__setattr__(self, "ordinal", bool(self.ordinal))
+
+    @property
+    def usable(self) -> bool:
+        """Whether this label is trained on (everything but "none of these")."""
+        return self.label != NONE_OF_THESE
+
+    @property
+    def index(self) -> int:
+        """Position of the label in ``choices`` (-1 for "none of these")."""
+        return self.choices.index(self.label) if self.usable else -1
+
+    @classmethod
+    def make(
+        cls,
+        query_id: str,
+        label: str,
+        annotator_id: str,
+        choices: Sequence[str] = ("bad", "good"),
+        ordinal: bool = True,
+        created_at: float | None = None,
+    ) -> Label:
+        return cls(
+            query_id=query_id,
+            annotator_id=annotator_id,
+            created_at=_now(created_at),
+            label=label,
+            choices=tuple(choices),
+            ordinal=ordinal,
+        )
+
+
+def check_correction(original: Content, corrected: Content) -> None:
+    """Raise :class:`InvalidFeedbackError` unless ``corrected`` can stand in for ``original``.
+
+    A control correction keeps the segment's shapes (same length, observation
+    and action sizes); a text correction keeps the prompt and edits the completion.
+    """
+    if isinstance(original, Segment):
+        if not isinstance(corrected, Segment):
+            raise InvalidFeedbackError("a correction of a control segment must be a segment, got text")
+        for name in ("observations", "actions", "true_rewards"):
+            want, got = getattr(original, name).shape, getattr(corrected, name).shape
+            if want != got:
+                raise InvalidFeedbackError(f"correction has {name} of shape {got}, the corrected segment has {want}")
+    else:
+        if not isinstance(corrected, Text):
+            raise InvalidFeedbackError("a correction of a text must be a text, got a control segment")
+        if corrected.prompt != original.prompt:
+            raise InvalidFeedbackError("a text correction edits the completion; its prompt must be the original's")
+
+
+@dataclass(frozen=True, eq=False)
+class Correction(FeedbackBase):
+    """An improved version ``x'`` of the query's generation ``x``.
+
+    For control ``corrected`` is an edited segment (the same length and sizes,
+    e.g. an edited action chunk and the states it leads to); for text, the same
+    prompt with an edited completion. It is learned as a reward-rational choice
+    (Jeon, Milli, Dragan 2020): ``x'`` was chosen over ``x`` and over nearby
+    alternatives.
+    """
+
+    corrected: Content
+
+    kind: ClassVar[str] = "correction"
+
+    def __post_init__(self) -> None:
+        c = self.corrected
+        if isinstance(c, Segment):
+            if not all(np.isfinite(a).all() for a in (c.observations, c.actions, c.true_rewards)):
+                raise InvalidFeedbackError("a corrected segment must hold finite numbers only")
+        elif isinstance(c, Text):
+            body = c.completion if isinstance(c.completion, str) else "".join(m["content"] for m in c.completion)
+            if not body.strip():
+                raise InvalidFeedbackError("a corrected text needs a non-empty completion")
+        else:
+            raise InvalidFeedbackError(f"a correction holds a Segment or a Text, got {type(c).__name__}")
+
+    @classmethod
+    def make(
+        cls, query_id: str, corrected: Content, annotator_id: str, created_at: float | None = None
+    ) -> Correction:
+        return cls(query_id=query_id, annotator_id=annotator_id, created_at=_now(created_at), corrected=corrected)
+
+
+@dataclass(frozen=True)
+class Language(FeedbackBase):
+    """Free text about a pair ``(A, B)`` ("less swinging", "shorter answers"), stored raw.
+
+    An interpreter (``feedback/language.py``) turns it into training signal when
+    the reward is fitted; the stored text is never rewritten.
+    """
+
+    utterance: str
+
+    kind: ClassVar[str] = "language"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.utterance, str) or not self.utterance.strip():
+            raise InvalidFeedbackError(f"an utterance must be non-empty text, got {self.utterance!r}")
+
+    @classmethod
+    def make(cls, query_id: str, utterance: str, annotator_id: str, created_at: float | None = None) -> Language:
+        return cls(query_id=query_id, annotator_id=annotator_id, created_at=_now(created_at), utterance=utterance)
+
+
+#: All feedback records the store understands.
+Feedback = Comparison | Ranking | Rating | Label | Correction | Language
+
+FEEDBACK_KINDS: dict[str, type[Comparison | Ranking | Rating | Label | Correction | Language]] = {
+    k.kind: k for k in (Comparison, Ranking, Rating, Label, Correction, Language)
+}
+"""Each feedback record class by its ``kind``."""

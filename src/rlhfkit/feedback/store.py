@@ -22,6 +22,7 @@ import io
 import json
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,25 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from rlhfkit.types import Annotator, Answer, Comparison, Feedback, Generation, Query, Segment, Text
+from rlhfkit.types import (
+    FEEDBACK_KINDS,
+    Annotator,
+    Answer,
+    Comparison,
+    Content,
+    Correction,
+    Feedback,
+    Generation,
+    InvalidFeedbackError,
+    Label,
+    Language,
+    Query,
+    Ranking,
+    Rating,
+    Segment,
+    Text,
+    check_correction,
+)
 
 metadata = sa.MetaData()
 
@@ -77,6 +96,46 @@ feedback_table = sa.Table(
     sa.UniqueConstraint("query_id", "annotator_id", name="one_answer_per_annotator"),
 )
 
+# The web app's tables (added after the first release: ``create_all`` adds them to
+# older run folders, whose other tables are left as they are).
+
+annotator_tokens_table = sa.Table(
+    "annotator_tokens",
+    metadata,
+    # A token is ``SELECTOR.SECRET``: the selector finds the row, the secret is
+    # checked against its SHA-256 in constant time. The secret itself is never stored.
+    sa.Column("selector", sa.String(32), primary_key=True),
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
+    sa.Column("annotator_id", sa.String(128), nullable=False, index=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+loop_control_table = sa.Table(
+    "loop_control",
+    metadata,
+    # Small shared state between the loop and the web app, e.g. ``paused``.
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+TOKEN_ROLES = ("annotator", "admin")
+"""Roles a login token can carry: an annotator sees their own queue and answers; an admin sees everything."""
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    """A login token's stored half: who it belongs to, never the secret."""
+
+    selector: str
+    secret_sha256: str
+    annotator_id: str
+    role: str
+    created_at: float
+    revoked_at: float | None
+
 
 class StoreError(RuntimeError):
     """A write the store refused; nothing from it was stored."""
@@ -114,6 +173,80 @@ def _segment_from_bytes(payload: bytes, info: dict[str, Any]) -> Segment:
             true_rewards=data["true_rewards"],
             info=dict(info),
         )
+
+
+def _content_to_json(content: Content) -> dict[str, Any]:
+    """A generation's content as plain JSON (floats round-trip exactly through Python's JSON)."""
+    if isinstance(content, Text):
+        return {"domain": "text", **content.to_json()}
+    return {
+        "domain": "control",
+        "observations": content.observations.tolist(),
+        "actions": content.actions.tolist(),
+        "discrete": content.actions.dtype.kind in "iu",
+        "true_rewards": content.true_rewards.tolist(),
+        "info": dict(content.info),
+    }
+
+
+def _content_from_json(data: dict[str, Any]) -> Content:
+    if data["domain"] == "text":
+        return Text(prompt=data["prompt"], completion=data["completion"], info=data.get("info", {}))
+    actions = np.asarray(data["actions"], dtype=np.int64 if data.get("discrete") else np.float64)
+    return Segment(
+        observations=np.asarray(data["observations"], dtype=np.float64),
+        actions=actions,
+        true_rewards=np.asarray(data["true_rewards"], dtype=np.float64),
+        info=data.get("info", {}),
+    )
+
+
+def _feedback_columns(feedback: Feedback) -> dict[str, Any]:
+    """The ``answer``, ``mu_a``, ``mu_b`` and ``payload`` columns of one answer.
+
+    Comparisons keep their label in ``answer``/``mu_*``; every other kind writes
+    its kind name to ``answer`` and its own fields to the JSON ``payload``.
+    """
+    if isinstance(feedback, Comparison):
+        mu = feedback.mu
+        return {
+            "answer": feedback.answer.value,
+            "mu_a": None if mu is None else mu[0],
+            "mu_b": None if mu is None else mu[1],
+            "payload": {},
+        }
+    payload: dict[str, Any]
+    if isinstance(feedback, Ranking):
+        payload = {"ranked": list(feedback.ranked)}
+    elif isinstance(feedback, Rating):
+        payload = {"value": feedback.value, "scale": list(feedback.scale)}
+    elif isinstance(feedback, Label):
+        payload = {"label": feedback.label, "choices": list(feedback.choices), "ordinal": feedback.ordinal}
+    elif isinstance(feedback, Correction):
+        payload = {"corrected": _content_to_json(feedback.corrected)}
+    elif isinstance(feedback, Language):
+        payload = {"utterance": feedback.utterance}
+    else:
+        raise InvalidFeedbackError(f"the store does not know feedback of type {type(feedback).__name__}")
+    return {"answer": feedback.kind, "mu_a": None, "mu_b": None, "payload": payload}
+
+
+def _feedback_from_row(r: Any) -> Feedback:
+    base = {"query_id": r.query_id, "annotator_id": r.annotator_id, "created_at": r.created_at}
+    p = r.payload
+    if r.kind == Comparison.kind:
+        return Comparison(**base, answer=Answer(r.answer), mu=None if r.mu_a is None else (r.mu_a, r.mu_b))
+    if r.kind == Ranking.kind:
+        return Ranking(**base, ranked=tuple(p["ranked"]))
+    if r.kind == Rating.kind:
+        return Rating(**base, value=p["value"], scale=tuple(p["scale"]))
+    if r.kind == Label.kind:
+        return Label(**base, label=p["label"], choices=tuple(p["choices"]), ordinal=p["ordinal"])
+    if r.kind == Correction.kind:
+        return Correction(**base, corrected=_content_from_json(p["corrected"]))
+    if r.kind == Language.kind:
+        return Language(**base, utterance=p["utterance"])
+    raise StoreError(f"stored feedback of unknown kind {r.kind!r}")
 
 
 def _enable_sqlite_wal(engine: Engine) -> None:
@@ -230,15 +363,41 @@ class FeedbackStore:
     def record(self, feedback: Feedback) -> bool:
         """Commit one answer. Returns ``False`` if this annotator had already answered this query.
 
-        Raises :class:`StoreError` if the query is unknown or asks for another
-        kind; nothing is written then.
+        Every kind is stored in one row: its kind-specific fields go to the JSON
+        ``payload`` column (see :func:`_feedback_columns`). A record that is
+        invalid on its own was already refused when it was built
+        (:class:`~rlhfkit.types.InvalidFeedbackError`). Raises :class:`StoreError`
+        if the query is unknown, asks for another kind, or does not fit the answer
+        (a ranking of other generations, a correction of another shape); nothing
+        is written then.
         """
+        if not isinstance(feedback, tuple(FEEDBACK_KINDS.values())):
+            raise StoreError(f"not a feedback record: {type(feedback).__name__}")
+        columns = _feedback_columns(feedback)
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(queries_table.c.kind).where(queries_table.c.id == feedback.query_id)).first()
+            row = conn.execute(
+                sa.select(queries_table.c.kind, queries_table.c.generation_ids).where(
+                    queries_table.c.id == feedback.query_id
+                )
+            ).first()
             if row is None:
                 raise StoreError(f"answer to unknown query {feedback.query_id!r}")
             if row.kind != feedback.kind:
                 raise StoreError(f"query {feedback.query_id!r} asks for {row.kind!r} feedback, got {feedback.kind!r}")
+            shown = tuple(row.generation_ids)
+            if isinstance(feedback, Ranking) and sorted(feedback.ranked) != sorted(shown):
+                raise StoreError(
+                    f"ranking for query {feedback.query_id!r} must order exactly its generations {list(shown)}, "
+                    f"got {list(feedback.ranked)}"
+                )
+            if isinstance(feedback, Correction):
+                original = conn.execute(sa.select(generations_table).where(generations_table.c.id == shown[0])).one()
+                try:
+                    check_correction(
+                        _content_from_bytes(original.domain, original.payload, original.info), feedback.corrected
+                    )
+                except InvalidFeedbackError as e:
+                    raise StoreError(f"correction for query {feedback.query_id!r}: {e}") from None
             exists = conn.execute(
                 sa.select(feedback_table.c.id).where(
                     feedback_table.c.query_id == feedback.query_id,
@@ -247,18 +406,14 @@ class FeedbackStore:
             ).first()
             if exists is not None:
                 return False
-            mu = feedback.mu
             try:
                 conn.execute(
                     feedback_table.insert().values(
                         query_id=feedback.query_id,
                         annotator_id=feedback.annotator_id,
                         kind=feedback.kind,
-                        answer=feedback.answer.value,
-                        mu_a=None if mu is None else mu[0],
-                        mu_b=None if mu is None else mu[1],
-                        payload={},
                         created_at=feedback.created_at,
+                        **columns,
                     )
                 )
             except sa.exc.IntegrityError:
@@ -323,6 +478,19 @@ class FeedbackStore:
             for r in rows
         ]
 
+    def feedback(self, kind: str | None = None, annotator_id: str | None = None) -> list[Feedback]:
+        """Stored answers of every kind (or of one ``kind``), oldest first, as typed records."""
+        if kind is not None and kind not in FEEDBACK_KINDS:
+            raise ValueError(f"unknown feedback kind {kind!r}; expected one of {', '.join(FEEDBACK_KINDS)}")
+        stmt = sa.select(feedback_table).order_by(feedback_table.c.id)
+        if kind is not None:
+            stmt = stmt.where(feedback_table.c.kind == kind)
+        if annotator_id is not None:
+            stmt = stmt.where(feedback_table.c.annotator_id == annotator_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [_feedback_from_row(r) for r in rows]
+
     def annotators(self) -> list[Annotator]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(annotators_table).order_by(annotators_table.c.id)).all()
@@ -356,3 +524,154 @@ class FeedbackStore:
                 )
                 n += 1
         return n
+
+    # -- the web app: login tokens, loop control, batched answers -------------------
+
+    def add_token(self, annotator: Annotator, selector: str, secret_sha256: str, role: str) -> None:
+        """Register ``annotator`` (if new) and a login token for them, in one transaction.
+
+        Only the SHA-256 of the token's secret half is stored; see :mod:`rlhfkit.app.auth`.
+        """
+        if role not in TOKEN_ROLES:
+            raise StoreError(f"unknown role {role!r}; expected one of {', '.join(TOKEN_ROLES)}")
+        with self.engine.begin() as conn:
+            known = conn.execute(sa.select(annotators_table.c.id).where(annotators_table.c.id == annotator.id)).first()
+            if known is None:
+                conn.execute(annotators_table.insert().values(id=annotator.id, kind=annotator.kind, name=annotator.name))
+            conn.execute(
+                annotator_tokens_table.insert().values(
+                    selector=selector,
+                    secret_sha256=secret_sha256,
+                    annotator_id=annotator.id,
+                    role=role,
+                    created_at=time.time(),
+                    revoked_at=None,
+                )
+            )
+
+    def token(self, selector: str) -> StoredToken | None:
+        """The stored token with this selector (revoked ones included), or None."""
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(annotator_tokens_table).where(annotator_tokens_table.c.selector == selector)).first()
+        return None if r is None else StoredToken(**r._asdict())
+
+    def tokens(self, annotator_id: str | None = None) -> list[StoredToken]:
+        """Stored tokens (hashes only), oldest first."""
+        stmt = sa.select(annotator_tokens_table).order_by(annotator_tokens_table.c.created_at)
+        if annotator_id is not None:
+            stmt = stmt.where(annotator_tokens_table.c.annotator_id == annotator_id)
+        with self.engine.connect() as conn:
+            return [StoredToken(**r._asdict()) for r in conn.execute(stmt).all()]
+
+    def revoke_tokens(self, annotator_id: str) -> int:
+        """Revoke every live token of an annotator; returns how many. Their answers stay."""
+        t = annotator_tokens_table
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                t.update().where(t.c.annotator_id == annotator_id, t.c.revoked_at.is_(None)).values(revoked_at=time.time())
+            )
+        return int(result.rowcount)
+
+    def set_control(self, key: str, value: Any) -> None:
+        """Set a shared loop-control value (JSON-able), e.g. ``set_control("paused", True)``."""
+        t = loop_control_table
+        for _ in range(3):
+            with self.engine.begin() as conn:
+                done = conn.execute(t.update().where(t.c.key == key).values(value=value, updated_at=time.time()))
+                if done.rowcount:
+                    return
+                try:
+                    conn.execute(t.insert().values(key=key, value=value, updated_at=time.time()))
+                    return
+                except sa.exc.IntegrityError:
+                    pass  # another process inserted it first: update on the next try
+        raise StoreError(f"could not set loop control {key!r}")
+
+    def control(self, key: str, default: Any = None) -> Any:
+        """A shared loop-control value, or ``default`` if it was never set."""
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(loop_control_table.c.value).where(loop_control_table.c.key == key)).first()
+        return default if r is None else r.value
+
+    def feedback_counts(self) -> dict[str, int]:
+        """How many answers each annotator has stored."""
+        t = feedback_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.c.annotator_id, sa.func.count()).group_by(t.c.annotator_id)).all()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def count_queries(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(queries_table)).scalar_one())
+
+    def record_batch(self, feedback: Sequence[Comparison], all_or_nothing: bool = False) -> list[bool | StoreError]:
+        """Commit many comparison answers in one transaction: one disk sync for the lot.
+
+        Each answer is judged as :meth:`record` judges it: ``True`` when stored,
+        ``False`` when this annotator had already answered the query (also when
+        the same pair comes twice in ``feedback``), a :class:`StoreError` when
+        refused (unknown query, another kind). Every ``True`` is committed before
+        this returns. With ``all_or_nothing`` the first refusal is raised and
+        nothing is written. This is the web app's group commit: answers that
+        arrive while a commit is on disk go into the next one.
+        """
+        items = list(feedback)
+        for f in items:
+            if not isinstance(f, Comparison):
+                raise StoreError(f"record_batch takes comparisons; use record() for {type(f).__name__}")
+        for _attempt in range(3):
+            try:
+                return self._record_batch_once(items, all_or_nothing)
+            except sa.exc.IntegrityError:
+                # Another process stored one of these pairs between our read and our
+                # insert; the transaction was rolled back, so judge the batch again.
+                continue
+        raise StoreError("could not store the batch: concurrent writers kept storing the same answers")
+
+    def _record_batch_once(self, items: list[Comparison], all_or_nothing: bool) -> list[bool | StoreError]:
+        results: list[bool | StoreError] = []
+        if not items:
+            return results
+        q, fb = queries_table, feedback_table
+        qids = sorted({f.query_id for f in items})
+        pairs = sorted({(f.query_id, f.annotator_id) for f in items})
+        with self.engine.begin() as conn:
+            kinds: dict[str, str] = {}
+            for i in range(0, len(qids), 500):
+                rows = conn.execute(sa.select(q.c.id, q.c.kind).where(q.c.id.in_(qids[i : i + 500]))).all()
+                kinds.update({r[0]: r[1] for r in rows})
+            seen: set[tuple[str, str]] = set()
+            for i in range(0, len(pairs), 250):
+                key = sa.tuple_(fb.c.query_id, fb.c.annotator_id)
+                rows = conn.execute(sa.select(fb.c.query_id, fb.c.annotator_id).where(key.in_(pairs[i : i + 250])))
+                seen.update((r[0], r[1]) for r in rows)
+            new_rows: list[dict[str, Any]] = []
+            for f in items:
+                kind = kinds.get(f.query_id)
+                if kind is None:
+                    results.append(StoreError(f"answer to unknown query {f.query_id!r}"))
+                elif kind != f.kind:
+                    results.append(StoreError(f"query {f.query_id!r} asks for {kind!r} feedback, got {f.kind!r}"))
+                elif (f.query_id, f.annotator_id) in seen:
+                    results.append(False)
+                else:
+                    seen.add((f.query_id, f.annotator_id))
+                    mu = f.mu
+                    new_rows.append(
+                        {
+                            "query_id": f.query_id,
+                            "annotator_id": f.annotator_id,
+                            "kind": f.kind,
+                            "answer": f.answer.value,
+                            "mu_a": None if mu is None else mu[0],
+                            "mu_b": None if mu is None else mu[1],
+                            "payload": {},
+                            "created_at": f.created_at,
+                        }
+                    )
+                    results.append(True)
+                if all_or_nothing and isinstance(results[-1], StoreError):
+                    raise results[-1]
+            if new_rows:
+                conn.execute(fb.insert(), new_rows)
+        return results
