@@ -339,16 +339,14 @@ class Ranking(FeedbackBase):
     def __post_init__(self) -> None:
         ranked = tuple(self.ranked)
         if len(ranked) < 2 or not all(isinstance(g, str) and g for g in ranked):
-            raise InvalidFeedbackError(f"a ranking orders at least 2 generation ids (non-empty strings), got {ranked!r}")
+            raise InvalidFeedbackError(f"a ranking orders at least 2 generation ids (non-empty), got {ranked!r}")
         dup = sorted({g for g in ranked if ranked.count(g) > 1})
         if dup:
             raise InvalidFeedbackError(f"a ranking lists each generation once; {dup} appear more than once")
         object.__setattr__(self, "ranked", ranked)
 
     @classmethod
-    def make(
-        cls, query_id: str, ranked: Sequence[str], annotator_id: str, created_at: float | None = None
-    ) -> Ranking:
+    def make(cls, query_id: str, ranked: Sequence[str], annotator_id: str, created_at: float | None = None) -> Ranking:
         return cls(query_id=query_id, annotator_id=annotator_id, created_at=_now(created_at), ranked=tuple(ranked))
 
 
@@ -411,7 +409,8 @@ class Label(FeedbackBase):
             raise InvalidFeedbackError(f"a label's choice set needs at least 2 non-empty names, got {choices!r}")
         if len(set(choices)) != len(choices) or NONE_OF_THESE in choices:
             raise InvalidFeedbackError(
-                f"a label's choices must be distinct and must not list {NONE_OF_THESE!r} (always allowed), got {choices!r}"
+                f"a label's choices must be distinct and must not list {NONE_OF_THESE!r} (always allowed), "
+                f"got {choices!r}"
             )
         if self.label != NONE_OF_THESE and self.label not in choices:
             raise InvalidFeedbackError(
@@ -498,9 +497,7 @@ class Correction(FeedbackBase):
             raise InvalidFeedbackError(f"a correction holds a Segment or a Text, got {type(c).__name__}")
 
     @classmethod
-    def make(
-        cls, query_id: str, corrected: Content, annotator_id: str, created_at: float | None = None
-    ) -> Correction:
+    def make(cls, query_id: str, corrected: Content, annotator_id: str, created_at: float | None = None) -> Correction:
         return cls(query_id=query_id, annotator_id=annotator_id, created_at=_now(created_at), corrected=corrected)
 
 
