@@ -2,7 +2,9 @@
 
 ``rlhfkit run CONFIG.toml [--out DIR] [--seed N]`` starts a run,
 ``rlhfkit run --resume RUN_DIR`` continues one after a stop or crash,
-``rlhfkit report RUN_DIR`` rebuilds its HTML report, and
+``rlhfkit report RUN_DIR`` rebuilds its HTML report,
+``rlhfkit serve RUN_DIR`` serves the annotation web app, ``rlhfkit annotators add NAME``
+gives a person a login token, and
 ``rlhfkit config-help`` lists every config field with its meaning.
 """
 
@@ -134,6 +136,47 @@ def _dpo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from rlhfkit.app.server import AppConfig, serve, store_url_for
+
+    url = store_url_for(args.run_dir, args.db)
+    print(f"serving {url.split('@')[-1]} on http://{args.host}:{args.port}/", file=sys.stderr)
+    config = AppConfig(
+        store_url=url,
+        media_dir=Path(args.run_dir) / "media",
+        max_body_bytes=args.max_body,
+        secure_cookies=args.secure_cookies,
+        prerender=not args.no_prerender,
+    )
+    serve(config, args.host, args.port)
+    return 0
+
+
+def _annotators(args: argparse.Namespace) -> int:
+    from rlhfkit.app.auth import add_annotator
+    from rlhfkit.app.server import store_url_for
+    from rlhfkit.feedback.store import FeedbackStore
+
+    store = FeedbackStore(store_url_for(args.run, args.db))
+    try:
+        if args.action == "add":
+            token = add_annotator(store, args.name, admin=args.admin, rotate=args.rotate)
+            role = "admin" if args.admin else "annotator"
+            print(f"{role} {args.name!r} added; the token is shown only this once:", file=sys.stderr)
+            print(token)
+        elif args.action == "revoke":
+            n = store.revoke_tokens(args.name)
+            print(f"revoked {n} token{'s' if n != 1 else ''} of {args.name!r}; their answers stay", file=sys.stderr)
+        else:
+            counts = store.feedback_counts()
+            for t in store.tokens():
+                state = "revoked" if t.revoked_at is not None else "active"
+                print(f"{t.annotator_id}\t{t.role}\t{state}\t{counts.get(t.annotator_id, 0)} answers")
+    finally:
+        store.close()
+    return 0
+
+
 def _config_help(args: argparse.Namespace) -> int:
     print("\n".join(describe()))
     return 0
@@ -178,13 +221,33 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--lr", type=float, default=1e-6, help="1e-6 suits pre-trained models; the tiny preset wants ~1e-3")
     dp.add_argument("--seed", type=int, default=0)
     dp.set_defaults(func=_dpo)
+    sv = sub.add_parser("serve", help="serve the annotation web app for a run folder")
+    sv.add_argument("run_dir", metavar="RUN_DIR", help="the run folder (its feedback.sqlite, media cache)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--db", metavar="URL", help="feedback store URL, e.g. postgresql://user:pw@host/db")
+    sv.add_argument("--max-body", type=int, default=64 * 1024, help="largest request body in bytes (413 above)")
+    sv.add_argument("--secure-cookies", action="store_true", help="mark the login cookie Secure (behind HTTPS)")
+    sv.add_argument("--no-prerender", action="store_true", help="render control segments only when first viewed")
+    sv.set_defaults(func=_serve)
+    an = sub.add_parser("annotators", help="add, list or revoke the people who answer in the web app")
+    an.add_argument("action", choices=["add", "list", "revoke"])
+    an.add_argument("name", nargs="?", metavar="NAME", help="annotator name (add, revoke)")
+    an.add_argument("--admin", action="store_true", help="an admin: sees progress and agreement, pauses the loop")
+    an.add_argument("--rotate", action="store_true", help="replace the live token of an existing annotator")
+    an.add_argument("--run", default=".", metavar="RUN_DIR", help="the run folder (default: the current folder)")
+    an.add_argument("--db", metavar="URL", help="feedback store URL instead of RUN_DIR/feedback.sqlite")
+    an.set_defaults(func=_annotators)
     ch = sub.add_parser("config-help", help="list every config field, its default and meaning")
     ch.set_defaults(func=_config_help)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "annotators" and args.action in ("add", "revoke") and not args.name:
+        parser.error(f"annotators {args.action} needs a NAME")
     from rlhfkit.data.preferences import DataFormatError
     from rlhfkit.domains.control import UnsupportedSpaceError
     from rlhfkit.domains.text import ModelFolderError

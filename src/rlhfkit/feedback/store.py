@@ -537,7 +537,9 @@ class FeedbackStore:
         with self.engine.begin() as conn:
             known = conn.execute(sa.select(annotators_table.c.id).where(annotators_table.c.id == annotator.id)).first()
             if known is None:
-                conn.execute(annotators_table.insert().values(id=annotator.id, kind=annotator.kind, name=annotator.name))
+                conn.execute(
+                    annotators_table.insert().values(id=annotator.id, kind=annotator.kind, name=annotator.name)
+                )
             conn.execute(
                 annotator_tokens_table.insert().values(
                     selector=selector,
@@ -552,7 +554,9 @@ class FeedbackStore:
     def token(self, selector: str) -> StoredToken | None:
         """The stored token with this selector (revoked ones included), or None."""
         with self.engine.connect() as conn:
-            r = conn.execute(sa.select(annotator_tokens_table).where(annotator_tokens_table.c.selector == selector)).first()
+            r = conn.execute(
+                sa.select(annotator_tokens_table).where(annotator_tokens_table.c.selector == selector)
+            ).first()
         return None if r is None else StoredToken(**r._asdict())
 
     def tokens(self, annotator_id: str | None = None) -> list[StoredToken]:
@@ -568,7 +572,9 @@ class FeedbackStore:
         t = annotator_tokens_table
         with self.engine.begin() as conn:
             result = conn.execute(
-                t.update().where(t.c.annotator_id == annotator_id, t.c.revoked_at.is_(None)).values(revoked_at=time.time())
+                t.update()
+                .where(t.c.annotator_id == annotator_id, t.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
             )
         return int(result.rowcount)
 
@@ -643,8 +649,8 @@ class FeedbackStore:
             seen: set[tuple[str, str]] = set()
             for i in range(0, len(pairs), 250):
                 key = sa.tuple_(fb.c.query_id, fb.c.annotator_id)
-                rows = conn.execute(sa.select(fb.c.query_id, fb.c.annotator_id).where(key.in_(pairs[i : i + 250])))
-                seen.update((r[0], r[1]) for r in rows)
+                found = conn.execute(sa.select(fb.c.query_id, fb.c.annotator_id).where(key.in_(pairs[i : i + 250])))
+                seen.update((r[0], r[1]) for r in found)
             new_rows: list[dict[str, Any]] = []
             for f in items:
                 kind = kinds.get(f.query_id)
@@ -656,17 +662,13 @@ class FeedbackStore:
                     results.append(False)
                 else:
                     seen.add((f.query_id, f.annotator_id))
-                    mu = f.mu
                     new_rows.append(
                         {
                             "query_id": f.query_id,
                             "annotator_id": f.annotator_id,
                             "kind": f.kind,
-                            "answer": f.answer.value,
-                            "mu_a": None if mu is None else mu[0],
-                            "mu_b": None if mu is None else mu[1],
-                            "payload": {},
                             "created_at": f.created_at,
+                            **_feedback_columns(f),  # the same columns record() writes
                         }
                     )
                     results.append(True)

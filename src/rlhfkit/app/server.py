@@ -1,0 +1,591 @@
+"""The annotation web app: a FastAPI server over the feedback store.
+
+``rlhfkit serve RUN_DIR`` runs :func:`create_app` on uvicorn. The app and the
+loop never import each other: the loop writes pending queries to the store and
+reads answers from it, the app serves the pending queries and writes answers
+(see ``shared/DESIGN.md``). Either can restart without losing an answer.
+
+Security, in one place:
+
+- every ``/api`` route but login and health needs a token, as
+  ``Authorization: Bearer TOKEN`` or the HttpOnly, SameSite=Strict cookie that
+  ``POST /api/session`` sets for the pages (cookie-authenticated writes must
+  also carry ``X-Requested-With``, which a cross-site form cannot send);
+- an annotator sees only their queue and their own answers; ``/api/admin/*``
+  and other people's answers are for admins (403 otherwise);
+- request bodies are bounded (:attr:`AppConfig.max_body_bytes`, 413) and
+  validated field by field (422 naming the field); nothing is stored then;
+- pages run only the app's own script under a strict Content-Security-Policy
+  and show model output with ``textContent``: HTML or script in a generation
+  is displayed as text, never parsed;
+- tokens never reach a log: they travel only in headers, cookies and the login
+  body, never in a URL, and error messages never echo request input.
+
+Answers go through :class:`~rlhfkit.app.writer.AnswerWriter` (group commit):
+a request is answered only after its answer is committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rlhfkit.app import schemas as s
+from rlhfkit.app.auth import Principal, TokenVerifier
+from rlhfkit.app.media import FORMATS, MediaCache, MediaError
+from rlhfkit.app.writer import AnswerWriter
+from rlhfkit.feedback.agreement import agreement
+from rlhfkit.feedback.store import FeedbackStore, StoreError
+from rlhfkit.types import Comparison, Generation, Segment
+
+log = logging.getLogger("rlhfkit.app")
+
+STATIC = Path(__file__).parent / "static"
+COOKIE = "rlhfkit_token"
+PAUSED_KEY = "paused"
+STATUS_KEY = "loop_status"
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """How the app is set up (``rlhfkit serve`` fills it from its arguments)."""
+
+    store_url: str
+    """SQLAlchemy URL of the feedback store."""
+    media_dir: Path
+    """Where rendered control segments are cached (``RUN_DIR/media``)."""
+    max_body_bytes: int = 64 * 1024
+    """Largest request body accepted; larger ones get 413 before they are read in full."""
+    token_ttl_s: float = 5.0
+    """How long a checked token is remembered (a revoked token stops working within this)."""
+    secure_cookies: bool = False
+    """Mark the login cookie Secure (set it when the app is served over HTTPS)."""
+    prerender: bool = True
+    """Render pending control segments in the background at start-up."""
+
+
+# -- a plain ASGI guard: security headers on every response, and the body limit ------
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class GuardMiddleware:
+    """Adds :data:`SECURITY_HEADERS` to every HTTP response and refuses bodies over ``max_body`` bytes (413).
+
+    A declared ``Content-Length`` over the limit is refused before reading (the
+    HTTP server stops a body at its declared length); a body sent without one
+    is read here as it arrives and refused once it passes the limit. Plain ASGI
+    (no per-request task), so it costs microseconds.
+    """
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        declared: int | None = None
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+        if declared is not None:
+            if declared < 0 or declared > self.max_body:
+                await self._too_large(send_with_headers)
+                return
+            await self.app(scope, receive, send_with_headers)  # the server holds the body to its declared length
+            return
+        # No Content-Length (a chunked body, or none): read it here, up to the limit, then replay it.
+        chunks: list[bytes] = []
+        size = 0
+        more = scope["method"] not in ("GET", "HEAD", "OPTIONS", "DELETE")
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await self._too_large(send_with_headers)
+                return
+            chunks.append(chunk)
+            more = bool(message.get("more_body", False))
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send_with_headers)
+
+    async def _too_large(self, send: Send) -> None:
+        body = json.dumps({"detail": f"request body too large: the limit is {self.max_body} bytes"}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+# -- the app ------------------------------------------------------------------------
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": s.ErrorOut, "description": "no token, or a wrong or revoked one"},
+    403: {"model": s.ErrorOut, "description": "the token's owner may not do this"},
+    413: {"model": s.ErrorOut, "description": "request body too large"},
+    422: {"model": s.ErrorOut, "description": "a malformed request; `detail` names the field"},
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {c: ERRORS[c] for c in codes}
+
+
+def _error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _loc(loc: Any) -> list[str | int]:
+    return [p if isinstance(p, int) else str(p) for p in loc]
+
+
+def _describe(errors: list[Any]) -> str:
+    parts = []
+    for e in errors[:5]:
+        where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body",)) or "body"
+        parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+# -- who is asking --------------------------------------------------------------------
+
+
+def principal(request: Request) -> Principal:
+    """The token's owner, from ``Authorization: Bearer`` or the login cookie (401 otherwise)."""
+    verifier: TokenVerifier = request.app.state.verifier
+    header = request.headers.get("authorization")
+    token = None
+    from_cookie = False
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value:
+            raise HTTPException(401, "use the header 'Authorization: Bearer TOKEN'", {"WWW-Authenticate": "Bearer"})
+        token = value.strip()
+    else:
+        token = request.cookies.get(COOKIE)
+        from_cookie = token is not None
+    if not token:
+        raise HTTPException(401, "log in: no token given", {"WWW-Authenticate": "Bearer"})
+    who = verifier.verify(token)
+    if who is None:
+        raise HTTPException(401, "unknown, wrong or revoked token", {"WWW-Authenticate": "Bearer"})
+    if from_cookie and request.method not in ("GET", "HEAD") and request.headers.get("x-requested-with") != "rlhfkit":
+        raise HTTPException(403, "cookie-authenticated writes need the header 'X-Requested-With: rlhfkit'")
+    return who
+
+
+def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """The token's owner if an admin (403 otherwise)."""
+    if not who.is_admin:
+        raise HTTPException(403, "this needs an admin token")
+    return who
+
+
+Who = Annotated[Principal, Depends(principal)]
+Admin = Annotated[Principal, Depends(admin)]
+
+
+def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI:
+    """The annotation app over the store at ``config.store_url`` (or the given ``store``)."""
+    store = store if store is not None else FeedbackStore(config.store_url)
+    verifier = TokenVerifier(store, config.token_ttl_s)
+    writer = AnswerWriter(store)
+    media = MediaCache(config.media_dir)
+    stop_prerender = threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        writer.start()
+        worker = None
+        if config.prerender:
+            worker = threading.Thread(target=_prerender, args=(store, media, stop_prerender), daemon=True)
+            worker.start()
+        try:
+            yield
+        finally:
+            stop_prerender.set()
+            writer.stop()
+            if worker is not None:
+                worker.join(timeout=30)
+
+    app = FastAPI(
+        title="rlhfkit annotation app",
+        version="1",
+        description="Pending queries for people to answer, and their answers, over the rlhfkit feedback store.",
+        lifespan=lifespan,
+    )
+    app.state.store = store
+    app.state.verifier = verifier
+    app.state.writer = writer
+    app.state.media = media
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": _loc(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in exc.errors()
+        ]
+        # The input is never echoed back: it may hold a token (the login body).
+        return JSONResponse({"detail": _describe(errors), "errors": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    # -- pages --------------------------------------------------------------------------
+
+    def page(name: str) -> FileResponse:
+        return FileResponse(STATIC / name, media_type="text/html", headers={"cache-control": "no-store"})
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return page("index.html")
+
+    @app.get("/annotate", include_in_schema=False)
+    def annotate_page() -> FileResponse:
+        return page("annotate.html")
+
+    @app.get("/admin", include_in_schema=False)
+    def admin_page() -> FileResponse:
+        return page("admin.html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        types = {".js": "text/javascript", ".css": "text/css"}
+        path = STATIC / name
+        if path.suffix not in types or path.name != name or not path.is_file():
+            return _error(404, "no such file")
+        return FileResponse(path, media_type=types[path.suffix], headers={"cache-control": "no-cache"})
+
+    # -- session ------------------------------------------------------------------------
+
+    @app.get("/healthz", response_model=s.HealthOut, tags=["app"])
+    def health() -> s.HealthOut:
+        return s.HealthOut(ok=True)
+
+    @app.post("/api/session", response_model=s.MeOut, responses=_errors(401, 413, 422), tags=["session"])
+    def login(body: s.LoginIn, response: Response) -> s.MeOut:
+        """Check a token and set it as an HttpOnly cookie for the pages."""
+        who = verifier.verify(body.token)
+        if who is None:
+            raise HTTPException(401, "unknown, wrong or revoked token", {"WWW-Authenticate": "Bearer"})
+        response.set_cookie(
+            COOKIE,
+            body.token,
+            httponly=True,
+            samesite="strict",
+            secure=config.secure_cookies,
+            path="/",
+            max_age=12 * 3600,
+        )
+        return s.MeOut(annotator_id=who.annotator_id, role=who.role)  # type: ignore[arg-type]  # role is checked by the store
+
+    @app.delete("/api/session", status_code=204, tags=["session"])
+    def logout(response: Response) -> Response:
+        response.delete_cookie(COOKIE, path="/")
+        response.status_code = 204
+        return response
+
+    @app.get("/api/me", response_model=s.MeOut, responses=_errors(401), tags=["session"])
+    def me(who: Who) -> s.MeOut:
+        return s.MeOut(annotator_id=who.annotator_id, role=who.role)  # type: ignore[arg-type]
+
+    # -- the annotator's queue and answers --------------------------------------------
+
+    @app.get("/api/queue", response_model=s.QueueOut, responses=_errors(401, 403, 422), tags=["annotate"])
+    def queue(who: Who, limit: Annotated[int, Query(ge=1, le=100)] = 10) -> s.QueueOut:
+        """The oldest queries this annotator has not answered, with what to show for each."""
+        pending = store.queries(pending_for=who.annotator_id)
+        first = pending[:limit]
+        gens = store.generations([g for q in first for g in q.generation_ids])
+        counts = store.feedback_counts()
+        return s.QueueOut(
+            annotator_id=who.annotator_id,
+            pending=len(pending),
+            answered=counts.get(who.annotator_id, 0),
+            total=store.count_queries(),
+            paused=bool(store.control(PAUSED_KEY, False)),
+            queries=[
+                s.QueryOut(id=q.id, kind=q.kind, round=q.round, items=[_item(gens[g]) for g in q.generation_ids])
+                for q in first
+                if all(g in gens for g in q.generation_ids)
+            ],
+        )
+
+    @app.post(
+        "/api/answers",
+        response_model=s.AnswerOut,
+        status_code=201,
+        responses={
+            200: {"model": s.AnswerOut, "description": "the same answer was already stored; nothing changed"},
+            404: {"model": s.ErrorOut, "description": "no such query"},
+            409: {"model": s.ErrorOut, "description": "a different answer to this query is already stored"},
+            503: {"model": s.ErrorOut, "description": "the store could not be written"},
+            **_errors(401, 403, 413, 422),
+        },
+        tags=["annotate"],
+    )
+    async def answer(body: s.ComparisonAnswerIn, who: Who, response: Response) -> s.AnswerOut:
+        """Store one answer. Sending the same answer again stores nothing and says so (200, duplicate)."""
+        record = Comparison.make(body.query_id, body.answer, who.annotator_id, mu_a=body.mu_a)
+        try:
+            stored = await writer.submit(record)
+        except StoreError as e:
+            message = str(e)
+            raise HTTPException(404 if "unknown query" in message else 409, message) from None
+        except Exception as e:
+            log.error("answer not stored: %s", type(e).__name__)
+            raise HTTPException(503, "the answer could not be stored; send it again") from None
+        if stored:
+            return s.AnswerOut(query_id=body.query_id, stored=True, duplicate=False)
+        previous = next((c for c in store.comparisons(who.annotator_id) if c.query_id == body.query_id), None)
+        if previous is not None and (previous.answer.value, previous.mu) != (record.answer.value, record.mu):
+            raise HTTPException(
+                409, f"you already answered query {body.query_id!r} with {previous.answer.value!r}; answers are final"
+            )
+        response.status_code = 200
+        return s.AnswerOut(query_id=body.query_id, stored=False, duplicate=True)
+
+    @app.get("/api/answers", response_model=list[s.StoredAnswer], responses=_errors(401, 403, 422), tags=["annotate"])
+    def answers(
+        who: Who,
+        annotator_id: Annotated[str | None, Query(max_length=128, description="default: your own")] = None,
+    ) -> list[s.StoredAnswer]:
+        """Stored answers of one annotator: your own, or anyone's with an admin token."""
+        target = annotator_id or who.annotator_id
+        if target != who.annotator_id and not who.is_admin:
+            raise HTTPException(403, "annotators may read only their own answers")
+        return [
+            s.StoredAnswer(
+                query_id=c.query_id,
+                annotator_id=c.annotator_id,
+                kind=c.kind,
+                answer=c.answer.value,
+                mu_a=None if c.mu is None else c.mu[0],
+                created_at=c.created_at,
+            )
+            for c in store.comparisons(target)
+        ]
+
+    # -- media --------------------------------------------------------------------------
+
+    @app.get(
+        "/api/media/{fmt}/{generation_id}",
+        responses={
+            200: {"content": {"video/webm": {}, "image/gif": {}}, "description": "the rendered segment"},
+            404: {"model": s.ErrorOut, "description": "no such control generation"},
+            **_errors(401, 422),
+        },
+        tags=["annotate"],
+    )
+    def media_file(
+        who: Who,
+        fmt: Literal["webm", "gif"],
+        generation_id: Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
+    ) -> Response:
+        """A control segment as a short WebM video or animated GIF (rendered on first request, then cached)."""
+        gen = store.generations([generation_id]).get(generation_id)
+        if gen is None or not isinstance(gen.content, Segment):
+            return _error(404, "no control generation with this id")
+        try:
+            path = media.get(generation_id, gen.content, fmt)
+        except MediaError as e:
+            return _error(404, str(e))
+        return FileResponse(path, media_type=FORMATS[fmt], headers={"cache-control": "private, max-age=86400"})
+
+    # -- admin --------------------------------------------------------------------------
+
+    @app.get("/api/admin/progress", response_model=s.ProgressOut, responses=_errors(401, 403), tags=["admin"])
+    def progress(who: Admin) -> s.ProgressOut:
+        counts = store.feedback_counts()
+        people = {a.id: a.kind for a in store.annotators()}
+        ids = sorted(set(people) | set(counts))
+        return s.ProgressOut(
+            queries=store.count_queries(),
+            answers=sum(counts.values()),
+            annotators=[
+                s.AnnotatorProgress(annotator_id=a, kind=people.get(a, "unknown"), answered=counts.get(a, 0))
+                for a in ids
+            ],
+        )
+
+    @app.get("/api/admin/agreement", response_model=s.AgreementOut, responses=_errors(401, 403), tags=["admin"])
+    def agreement_view(who: Admin) -> s.AgreementOut:
+        """Pairwise agreement and Krippendorff's alpha over queries two or more people answered."""
+        a = agreement(store.comparisons())
+        return s.AgreementOut(
+            n_units=a.n_units,
+            n_pairs=a.n_pairs,
+            pairwise=a.pairwise,
+            alpha_nominal=a.alpha_nominal,
+            alpha_interval=a.alpha_interval,
+            by_pair=[s.PairAgreement(annotators=k.split("|"), agree=v[0], pairs=v[1]) for k, v in a.by_pair.items()],
+        )
+
+    def loop_state() -> s.LoopOut:
+        status = store.control(STATUS_KEY, {})
+        return s.LoopOut(
+            paused=bool(store.control(PAUSED_KEY, False)), status=status if isinstance(status, dict) else {}
+        )
+
+    @app.get("/api/admin/loop", response_model=s.LoopOut, responses=_errors(401, 403), tags=["admin"])
+    def get_loop(who: Admin) -> s.LoopOut:
+        return loop_state()
+
+    @app.post("/api/admin/loop", response_model=s.LoopOut, responses=_errors(401, 403, 413, 422), tags=["admin"])
+    def set_loop(body: s.LoopIn, who: Admin) -> s.LoopOut:
+        """Pause or resume the loop: it holds before its next optimisation step until resumed."""
+        store.set_control(PAUSED_KEY, body.paused)
+        log.info("loop %s by %s", "paused" if body.paused else "resumed", who.annotator_id)
+        return loop_state()
+
+    app.add_middleware(GuardMiddleware, max_body=config.max_body_bytes)
+    return app
+
+
+def _item(g: Generation) -> s.ItemOut:
+    c = g.content
+    if isinstance(c, Segment):
+        return s.ItemOut(
+            generation_id=g.id,
+            domain="control",
+            video=f"/api/media/webm/{g.id}",
+            image=f"/api/media/gif/{g.id}",
+            steps=len(c),
+        )
+
+    def plain(v: Any) -> str | list[s.Message]:
+        return v if isinstance(v, str) else [s.Message(role=m["role"], content=m["content"]) for m in v]
+
+    return s.ItemOut(generation_id=g.id, domain="text", prompt=plain(c.prompt), completion=plain(c.completion))
+
+
+def _prerender(store: FeedbackStore, media: MediaCache, stop: threading.Event) -> None:
+    """Render the control segments of pending queries, so the first person to open one does not wait."""
+    try:
+        queries = store.queries()
+        answered = {c.query_id for c in store.comparisons()}
+        ids = [g for q in queries if q.id not in answered for g in q.generation_ids]
+        for gid in ids:
+            if stop.is_set():
+                return
+            gen = store.generations([gid]).get(gid)
+            if gen is not None and isinstance(gen.content, Segment):
+                media.get(gid, gen.content, "webm")
+    except Exception as e:  # rendering is a convenience: a failure here must not stop the app
+        log.warning("pre-rendering stopped: %s: %s", type(e).__name__, e)
+
+
+def store_url_for(run_dir: str | Path, db: str | None = None) -> str:
+    """The store a run folder uses: ``db`` if given, else its config's ``feedback.store_url``, else its SQLite file.
+
+    ``postgresql://`` URLs get the psycopg (v3) driver. A folder that holds
+    neither a config nor a store is refused, so a typo does not create an empty store.
+    """
+    import tomllib
+
+    d = Path(run_dir)
+    url = db
+    if url is None and (d / "config.toml").is_file():
+        feedback = tomllib.loads((d / "config.toml").read_text(encoding="utf-8")).get("feedback", {})
+        url = feedback.get("store_url") or None if isinstance(feedback, dict) else None
+    if url is None:
+        if not (d / "config.toml").is_file() and not (d / "feedback.sqlite").is_file():
+            raise FileNotFoundError(
+                f"{d} is not a run folder (no config.toml or feedback.sqlite); pass the run folder or --db URL"
+            )
+        return f"sqlite:///{d / 'feedback.sqlite'}"
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def serve(config: AppConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Run the app on uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False)
+
+
+def run_in_thread(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+) -> tuple[Any, threading.Thread, int]:
+    """Start ``app`` on uvicorn in a daemon thread (tests, the bench); returns (server, thread, port).
+
+    Stop it with ``server.should_exit = True; thread.join()``.
+    """
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    chosen = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on", server_header=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        if not thread.is_alive():
+            raise RuntimeError("the app server did not start")
+        time.sleep(0.01)
+    return server, thread, chosen

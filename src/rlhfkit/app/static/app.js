@@ -1,0 +1,320 @@
+// rlhfkit annotation pages. Model output is untrusted: it is only ever put into
+// the page with textContent (never parsed as HTML), so HTML or script in a generation
+// shows as text. The Content-Security-Policy allows no other script than this file.
+"use strict";
+
+const HEADERS = { "Content-Type": "application/json", "X-Requested-With": "rlhfkit" };
+
+async function api(method, path, body) {
+  const options = { method, headers: HEADERS, credentials: "same-origin" };
+  if (body !== undefined) options.body = JSON.stringify(body);
+  const response = await fetch(path, options);
+  let data = null;
+  try { data = await response.json(); } catch (_) { data = null; }
+  if (response.status === 401 && document.body.dataset.page !== "login") {
+    window.location.assign("/");
+    throw new Error("signed out");
+  }
+  if (!response.ok) {
+    const detail = data && typeof data.detail === "string" ? data.detail : `HTTP ${response.status}`;
+    const error = new Error(detail);
+    error.status = response.status;
+    throw error;
+  }
+  return { status: response.status, data };
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+function byId(id) { return document.getElementById(id); }
+
+function setStatus(text, isError) {
+  const status = byId("status");
+  status.textContent = text;
+  status.className = isError ? "error" : "";
+}
+
+function percent(x) { return x === null || x === undefined ? "n/a" : `${(100 * x).toFixed(1)}%`; }
+function number(x) { return x === null || x === undefined ? "n/a" : x.toFixed(3); }
+
+async function logout() {
+  try { await api("DELETE", "/api/session"); } finally { window.location.assign("/"); }
+}
+
+// -- sign in --------------------------------------------------------------------------
+
+function loginPage() {
+  byId("login").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const token = byId("token").value.trim();
+    byId("error").textContent = "";
+    try {
+      const { data } = await api("POST", "/api/session", { token });
+      window.location.assign(data.role === "admin" ? "/admin" : "/annotate");
+    } catch (error) {
+      byId("error").textContent = error.status === 401 ? "That token is not valid." : error.message;
+    }
+  });
+}
+
+// -- annotate -------------------------------------------------------------------------
+
+const state = { queue: [], current: null, busy: false, timer: null };
+
+function renderText(container, value) {
+  if (typeof value === "string") {
+    container.appendChild(el("pre", "text", value));
+    return;
+  }
+  for (const message of value || []) {
+    const turn = el("div", "turn");
+    turn.appendChild(el("span", "role", `${message.role}: `));
+    turn.appendChild(el("pre", "text", message.content));
+    container.appendChild(turn);
+  }
+}
+
+function samePrompt(items) {
+  return items.every((item) => JSON.stringify(item.prompt) === JSON.stringify(items[0].prompt));
+}
+
+function showQuery(query) {
+  state.current = query;
+  byId("empty").hidden = true;
+  byId("query").hidden = false;
+  document.body.dataset.queryId = query.id;
+  byId("query-id").textContent = query.id;
+  byId("query-round").textContent = String(query.round);
+  const items = query.items;
+  const shared = byId("shared-prompt");
+  shared.replaceChildren();
+  const textual = items.every((item) => item.domain === "text");
+  const oneprompt = textual && samePrompt(items);
+  shared.hidden = !oneprompt;
+  if (oneprompt) {
+    shared.appendChild(el("strong", null, "Prompt"));
+    renderText(shared, items[0].prompt);
+  }
+  const videos = [];
+  ["a", "b"].forEach((side, i) => {
+    const content = byId(`content-${side}`);
+    content.replaceChildren();
+    const item = items[i];
+    if (!item) return;
+    if (item.domain === "text") {
+      if (!oneprompt) {
+        content.appendChild(el("strong", null, "Prompt"));
+        renderText(content, item.prompt);
+        content.appendChild(el("strong", null, "Completion"));
+      }
+      const completion = el("div", "completion");
+      completion.id = `completion-${side}`;
+      renderText(completion, item.completion);
+      content.appendChild(completion);
+    } else {
+      const video = document.createElement("video");
+      video.muted = true;
+      video.playsInline = true;
+      video.preload = "auto";
+      video.id = `video-${side}`;
+      video.src = item.video;
+      content.appendChild(video);
+      content.appendChild(el("p", "meta", `${item.steps} steps`));
+      videos.push(video);
+    }
+  });
+  byId("media-controls").hidden = videos.length === 0;
+  if (videos.length) syncVideos(videos);
+  byId("confidence").value = "50";
+  updateConfidence();
+  setBusy(false);
+}
+
+// Play the pair in sync: both start together once both can play, the second
+// follows the first's clock, and both restart together when both have ended.
+function syncVideos(videos) {
+  let ready = 0;
+  const start = () => {
+    for (const v of videos) { v.pause(); v.currentTime = 0; }
+    Promise.all(videos.map((v) => v.play().catch(() => undefined))).then(() => undefined);
+  };
+  for (const v of videos) {
+    v.addEventListener("canplaythrough", () => { ready += 1; if (ready === videos.length) start(); }, { once: true });
+    v.addEventListener("ended", () => { if (videos.every((w) => w.ended)) setTimeout(start, 400); });
+  }
+  if (videos.length === 2) {
+    const [lead, follow] = videos;
+    lead.addEventListener("timeupdate", () => {
+      if (!follow.ended && Math.abs(follow.currentTime - lead.currentTime) > 0.05) follow.currentTime = lead.currentTime;
+    });
+  }
+  byId("replay").onclick = start;
+  state.replay = start;
+}
+
+function setBusy(busy) {
+  state.busy = busy;
+  for (const button of document.querySelectorAll(".answers button, #answer-graded")) button.disabled = busy;
+}
+
+function updateConfidence() {
+  byId("confidence-value").textContent = `${byId("confidence").value}%`;
+}
+
+async function refreshQueue() {
+  const { data } = await api("GET", "/api/queue?limit=10");
+  byId("progress").textContent = `${data.answered} answered · ${data.pending} to go`;
+  byId("paused").hidden = !data.paused;
+  const answeredHere = new Set(state.done || []);
+  state.queue = data.queries.filter((q) => !answeredHere.has(q.id));
+  return data;
+}
+
+async function next() {
+  clearTimeout(state.timer);
+  if (!state.queue.length) {
+    try { await refreshQueue(); } catch (error) { setStatus(error.message, true); }
+  }
+  const query = state.queue.shift();
+  if (!query) {
+    state.current = null;
+    delete document.body.dataset.queryId;
+    byId("query").hidden = true;
+    byId("empty").hidden = false;
+    state.timer = setTimeout(next, 5000);
+    return;
+  }
+  showQuery(query);
+}
+
+async function send(answer, muA) {
+  const query = state.current;
+  if (!query || state.busy) return;
+  setBusy(true);
+  const body = { kind: "comparison", query_id: query.id, answer };
+  if (answer === "graded") body.mu_a = muA;
+  try {
+    const { data } = await api("POST", "/api/answers", body);
+    state.done = (state.done || []).concat([query.id]).slice(-200);
+    setStatus(data.duplicate ? "Already saved." : `Saved: ${answer === "graded" ? `P(A better) = ${muA}` : answer}.`);
+    state.queue = state.queue.filter((q) => q.id !== query.id);
+    await refreshQueue().catch(() => undefined);
+    state.queue = state.queue.filter((q) => q.id !== query.id);
+    await next();
+  } catch (error) {
+    setStatus(`Not saved: ${error.message}`, true);
+    setBusy(false);
+  }
+}
+
+function sendGraded() {
+  send("graded", Number(byId("confidence").value) / 100);
+}
+
+const KEYS = { "1": "A", a: "A", "2": "B", b: "B", "3": "equal", e: "equal", "4": "incomparable", x: "incomparable" };
+
+function onKey(event) {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const target = event.target;
+  if (target && (target.tagName === "TEXTAREA" || (target.tagName === "INPUT" && target.type !== "range"))) return;
+  const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+  if (KEYS[key]) { event.preventDefault(); send(KEYS[key]); return; }
+  if (key === "g" || (key === "Enter" && target && target.id === "confidence")) { event.preventDefault(); sendGraded(); return; }
+  if (key === "r" && state.replay) { event.preventDefault(); state.replay(); return; }
+  if ((key === "ArrowLeft" || key === "ArrowRight") && !(target && target.id === "confidence")) {
+    event.preventDefault();
+    const slider = byId("confidence");
+    slider.value = String(Number(slider.value) + (key === "ArrowRight" ? 5 : -5));
+    updateConfidence();
+  }
+}
+
+async function annotatePage() {
+  try {
+    const { data } = await api("GET", "/api/me");
+    byId("who").textContent = data.annotator_id;
+  } catch (error) { return; }
+  byId("logout").addEventListener("click", logout);
+  for (const button of document.querySelectorAll(".answers button")) {
+    button.addEventListener("click", () => send(button.dataset.answer));
+  }
+  byId("answer-graded").addEventListener("click", sendGraded);
+  byId("confidence").addEventListener("input", updateConfidence);
+  document.addEventListener("keydown", onKey);
+  await next();
+  document.body.dataset.ready = "1";
+}
+
+// -- admin ----------------------------------------------------------------------------
+
+function fillTable(id, rows) {
+  const body = document.querySelector(`#${id} tbody`);
+  body.replaceChildren(...rows.map((cells) => {
+    const tr = el("tr");
+    for (const cell of cells) tr.appendChild(el("td", null, cell));
+    return tr;
+  }));
+}
+
+async function refreshAdmin() {
+  const [progress, agreement, loop] = await Promise.all([
+    api("GET", "/api/admin/progress"), api("GET", "/api/admin/agreement"), api("GET", "/api/admin/loop"),
+  ]);
+  const p = progress.data;
+  byId("n-queries").textContent = String(p.queries);
+  byId("n-answers").textContent = String(p.answers);
+  fillTable("progress-table", p.annotators.map((a) => [a.annotator_id, a.kind, String(a.answered)]));
+  const g = agreement.data;
+  byId("n-units").textContent = String(g.n_units);
+  byId("n-pairs").textContent = String(g.n_pairs);
+  byId("pairwise").textContent = percent(g.pairwise);
+  byId("alpha-nominal").textContent = number(g.alpha_nominal);
+  byId("alpha-interval").textContent = number(g.alpha_interval);
+  fillTable("pairs-table", g.by_pair.map((r) => [r.annotators.join(" · "), String(r.agree), String(r.pairs)]));
+  showLoop(loop.data);
+}
+
+function showLoop(loop) {
+  byId("loop-state").textContent = loop.paused ? "paused" : "running";
+  const status = loop.status || {};
+  const parts = [];
+  if (status.round !== undefined) parts.push(`round ${status.round}`);
+  if (status.phase) parts.push(String(status.phase));
+  byId("loop-status").textContent = parts.length ? `(${parts.join(", ")})` : "";
+  const toggle = byId("pause-toggle");
+  toggle.textContent = loop.paused ? "Resume the loop" : "Pause the loop";
+  toggle.dataset.paused = loop.paused ? "1" : "0";
+}
+
+async function adminPage() {
+  try {
+    const { data } = await api("GET", "/api/me");
+    byId("who").textContent = data.annotator_id;
+  } catch (error) { return; }
+  byId("logout").addEventListener("click", logout);
+  byId("pause-toggle").addEventListener("click", async () => {
+    const paused = byId("pause-toggle").dataset.paused !== "1";
+    try {
+      const { data } = await api("POST", "/api/admin/loop", { paused });
+      showLoop(data);
+    } catch (error) { setStatus(error.message, true); }
+  });
+  const tick = async () => {
+    try { await refreshAdmin(); setStatus(""); } catch (error) { setStatus(error.message, true); }
+  };
+  await tick();
+  setInterval(tick, 5000);
+  document.body.dataset.ready = "1";
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const page = document.body.dataset.page;
+  if (page === "login") loginPage();
+  else if (page === "annotate") annotatePage();
+  else if (page === "admin") adminPage();
+});

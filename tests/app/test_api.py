@@ -1,0 +1,289 @@
+"""The web API: authentication, roles, validation, idempotent answers, admin views, media."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from apphelpers import Env
+from fastapi.testclient import TestClient
+
+from rlhfkit.app.server import CSP
+from rlhfkit.types import Comparison
+
+
+def _answer(client: TestClient, token: str, query_id: str, answer: str, mu_a: float | None = None) -> object:
+    body: dict[str, object] = {"query_id": query_id, "answer": answer}
+    if mu_a is not None:
+        body["mu_a"] = mu_a
+    return client.post("/api/answers", json=body, headers={"Authorization": f"Bearer {token}"})
+
+
+# -- authentication ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/me", "/api/queue", "/api/answers", "/api/admin/progress", "/api/media/webm/c0a"]
+)
+def test_no_token_is_401(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert "token" in r.json()["detail"]
+
+
+def test_wrong_malformed_and_revoked_tokens_are_401(client: TestClient, env: Env) -> None:
+    selector, secret = env.alice.split(".")
+    wrong_secret = selector + "." + ("A" if secret[0] != "A" else "B") + secret[1:]
+    for bad in [wrong_secret, "not-a-token", env.alice + "x", "Basic " + env.alice]:
+        header = bad if bad.startswith("Basic") else f"Bearer {bad}"
+        r = client.get("/api/me", headers={"Authorization": header})
+        assert r.status_code == 401, bad
+    assert client.get("/api/me", headers=env.headers(env.alice)).json() == {
+        "annotator_id": "alice",
+        "role": "annotator",
+    }
+    env.store.revoke_tokens("alice")
+    client.app.state.verifier._cache.clear()  # type: ignore[attr-defined]  # skip the 5 s cache in the test
+    assert client.get("/api/me", headers=env.headers(env.alice)).status_code == 401
+    r = _answer(client, env.alice, "q0", "A")
+    assert r.status_code == 401  # type: ignore[attr-defined]
+    assert env.store.count_feedback() == 0
+
+
+def test_a_wrong_token_stores_nothing(client: TestClient, env: Env) -> None:
+    r = client.post("/api/answers", json={"query_id": "q0", "answer": "A"}, headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401
+    assert env.store.count_feedback() == 0
+
+
+# -- roles -------------------------------------------------------------------------------
+
+
+def test_annotator_sees_only_own_answers_and_no_admin_views(client: TestClient, env: Env) -> None:
+    assert _answer(client, env.bob, "q0", "B").status_code == 201  # type: ignore[attr-defined]
+    alice = env.headers(env.alice)
+    r = client.get("/api/answers", params={"annotator_id": "bob"}, headers=alice)
+    assert r.status_code == 403
+    assert "own answers" in r.json()["detail"]
+    assert client.get("/api/answers", headers=alice).json() == []
+    for path in ["/api/admin/progress", "/api/admin/agreement", "/api/admin/loop"]:
+        assert client.get(path, headers=alice).status_code == 403
+    assert client.post("/api/admin/loop", json={"paused": True}, headers=alice).status_code == 403
+    assert env.store.control("paused") is None
+    # the admin reads bob's answers
+    rows = client.get("/api/answers", params={"annotator_id": "bob"}, headers=env.headers(env.admin)).json()
+    assert [(r["query_id"], r["answer"], r["mu_a"]) for r in rows] == [("q0", "B", 0.0)]
+
+
+def test_queue_is_per_annotator(client: TestClient, env: Env) -> None:
+    before = client.get("/api/queue", headers=env.headers(env.alice)).json()
+    assert before["pending"] == 5 and before["answered"] == 0 and before["total"] == 5
+    assert [q["id"] for q in before["queries"]] == ["q0", "q1", "q2", "q3", "k0"]
+    _answer(client, env.alice, "q0", "A")
+    _answer(client, env.alice, "q2", "equal")
+    after = client.get("/api/queue", params={"limit": 2}, headers=env.headers(env.alice)).json()
+    assert after["pending"] == 3 and after["answered"] == 2
+    assert [q["id"] for q in after["queries"]] == ["q1", "q3"]
+    assert client.get("/api/queue", headers=env.headers(env.bob)).json()["pending"] == 5
+    text = before["queries"][0]["items"][0]
+    assert text["domain"] == "text" and text["completion"].startswith("<script>")
+    control = before["queries"][4]["items"][0]
+    assert control["domain"] == "control" and control["video"] == "/api/media/webm/c0a" and control["steps"] == 12
+
+
+# -- answers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "mu_a", "mu"),
+    [("A", None, (1.0, 0.0)), ("B", None, (0.0, 1.0)), ("equal", None, (0.5, 0.5)), ("graded", 0.7, (0.7, 0.3))],
+)
+def test_answers_are_stored_with_their_mu(
+    client: TestClient, env: Env, answer: str, mu_a: float | None, mu: tuple[float, float]
+) -> None:
+    r = _answer(client, env.alice, "q1", answer, mu_a)
+    assert r.status_code == 201  # type: ignore[attr-defined]
+    assert r.json() == {"query_id": "q1", "stored": True, "duplicate": False}  # type: ignore[attr-defined]
+    (stored,) = env.store.comparisons("alice")
+    assert stored.answer.value == answer
+    assert stored.mu == pytest.approx(mu)
+
+
+def test_incomparable_is_stored_without_mu(client: TestClient, env: Env) -> None:
+    assert _answer(client, env.alice, "q1", "incomparable").status_code == 201  # type: ignore[attr-defined]
+    (stored,) = env.store.comparisons("alice")
+    assert stored.mu is None and not stored.usable
+
+
+def test_an_answer_sent_twice_is_stored_once(client: TestClient, env: Env) -> None:
+    first = _answer(client, env.alice, "q0", "graded", 0.8)
+    again = _answer(client, env.alice, "q0", "graded", 0.8)
+    assert first.status_code == 201 and again.status_code == 200  # type: ignore[attr-defined]
+    assert again.json() == {"query_id": "q0", "stored": False, "duplicate": True}  # type: ignore[attr-defined]
+    other = _answer(client, env.alice, "q0", "B")
+    assert other.status_code == 409  # type: ignore[attr-defined]
+    assert "already answered" in other.json()["detail"]  # type: ignore[attr-defined]
+    assert [(c.query_id, c.mu) for c in env.store.comparisons()] == [("q0", pytest.approx((0.8, 0.2)))]
+
+
+def test_answer_to_unknown_query_is_404(client: TestClient, env: Env) -> None:
+    r = _answer(client, env.alice, "nope", "A")
+    assert r.status_code == 404  # type: ignore[attr-defined]
+    assert "unknown query" in r.json()["detail"]  # type: ignore[attr-defined]
+    assert env.store.count_feedback() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"query_id": "q0", "answer": "graded"}, "mu_a"),
+        ({"query_id": "q0", "answer": "A", "mu_a": 0.9}, "mu_a"),
+        ({"query_id": "q0", "answer": "graded", "mu_a": 1.5}, "mu_a"),
+        ({"query_id": "q0", "answer": "maybe"}, "answer"),
+        ({"query_id": "q0", "answer": "A", "extra": 1}, "extra"),
+        ({"answer": "A"}, "query_id"),
+        ({"query_id": "q0/../x", "answer": "A"}, "query_id"),
+        ({"query_id": "q0", "answer": "A", "kind": "ranking"}, "kind"),
+        ([1, 2], "body"),
+    ],
+)
+def test_malformed_bodies_are_422_naming_the_field_and_store_nothing(
+    client: TestClient, env: Env, body: object, field: str
+) -> None:
+    r = client.post("/api/answers", json=body, headers=env.headers(env.alice))
+    assert r.status_code == 422
+    data = r.json()
+    assert field in data["detail"], data
+    assert data["errors"] and all("input" not in e for e in data["errors"])
+    assert env.store.count_feedback() == 0
+
+
+def test_invalid_json_is_422(client: TestClient, env: Env) -> None:
+    headers = {**env.headers(env.alice), "Content-Type": "application/json"}
+    r = client.post("/api/answers", content=b'{"query_id": "q0", "answer": "A"', headers=headers)
+    assert r.status_code == 422
+    assert "JSON" in r.json()["detail"]
+    assert env.store.count_feedback() == 0
+
+
+def test_oversized_bodies_are_413_and_store_nothing(client: TestClient, env: Env) -> None:
+    big = json.dumps({"query_id": "q0", "answer": "A", "pad": "x" * 5000}).encode()
+    r = client.post("/api/answers", content=big, headers={**env.headers(env.alice), "Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert "4096 bytes" in r.json()["detail"]
+
+    def chunks() -> object:  # no Content-Length: counted as it arrives
+        yield b'{"query_id": "q0", "answer": "A", "pad": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}'
+
+    r = client.post(
+        "/api/answers", content=chunks(), headers={**env.headers(env.alice), "Content-Type": "application/json"}
+    )
+    assert r.status_code == 413
+    assert env.store.count_feedback() == 0
+    assert _answer(client, env.alice, "q0", "A").status_code == 201  # type: ignore[attr-defined]
+
+
+# -- the login cookie --------------------------------------------------------------------
+
+
+def test_login_cookie_is_httponly_strict_and_writes_need_the_csrf_header(client: TestClient, env: Env) -> None:
+    r = client.post("/api/session", json={"token": env.alice})
+    assert r.status_code == 200 and r.json() == {"annotator_id": "alice", "role": "annotator"}
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+    assert client.get("/api/me").json()["annotator_id"] == "alice"  # the cookie authenticates reads
+    r = client.post("/api/answers", json={"query_id": "q0", "answer": "A"})
+    assert r.status_code == 403 and "X-Requested-With" in r.json()["detail"]
+    assert env.store.count_feedback() == 0
+    r = client.post("/api/answers", json={"query_id": "q0", "answer": "A"}, headers={"X-Requested-With": "rlhfkit"})
+    assert r.status_code == 201
+    assert client.delete("/api/session", headers={"X-Requested-With": "rlhfkit"}).status_code == 204
+    client.cookies.clear()
+    assert client.get("/api/me").status_code == 401
+
+
+def test_login_with_a_bad_token_is_401_and_echoes_nothing(client: TestClient, env: Env) -> None:
+    bad = env.alice[:-1] + ("x" if env.alice[-1] != "x" else "y")
+    r = client.post("/api/session", json={"token": bad})
+    assert r.status_code == 401 and bad not in r.text and "set-cookie" not in r.headers
+    r = client.post("/api/session", json={"token": env.alice, "oops": 1})
+    assert r.status_code == 422 and env.alice not in r.text
+
+
+# -- pages and headers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/", "/annotate", "/admin", "/static/app.js", "/healthz", "/api/me"])
+def test_every_response_carries_a_strict_csp(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    assert r.headers["content-security-policy"] == CSP
+    assert "script-src 'self'" in CSP and "unsafe-inline" not in CSP and "unsafe-eval" not in CSP
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["x-frame-options"] == "DENY"
+
+
+def test_pages_hold_no_inline_script_and_the_script_never_parses_html(client: TestClient) -> None:
+    for page in ["/", "/annotate", "/admin"]:
+        html = client.get(page).text
+        assert '<script src="/static/app.js" defer></script>' in html
+        assert html.count("<script") == 1
+        assert not re.search(r"<[^>]*\son[a-z]+\s*=", html)  # no inline event handlers
+        assert "style=" not in html
+    js = client.get("/static/app.js").text
+    for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"]:
+        assert sink not in js
+    assert client.get("/static/../server.py").status_code == 404
+    assert client.get("/static/nothing.js").status_code == 404
+
+
+# -- admin -------------------------------------------------------------------------------
+
+
+def test_progress_agreement_and_pause(client: TestClient, env: Env) -> None:
+    for token, answers in [(env.alice, ["A", "B", "A", "A"]), (env.bob, ["A", "B", "B", "A"])]:
+        for i, a in enumerate(answers):
+            assert _answer(client, token, f"q{i}", a).status_code == 201  # type: ignore[attr-defined]
+    admin = env.headers(env.admin)
+    progress = client.get("/api/admin/progress", headers=admin).json()
+    assert progress["queries"] == 5 and progress["answers"] == 8
+    assert {a["annotator_id"]: a["answered"] for a in progress["annotators"]} == {"alice": 4, "bob": 4, "boss": 0}
+    g = client.get("/api/admin/agreement", headers=admin).json()
+    # units: (A,A) (B,B) (A,B) (A,A): alpha = 1 - 7 * 2 / (2 * 5 * 3) = 8/15 (see tests/feedback/test_agreement.py)
+    assert g["n_units"] == 4 and g["n_pairs"] == 4 and g["pairwise"] == pytest.approx(0.75)
+    assert g["alpha_nominal"] == pytest.approx(8 / 15)
+    assert g["by_pair"] == [{"annotators": ["alice", "bob"], "agree": 3, "pairs": 4}]
+    assert client.get("/api/admin/loop", headers=admin).json() == {"paused": False, "status": {}}
+    assert client.post("/api/admin/loop", json={"paused": True}, headers=admin).json()["paused"] is True
+    assert env.store.control("paused") is True
+    assert client.get("/api/queue", headers=env.headers(env.alice)).json()["paused"] is True
+    assert client.post("/api/admin/loop", json={"paused": False}, headers=admin).json()["paused"] is False
+    assert env.store.control("paused") is False
+
+
+def test_comparisons_answered_in_the_app_are_ordinary_store_records(client: TestClient, env: Env) -> None:
+    _answer(client, env.alice, "q3", "graded", 0.25)
+    (c,) = env.store.comparisons()
+    assert isinstance(c, Comparison) and c.annotator_id == "alice" and c.mu == pytest.approx((0.25, 0.75))
+
+
+# -- media -------------------------------------------------------------------------------
+
+
+def test_control_segments_are_rendered_once_and_cached(client: TestClient, env: Env) -> None:
+    headers = env.headers(env.alice)
+    r = client.get("/api/media/webm/c0a", headers=headers)
+    assert r.status_code == 200 and r.headers["content-type"] == "video/webm"
+    assert r.content[:4] == b"\x1a\x45\xdf\xa3"  # the EBML magic of a WebM file
+    assert client.get("/api/media/webm/c0a", headers=headers).content == r.content
+    gif = client.get("/api/media/gif/c0a", headers=headers)
+    assert gif.status_code == 200 and gif.content[:6] == b"GIF89a"
+    assert client.app.state.media.renders == 2  # type: ignore[attr-defined]  # webm + gif, each once
+    assert (env.run_dir / "media" / "c0a.webm").is_file()
+    assert client.get("/api/media/webm/t0a", headers=headers).status_code == 404  # a text generation
+    assert client.get("/api/media/webm/nope", headers=headers).status_code == 404
+    assert client.get("/api/media/mp4/c0a", headers=headers).status_code == 422
