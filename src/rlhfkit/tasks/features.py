@@ -277,10 +277,10 @@ DESCRIBE_FEATURES = FeatureSet(
 #: Words an editor of the describe task may insert or substitute.
 DESCRIBE_VOCABULARY: tuple[str, ...] = (*text_task.POSITIVE, *text_task.NEGATIVE, "and", ",", ".")
 
-# Returns that a simulated human maps onto the ends of a rating scale: about the 2nd and
-# 98th percentiles of the true return over the segments / completions the built-in
-# policies produce (a random and a crude swing-up controller; the pre-training corpus).
-_RETURN_RANGES: dict[str, tuple[float, float]] = {"pendulum": (-400.0, -5.0), "describe": (-4.0, 3.0)}
+# Returns that a simulated human maps onto the ends of a rating scale: about the 5th and
+# 95th percentiles of the true return over the pools of ``tasks/pools.py`` (50-step
+# pendulum clips of random and crude swing-up controllers; corpus-like completions).
+_RETURN_RANGES: dict[str, tuple[float, float]] = {"pendulum": (-400.0, -100.0), "describe": (-4.75, 2.0)}
 
 
 def feature_set(task: str) -> FeatureSet:
