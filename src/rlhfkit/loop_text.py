@@ -270,8 +270,8 @@ class TextRun:
         owners = [self.prompts[int(j)] for j in batch.prompt_index]
         true = describe_task.true_rewards(batch.completions)
         proxy = [describe_task.proxy_reward(c) for c in batch.completions]
-        logp, _ = self.policy.token_logprobs(batch)
-        ref_logp, _ = self.ref.token_logprobs(batch)
+        logp = batch.logp  # the sampler's log-probs equal the policy's (see TextPolicy)
+        ref_logp = self.ref.sampled_logp(batch)
         mask = batch.completion_mask.to(logp.dtype)
         kl = ((logp - ref_logp) * mask).sum(-1)  # k1 per sequence: unbiased for KL(pi || pi_base)
         words = [len(c.split()) for c in batch.completions]

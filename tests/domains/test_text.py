@@ -15,6 +15,7 @@ from rlhfkit.domains.text import (
     TextPolicy,
     completion_mask_from,
     load_causal_lm,
+    sample_tokens,
     tiny_gpt2,
     train_tiny_tokenizer,
 )
@@ -193,13 +194,52 @@ def test_completion_mask_stops_after_first_eos(tokenizer: PreTrainedTokenizerFas
     assert (logp - batch.logp).abs().max() < 1e-5
 
 
-def test_generate_refuses_a_modified_sampling_distribution(tokenizer: PreTrainedTokenizerFast) -> None:
-    # A logits processor switched on by the model's own generation_config (here
-    # suppress_tokens) would make the sampler's log-probs differ from the model's.
+def test_generate_ignores_the_models_generation_config(tokenizer: PreTrainedTokenizerFast) -> None:
+    # Processors switched on by the model's own generation_config (here top-k 2 and
+    # suppressed tokens) would make the sampler's log-probs differ from the model's;
+    # the policy samples from the raw logits, so they must have no effect.
     model = tiny_gpt2(tokenizer, n_layer=1, n_embd=64, n_head=4, n_positions=64, seed=0)
-    model.generation_config.suppress_tokens = [5, 6, 7]
-    with pytest.raises(RuntimeError, match="generation_config"):
-        TextPolicy(model, tokenizer).generate(["the quick"], max_new_tokens=4, seed=0)
+    plain = TextPolicy(model, tokenizer).generate(["the quick", "a"], max_new_tokens=10, n_per_prompt=3, seed=0)
+    model.generation_config.suppress_tokens = [int(t) for t in plain.completion_ids[0, :3]]
+    model.generation_config.top_k = 2
+    policy = TextPolicy(model, tokenizer)
+    batch = policy.generate(["the quick", "a"], max_new_tokens=10, n_per_prompt=3, seed=0)
+    assert torch.equal(batch.input_ids, plain.input_ids) and torch.equal(batch.logp, plain.logp)
+    with torch.no_grad():
+        logp, _ = policy.token_logprobs(batch)
+    assert (logp - batch.logp).abs().max() < 1e-5
+
+
+def test_shared_prompt_forward_equals_the_plain_forward_pass(policy: TextPolicy) -> None:
+    prompts = [prompt_of_length(policy.tokenizer, n) for n in (2, 7, 13)]
+    batch = policy.generate(prompts, max_new_tokens=9, n_per_prompt=3, seed=4)
+    T = batch.completion_mask.shape[1]
+    for hidden in (False, True):
+        shared = policy._forward(batch.input_ids, batch.attention_mask, T, hidden, batch.prompt_index)
+        plain = policy._forward(batch.input_ids, batch.attention_mask, T, hidden)
+        mask = batch.completion_mask.bool()
+        assert (shared[0] - plain[0])[mask].abs().max() < 1e-5
+        if hidden:
+            assert shared[1] is not None and plain[1] is not None
+            assert (shared[1] - plain[1])[mask].abs().max() < 1e-5
+    # gradients agree too (the prompt pass is shared, so its gradient is summed over the rows)
+    grads = []
+    for index in (batch.prompt_index, None):
+        policy.zero_grad()
+        logp, _ = policy.completion_logprobs(batch.input_ids, batch.attention_mask, batch.prompt_len, index)
+        logp.sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in policy.model.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-4, rtol=1e-4)
+    # one completion token: only the prompt pass is needed
+    one = policy.generate(prompts, max_new_tokens=1, n_per_prompt=2, seed=5)
+    with torch.no_grad():
+        a, _ = policy.completion_logprobs(one.input_ids, one.attention_mask, one.prompt_len, one.prompt_index)
+    assert a.shape == (6, 1) and (a - one.logp).abs().max() < 1e-5
+    # rows that claim one prompt but hold different ones fall back to the plain pass
+    lying = torch.zeros_like(batch.prompt_index)
+    with torch.no_grad():
+        a, _ = policy.completion_logprobs(batch.input_ids, batch.attention_mask, batch.prompt_len, lying)
+    assert (a - batch.logp)[batch.completion_mask.bool()].abs().max() < 1e-5
 
 
 def test_seeded_generate_is_reproducible(policy: TextPolicy) -> None:
@@ -235,3 +275,30 @@ def test_load_causal_lm_errors_name_the_folder(policy: TextPolicy, tmp_path: Pat
         load_causal_lm(only_model)
     with pytest.raises(ModelFolderError, match="not a folder"):
         load_causal_lm(tmp_path / "nope")
+
+
+def test_sample_tokens_draws_each_token_with_its_probability() -> None:
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0], [0.1, 0.1, 0.1, 0.1, 0.6]])
+    n = 20_000
+    logprobs = probs.log().repeat(n, 1)
+    tokens = sample_tokens(logprobs, torch.Generator().manual_seed(0)).reshape(n, 3)
+    for row in range(3):
+        freq = torch.bincount(tokens[:, row], minlength=5).double() / n
+        # binomial standard error at n = 20,000 is at most 0.0036: 0.015 is four of them
+        assert (freq - probs[row].double()).abs().max() < 0.015, (row, freq)
+        assert torch.all(freq[probs[row] == 0] == 0)  # a token of probability 0 is never drawn
+    a = sample_tokens(logprobs[:100], torch.Generator().manual_seed(3))
+    assert torch.equal(a, sample_tokens(logprobs[:100], torch.Generator().manual_seed(3)))
+
+
+def test_eager_attention_decodes_with_the_models_own_mask(tokenizer: PreTrainedTokenizerFast) -> None:
+    # Only SDPA models get the ready 4-D decoding mask; others go through the model's own.
+    model = tiny_gpt2(tokenizer, n_layer=1, n_embd=64, n_head=4, n_positions=64, seed=0)
+    model.set_attn_implementation("eager")
+    policy = TextPolicy(model, tokenizer)
+    assert not policy._decode_mask_is_4d
+    batch = policy.generate([prompt_of_length(tokenizer, n) for n in (2, 8)], max_new_tokens=6, n_per_prompt=2, seed=1)
+    with torch.no_grad():
+        logp, _ = policy.token_logprobs(batch)
+    mask = batch.completion_mask.bool()
+    assert (logp - batch.logp)[mask].abs().max() < 1e-5

@@ -247,7 +247,7 @@ class TextPPOTrainer:
         # 1. sample; the reference's log-probs and the values of the visited states
         with torch.no_grad():
             batch = self.policy.generate(chosen, cfg.max_new_tokens, seed=self.seed + self.steps)
-            ref_logp, _ = self.ref.token_logprobs(batch)
+            ref_logp = self.ref.sampled_logp(batch)
             values = self.policy.completion_values(batch.input_ids, batch.attention_mask, batch.prompt_len)
         mask = batch.completion_mask.bool()
         self.generated_tokens += int(mask.sum())

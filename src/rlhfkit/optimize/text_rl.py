@@ -107,10 +107,10 @@ class GroupPGTrainer:
         adv = (rloo_advantages(r) if cfg.algorithm == "rloo" else grpo_advantages(r)).reshape(-1)
 
         # 4. update
-        with torch.no_grad():
-            ref_logp, _ = self.ref.token_logprobs(batch)
+        with torch.inference_mode():
+            ref_logp = self.ref.sampled_logp(batch)
         for _ in range(cfg.update_epochs):
-            logp, _ = self.policy.token_logprobs(batch)
+            logp = self.policy.sampled_logp(batch)
             terms = policy_gradient_loss(
                 logp, batch.logp, ref_logp, adv, mask, clip_coef=cfg.clip_coef, beta=cfg.beta, kl_estimator="k3"
             )

@@ -1,0 +1,342 @@
+"""Language-model optimisation throughput: our GRPO (``GroupPGTrainer``) vs TRL's ``GRPOTrainer``.
+
+Both sides start from the same tiny GPT-2-shaped policy (2 layers, 128 wide, a
+byte-level BPE with 1,024 tokens trained on the bench's word list), built once and
+saved with ``save_pretrained`` (model + tokenizer) into a temporary folder; both
+load the policy *and* a frozen reference copy from that folder. Same prompts, same
+reward function, same settings:
+
+- 8 prompts per step, 4 completions per prompt (32 completions per step);
+- at most 32 new tokens, sampled at temperature 1 from the full distribution
+  (no top-k / top-p);
+- beta = 0.04 (so the reference model is run on every batch; k3 KL in the loss);
+- one gradient step per batch (TRL: ``num_iterations=1``, ``steps_per_generation=1``),
+  Adam(W) at the same constant learning rate, gradient-norm clip 1.0, group-standardised
+  advantages (GRPO), ratio clip 0.2.
+
+The reward is a known function of the completion text that a random tiny model can
+learn to raise: the share of its characters that are vowels (``aeiou``).
+
+Throughput = generated completion tokens (the eos token counted, padding not) over
+the wall time of the whole training call, generation included:
+
+- TRL: ``trainer.train()`` (its dataloader, ``generate``, reward call, reference
+  and policy forward passes, backward, optimiser step, per-step metrics). The
+  tokens are counted in the reward function from TRL's ``completion_ids``.
+- ours: ``GroupPGTrainer.train(...)`` (sampling with log-probs, reward, reference
+  forward, policy forward and backward, optimiser step). Tokens counted from the
+  completion masks.
+
+Reward gain: mean reward over the last ``--window`` steps minus the first ``--window``.
+
+Both sides run with ``torch.set_num_threads(--threads)`` (default 1), alternately
+(ours, TRL, ours, TRL, ...) ``--repeats`` times, TRL in a fresh process each time;
+the throughput of each side is its best repeat (the one least disturbed by other
+work on the machine), and the median of the per-pair ratios is printed as well. TRL runs in ``bench/.venv-trl`` (see
+``bench/_peer_env.py``), never in the project's ``.venv``. The last line printed is
+one JSON object.
+
+    .venv/bin/python bench/lm_optim_vs_trl.py [--steps 40] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TRL_REQUIREMENTS = ["torch==2.13.0", "transformers==5.24.0", "trl==1.16.0"]
+VOWELS = frozenset("aeiou")
+
+
+def vowel_share(text: str) -> float:
+    """The reward: the share of a completion's characters that are vowels (0 for an empty one)."""
+    return sum(c in VOWELS for c in text) / len(text) if text else 0.0
+
+
+def make_texts(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """Seeded prompts and a tokenizer-training corpus of random words."""
+    import random
+
+    rng = random.Random(args.seed)
+    syllables = [a + b for a in "bdgkmnprstz" for b in "aeiou"] + ["st", "nd", "rk", "mp", "tr", "sk"]
+    words = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 3))) for _ in range(300)]
+
+    def sentence(n: int) -> str:
+        return " ".join(rng.choice(words) for _ in range(n))
+
+    prompts = [sentence(args.prompt_words + rng.randint(-4, 4)) for _ in range(args.prompts)]
+    corpus = [sentence(30) for _ in range(400)]
+    return prompts, corpus
+
+
+# ----------------------------------------------------------------------------- TRL side (peer venv)
+
+
+def trl_child(in_path: str, out_path: str) -> None:
+    """Runs in the peer venv: ``GRPOTrainer`` for ``steps`` steps; writes timings and rewards."""
+    import logging
+    import warnings
+
+    import torch
+
+    spec = json.loads(Path(in_path).read_text())
+    torch.set_num_threads(spec["threads"])
+    warnings.filterwarnings("ignore")
+    import datasets
+    import transformers
+    import trl
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("trl").setLevel(logging.ERROR)
+
+    tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(spec["model_dir"])
+    tokens = [0]
+    step_rewards: list[float] = []
+
+    def reward(prompts: list[str], completions: list[str], completion_ids: list[list[int]], **_: object) -> list[float]:
+        tokens[0] += sum(len(ids) for ids in completion_ids)
+        values = [vowel_share(c) for c in completions]
+        step_rewards.append(sum(values) / len(values))
+        return values
+
+    n = spec["n_per_prompt"]
+    cfg = GRPOConfig(
+        output_dir=os.path.join(spec["tmp"], "trl-grpo"),
+        max_steps=spec["steps"],
+        per_device_train_batch_size=spec["prompts_per_step"] * n,
+        gradient_accumulation_steps=1,
+        steps_per_generation=1,
+        num_generations=n,
+        num_iterations=1,
+        max_completion_length=spec["max_new_tokens"],
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        beta=spec["beta"],
+        epsilon=spec["clip"],
+        learning_rate=spec["lr"],
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        scale_rewards="group",
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+        seed=spec["seed"],
+        log_completions=False,
+    )
+    train = datasets.Dataset.from_list([{"prompt": p} for p in spec["prompts"]])
+    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=cfg, train_dataset=train, processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)
+    torch.set_num_threads(spec["threads"])
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    out = {
+        "trl_version": trl.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "seconds": seconds,
+        "tokens": tokens[0],
+        "tokens_per_s": tokens[0] / seconds,
+        "steps": int(trainer.state.global_step),
+        "rewards": step_rewards,
+    }
+    Path(out_path).write_text(json.dumps(out))
+
+
+# ----------------------------------------------------------------------------- ours
+
+
+def run_ours(spec: dict) -> dict[str, object]:
+    import numpy as np
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from rlhfkit.domains.text import TextPolicy, load_causal_lm
+    from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
+
+    hf_logging.disable_progress_bar()
+    torch.set_num_threads(spec["threads"])
+    torch.manual_seed(spec["seed"])
+    model, tokenizer = load_causal_lm(spec["model_dir"])
+    ref_model, _ = load_causal_lm(spec["model_dir"])
+    policy = TextPolicy(model, tokenizer, value_head=False)
+    ref = TextPolicy(ref_model, tokenizer, value_head=False).requires_grad_(False).eval()
+    config = GroupPGConfig(
+        algorithm="grpo",
+        n_per_prompt=spec["n_per_prompt"],
+        prompts_per_step=spec["prompts_per_step"],
+        max_new_tokens=spec["max_new_tokens"],
+        update_epochs=1,
+        learning_rate=spec["lr"],
+        clip_coef=spec["clip"],
+        beta=spec["beta"],
+        max_grad_norm=1.0,
+    )
+    trainer = GroupPGTrainer(policy, ref, config, seed=spec["seed"])
+
+    def reward(_prompts: object, completions: list[str]) -> np.ndarray:
+        return np.array([vowel_share(c) for c in completions])
+
+    t0 = time.perf_counter()
+    logs = trainer.train(spec["prompts"], reward, spec["steps"])
+    seconds = time.perf_counter() - t0
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "seconds": seconds,
+        "tokens": trainer.generated_tokens,
+        "tokens_per_s": trainer.generated_tokens / seconds,
+        "steps": len(logs),
+        "rewards": [log["reward"] for log in logs],
+        "kl_last": logs[-1]["kl"],
+    }
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def gain(rewards: list[float], window: int) -> float:
+    return sum(rewards[-window:]) / window - sum(rewards[:window]) / window
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=40, help="optimisation steps (each: 8 prompts x 4 completions)")
+    parser.add_argument("--prompts", type=int, default=64, help="size of the prompt set")
+    parser.add_argument("--prompt-words", type=int, default=12, help="mean prompt length in words (+-4)")
+    parser.add_argument("--prompts-per-step", type=int, default=8)
+    parser.add_argument("--n-per-prompt", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--beta", type=float, default=0.04)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--window", type=int, default=5, help="steps averaged at each end for the reward gain")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs per side; the best of each counts")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-trl", action="store_true", help="only time ours (development)")
+    parser.add_argument("--trl-child", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.trl_child:
+        trl_child(*args.trl_child)
+        return 0
+    if args.beta <= 0:
+        parser.error("--beta must be > 0: the comparison includes the reference model")
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _peer_env import ensure_peer_venv
+    from transformers.utils import logging as hf_logging
+
+    from rlhfkit.domains.text import tiny_gpt2, train_tiny_tokenizer
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    t_start = time.perf_counter()
+    peer_python = None if args.skip_trl else ensure_peer_venv("trl", TRL_REQUIREMENTS)
+    prompts, corpus = make_texts(args)
+    with tempfile.TemporaryDirectory(prefix="lm-optim-vs-trl-") as tmp:
+        model_dir = os.path.join(tmp, "model")
+        tokenizer = train_tiny_tokenizer(corpus + prompts, vocab_size=1024)
+        torch.manual_seed(args.seed)
+        model = tiny_gpt2(tokenizer)
+        model.save_pretrained(model_dir, safe_serialization=True)
+        tokenizer.save_pretrained(model_dir)
+        n_params = sum(p.numel() for p in model.parameters())
+        spec = {
+            "model_dir": model_dir,
+            "tmp": tmp,
+            "prompts": prompts,
+            "threads": args.threads,
+            "steps": args.steps,
+            "prompts_per_step": args.prompts_per_step,
+            "n_per_prompt": args.n_per_prompt,
+            "max_new_tokens": args.max_new_tokens,
+            "beta": args.beta,
+            "clip": 0.2,
+            "lr": args.lr,
+            "seed": args.seed,
+        }
+        in_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "trl.json")
+        Path(in_path).write_text(json.dumps(spec))
+        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+        env["OMP_NUM_THREADS"] = str(args.threads)
+        ours_runs: list[dict] = []
+        trl_runs: list[dict] = []
+        for _ in range(args.repeats):
+            ours_runs.append(run_ours(spec))
+            if peer_python is not None:
+                subprocess.run(
+                    [str(peer_python), str(Path(__file__).resolve()), "--trl-child", in_path, out_path],
+                    check=True,
+                    env=env,
+                )
+                trl_runs.append(json.loads(Path(out_path).read_text()))
+    ours = max(ours_runs, key=lambda r: r["tokens_per_s"])
+    trl = max(trl_runs, key=lambda r: r["tokens_per_s"]) if trl_runs else None
+    pair_ratios = sorted(o["tokens_per_s"] / t["tokens_per_s"] for o, t in zip(ours_runs, trl_runs, strict=False))
+
+    w = args.window
+    for i, run in enumerate(ours_runs):
+        t_run = f" | TRL {trl_runs[i]['tokens_per_s']:8.1f} tokens/s" if trl_runs else ""
+        print(f"repeat {i + 1}: ours {run['tokens_per_s']:8.1f} tokens/s{t_run}", file=sys.stderr)
+    print(
+        f"best: ours {ours['tokens_per_s']:8.1f} tokens/s ({ours['tokens']} tokens, {ours['steps']} steps, "
+        f"{ours['seconds']:.1f} s), reward gain {gain(ours['rewards'], w):+.3f}, last KL {ours['kl_last']:.4f}",
+        file=sys.stderr,
+    )
+    if trl is None:
+        print(json.dumps({"ours_tokens_per_s": ours["tokens_per_s"], "ours_reward_gain": gain(ours["rewards"], w)}))
+        return 0
+    print(
+        f"best: TRL {trl['trl_version']} {trl['tokens_per_s']:8.1f} tokens/s ({trl['tokens']} tokens, {trl['steps']} "
+        f"steps, {trl['seconds']:.1f} s), reward gain {gain(trl['rewards'], w):+.3f}",
+        file=sys.stderr,
+    )
+    print(
+        f"model {n_params} params, threads ours {ours['torch_threads']} / TRL {trl['torch_threads']}; "
+        f"total {time.perf_counter() - t_start:.1f} s",
+        file=sys.stderr,
+    )
+    result = {
+        "ours_tokens_per_s": ours["tokens_per_s"],
+        "trl_tokens_per_s": trl["tokens_per_s"],
+        "ratio": ours["tokens_per_s"] / trl["tokens_per_s"],
+        "median_pair_ratio": pair_ratios[len(pair_ratios) // 2],
+        "repeats": args.repeats,
+        "ours_reward_gain": gain(ours["rewards"], w),
+        "trl_reward_gain": gain(trl["rewards"], w),
+        "ours_reward_first_last": [sum(ours["rewards"][:w]) / w, sum(ours["rewards"][-w:]) / w],
+        "trl_reward_first_last": [sum(trl["rewards"][:w]) / w, sum(trl["rewards"][-w:]) / w],
+        "steps": args.steps,
+        "threads": args.threads,
+        "trl_version": trl["trl_version"],
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
