@@ -56,7 +56,19 @@ from rlhfkit.reward.kinds import (
 from rlhfkit.reward.losses import bradley_terry_loss
 from rlhfkit.reward.nets import RewardEnsemble, mlp
 from rlhfkit.tasks.features import FeatureSet
-from rlhfkit.types import Comparison, Content, Correction, Feedback, Generation, Label, Language, Query, Ranking, Rating
+from rlhfkit.types import (
+    Comparison,
+    Content,
+    Correction,
+    Feedback,
+    Generation,
+    Label,
+    Language,
+    Query,
+    Ranking,
+    Rating,
+    Segment,
+)
 
 
 @dataclass(frozen=True)
@@ -247,8 +259,8 @@ def build_data(
             if m is None:
                 continue
             a, b = queries[s.query_id].generation_ids
-            f = features[m.feature].fn
-            side = m.direction * (f(generations[a].content) - f(generations[b].content))
+            fn = features[m.feature].fn
+            side = m.direction * (fn(generations[a].content) - fn(generations[b].content))
             if side == 0:
                 continue  # the named feature does not tell these two apart
             p = max(m.confidence, 0.5)
@@ -305,11 +317,11 @@ class SegmentRewardModel(nn.Module):
         return self.ensemble.size
 
     def encode(self, items: Sequence[Content]) -> tuple[torch.Tensor, torch.Tensor]:
-        segs = [x for x in items if hasattr(x, "observations")]
+        segs = [x for x in items if isinstance(x, Segment)]
         if len(segs) != len(items):
             raise TypeError("a SegmentRewardModel scores control segments only")
-        obs = torch.as_tensor(np.stack([s.observations for s in segs]), dtype=torch.float32)  # type: ignore[union-attr]
-        act = torch.as_tensor(np.stack([s.actions for s in segs]))  # type: ignore[union-attr]
+        obs = torch.as_tensor(np.stack([s.observations for s in segs]), dtype=torch.float32)
+        act = torch.as_tensor(np.stack([s.actions for s in segs]))
         return obs, (act.long() if self.discrete else act.float())
 
     def set_stats(self, encoded: tuple[torch.Tensor, torch.Tensor]) -> None:
