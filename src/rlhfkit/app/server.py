@@ -27,6 +27,7 @@ a request is answered only after its answer is committed.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -41,6 +42,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rlhfkit.app import schemas as s
@@ -207,7 +209,7 @@ def _describe(errors: list[Any]) -> str:
 # -- who is asking --------------------------------------------------------------------
 
 
-def principal(request: Request) -> Principal:
+async def principal(request: Request) -> Principal:
     """The token's owner, from ``Authorization: Bearer`` or the login cookie (401 otherwise)."""
     verifier: TokenVerifier = request.app.state.verifier
     header = request.headers.get("authorization")
@@ -231,7 +233,7 @@ def principal(request: Request) -> Principal:
     return who
 
 
-def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
+async def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
     """The token's owner if an admin (403 otherwise)."""
     if not who.is_admin:
         raise HTTPException(403, "this needs an admin token")
@@ -252,6 +254,10 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Everything imported so far lives as long as the process: keep it out of the
+        # garbage collector's full passes, which otherwise walk every module's objects
+        # and stalled requests for 250 ms at a time under load.
+        gc.freeze()
         writer.start()
         worker = None
         if config.prerender:
@@ -355,12 +361,12 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
         pending = store.queries(pending_for=who.annotator_id)
         first = pending[:limit]
         gens = store.generations([g for q in first for g in q.generation_ids])
-        counts = store.feedback_counts()
+        total = store.count_queries()
         return s.QueueOut(
             annotator_id=who.annotator_id,
             pending=len(pending),
-            answered=counts.get(who.annotator_id, 0),
-            total=store.count_queries(),
+            answered=total - len(pending),  # each answer is to one stored query, at most one per annotator
+            total=total,
             paused=bool(store.control(PAUSED_KEY, False)),
             queries=[
                 s.QueryOut(id=q.id, kind=q.kind, round=q.round, items=[_item(gens[g]) for g in q.generation_ids])
@@ -395,8 +401,11 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
             raise HTTPException(503, "the answer could not be stored; send it again") from None
         if stored:
             return s.AnswerOut(query_id=body.query_id, stored=True, duplicate=False)
-        previous = next((c for c in store.comparisons(who.annotator_id) if c.query_id == body.query_id), None)
-        if previous is not None and (previous.answer.value, previous.mu) != (record.answer.value, record.mu):
+        previous = await run_in_threadpool(store.answer_of, body.query_id, who.annotator_id)
+        if isinstance(previous, Comparison) and (previous.answer.value, previous.mu) != (
+            record.answer.value,
+            record.mu,
+        ):
             raise HTTPException(
                 409, f"you already answered query {body.query_id!r} with {previous.answer.value!r}; answers are final"
             )

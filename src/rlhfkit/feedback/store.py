@@ -610,6 +610,13 @@ class FeedbackStore:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(queries_table)).scalar_one())
 
+    def answer_of(self, query_id: str, annotator_id: str) -> Feedback | None:
+        """This annotator's stored answer to this query, or None."""
+        t = feedback_table
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(t).where(t.c.query_id == query_id, t.c.annotator_id == annotator_id)).first()
+        return None if r is None else _feedback_from_row(r)
+
     def record_batch(self, feedback: Sequence[Comparison], all_or_nothing: bool = False) -> list[bool | StoreError]:
         """Commit many comparison answers in one transaction: one disk sync for the lot.
 
