@@ -571,7 +571,7 @@ def fit_mixed(model: Any, data: MixedData, config: MixedFitConfig) -> MixedFitRe
         opt.zero_grad()
         loss.backward()
         opt.step()
-        last = {k: float(t.loss) for k, t in terms.items()}
+        last = {k: float(t.loss.detach()) for k, t in terms.items()}
     model.eval()
     return MixedFitResult(model, cal, last, dict(data.counts), dict(data.skipped))
 
