@@ -39,8 +39,16 @@ class ConfigError(ValueError):
 class FeedbackConfig:
     """Step 1: who answers, and how many comparisons per round."""
 
-    human: Literal["simulated"] = "simulated"
-    """Who answers: 'simulated' (a teacher with the noise model below)."""
+    human: Literal["simulated", "web"] = "simulated"
+    """Who answers: 'simulated' (a teacher with the noise model below), or 'web': people in
+    `rlhfkit serve RUN_DIR`; the loop posts queries, keeps optimising, and fits on the answers that have arrived."""
+    web_min_answers: int = 10
+    """With human = 'web': usable answers that must be stored before the reward is fitted (the loop waits for them)."""
+    web_poll_s: float = 2.0
+    """With human = 'web': seconds between looks at the store while waiting for answers or while paused."""
+    store_url: str = ""
+    """Feedback store URL shared with `rlhfkit serve` (e.g. postgresql://user:pw@host/db);
+    empty = RUN_DIR/feedback.sqlite."""
     initial_comparisons: int = 40
     """Comparisons asked in round 1, about segments of the base policy."""
     comparisons_per_round: int = 20
@@ -60,6 +68,8 @@ class FeedbackConfig:
                 "comparisons_per_round": (non_negative, ">= 0"),
                 "segment_length": (non_negative, ">= 0 (0 = the task's default)"),
                 "latency_s": (non_negative, ">= 0"),
+                "web_min_answers": (positive, ">= 1"),
+                "web_poll_s": (positive, "> 0"),
             },
         )
 

@@ -11,6 +11,11 @@ One round ``k = 1..rounds``:
 5. **evaluate** (true return, learned return, KL to base, reward-model accuracy);
 6. **checkpoint** everything needed to continue, then rewrite ``metrics.jsonl``.
 
+With ``feedback.human = "web"`` people answer in ``rlhfkit serve RUN_DIR``: step 2
+does not ask anyone, step 3 fits on the answers stored so far (waiting only
+until ``feedback.web_min_answers`` exist), and an admin's pause holds the loop
+between PPO updates (see :mod:`rlhfkit.feedback.web`).
+
 Resuming (``rlhfkit run --resume RUN_DIR``) loads the last checkpoint and starts
 the next round. If that round had already stored its queries, they are reused
 and only the unanswered ones are asked: no stored answer is lost, none is asked
@@ -43,6 +48,7 @@ from rlhfkit.domains.control import (
 from rlhfkit.feedback.queries import QuerySelector, UniformPairs
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import Human, SimulatedHuman
+from rlhfkit.feedback.web import WebHuman, open_run_store
 from rlhfkit.files import atomic_torch_save, atomic_write_bytes
 from rlhfkit.optimize.kl import AdaptiveKL, FixedKL, KLController
 from rlhfkit.optimize.train import PPOTrainer
@@ -173,10 +179,13 @@ class Run:
         self.task: Task = get_task(config.task)
         self.progress = progress
         self.spec = probe_spec(self.task)
-        self.store = FeedbackStore.in_dir(run_dir)
+        fb = config.feedback
+        self.store = open_run_store(run_dir, fb.store_url)
         self.selector: QuerySelector = UniformPairs()
-        self.human: Human = SimulatedHuman(
-            config.feedback.teacher, seed=config.seed + 7919, annotator_id=f"simulated-{config.seed}"
+        self.human: Human = (
+            WebHuman(self.store, fb.web_min_answers, fb.web_poll_s, log=print if progress else None)
+            if fb.human == "web"
+            else SimulatedHuman(fb.teacher, seed=config.seed + 7919, annotator_id=f"simulated-{config.seed}")
         )
         self.segment_length = config.feedback.segment_length or self.task.segment_length
         self.state = self._initial_state()
@@ -372,14 +381,24 @@ class Run:
         s = self.state
         k = s.round + 1
         t0 = time.time()
+        web = self.human if isinstance(self.human, WebHuman) else None
+        if web is not None:
+            web.hold(k, "sampling queries")
         queries = self.sample_queries(k)
-        self.ask(queries)
+        if web is None:
+            self.ask(queries)
+        else:  # people answer in the app meanwhile; fit on what has arrived (at least web_min_answers)
+            web.wait_for_answers(k)
         rm = self.fit()
         bar = tqdm(total=self.config.env_steps_per_round, desc=f"round {k} PPO", leave=False, disable=not self.progress)
         cfg = self.config.ppo
-        s.trainer.train(
-            self.learned_reward, self.config.env_steps_per_round, lambda log: bar.update(cfg.n_envs * cfg.n_steps)
-        )
+
+        def on_update(log: Any) -> None:
+            bar.update(cfg.n_envs * cfg.n_steps)
+            if web is not None:
+                web.hold(k)  # an admin's pause takes effect between PPO updates
+
+        s.trainer.train(self.learned_reward, self.config.env_steps_per_round, on_update)
         bar.close()
         ev = self.evaluate()
         s.round = k

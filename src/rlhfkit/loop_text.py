@@ -35,8 +35,8 @@ from transformers import GPT2ForSequenceClassification
 from rlhfkit.checks import positive, require
 from rlhfkit.config import ConfigError, from_dict
 from rlhfkit.domains.text import Prompt, TextPolicy, load_causal_lm
-from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
+from rlhfkit.feedback.web import WebHuman, open_run_store
 from rlhfkit.loop import ask_pending, existing_run_folder, load_latest_checkpoint, new_run_folder, save_checkpoint
 from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
 from rlhfkit.reward.fit import NoUsableFeedbackError, is_heldout
@@ -65,6 +65,14 @@ class TextFeedbackConfig:
     """Longest completion, in tokens."""
     teacher: TeacherConfig = field(default_factory=lambda: TeacherConfig(beta=4.0))
     """The simulated human's noise model (it judges the task's true reward)."""
+    human: Literal["simulated", "web"] = "simulated"
+    """Who answers: 'simulated' (the teacher above), or 'web': people in `rlhfkit serve RUN_DIR`."""
+    web_min_answers: int = 10
+    """With human = 'web': usable answers that must be stored before the reward is fitted (the loop waits)."""
+    web_poll_s: float = 2.0
+    """With human = 'web': seconds between looks at the store while waiting for answers or while paused."""
+    store_url: str = ""
+    """Feedback store URL shared with `rlhfkit serve --db`; empty = RUN_DIR/feedback.sqlite."""
 
     def __post_init__(self) -> None:
         require(
@@ -73,6 +81,8 @@ class TextFeedbackConfig:
                 "initial_comparisons": (positive, ">= 1"),
                 "comparisons_per_round": (lambda v: v >= 0, ">= 0"),
                 "max_new_tokens": (positive, ">= 1"),
+                "web_min_answers": (positive, ">= 1"),
+                "web_poll_s": (positive, "> 0"),
             },
         )
 
@@ -133,12 +143,17 @@ class TextRun:
         self.config = config
         self.progress = progress
         self.prompts: list[Prompt] = list(describe_task.prompts())
-        self.store = FeedbackStore.in_dir(run_dir)
-        self.human = SimulatedHuman(
-            config.feedback.teacher,
-            reward_fn=lambda t: np.array(describe_task.true_reward(t.completion)),
-            seed=config.seed + 7919,
-            annotator_id=f"simulated-{config.seed}",
+        fb = config.feedback
+        self.store = open_run_store(run_dir, fb.store_url)
+        self.human: SimulatedHuman | WebHuman = (
+            WebHuman(self.store, fb.web_min_answers, fb.web_poll_s, log=print if progress else None)
+            if fb.human == "web"
+            else SimulatedHuman(
+                fb.teacher,
+                reward_fn=lambda t: np.array(describe_task.true_reward(t.completion)),
+                seed=config.seed + 7919,
+                annotator_id=f"simulated-{config.seed}",
+            )
         )
         torch.manual_seed(config.seed)
         model, tokenizer = self._base_model()
@@ -287,10 +302,18 @@ class TextRun:
     def run_round(self) -> dict[str, float]:
         k = self.round + 1
         t0 = time.time()
-        self.ask(self.sample_queries(k))
+        web = self.human if isinstance(self.human, WebHuman) else None
+        if web is None:
+            self.ask(self.sample_queries(k))
+        else:  # people answer in the app meanwhile (see rlhfkit.feedback.web)
+            web.hold(k, "sampling queries")
+            self.sample_queries(k)
+            web.wait_for_answers(k)
         rm_accuracy, n_train = self.fit()
         steps = self.config.steps_per_round
         for _ in tqdm(range(steps), desc=f"round {k} policy", leave=False, disable=not self.progress):
+            if web is not None:
+                web.hold(k)
             self.trainer.step(self.prompts, self.learned_reward)
         self.round = k
         row = {

@@ -51,14 +51,13 @@ from rlhfkit.app.media import FORMATS, MediaCache, MediaError
 from rlhfkit.app.writer import AnswerWriter
 from rlhfkit.feedback.agreement import agreement
 from rlhfkit.feedback.store import FeedbackStore, StoreError
+from rlhfkit.feedback.web import PAUSED_KEY, STATUS_KEY, normalise_store_url
 from rlhfkit.types import Comparison, Generation, Segment
 
 log = logging.getLogger("rlhfkit.app")
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "rlhfkit_token"
-PAUSED_KEY = "paused"
-STATUS_KEY = "loop_status"
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
@@ -561,9 +560,7 @@ def store_url_for(run_dir: str | Path, db: str | None = None) -> str:
                 f"{d} is not a run folder (no config.toml or feedback.sqlite); pass the run folder or --db URL"
             )
         return f"sqlite:///{d / 'feedback.sqlite'}"
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
+    return normalise_store_url(url)
 
 
 def serve(config: AppConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
