@@ -44,9 +44,8 @@ from rlhfkit.reward.text import (
     PromptGroup,
     TextRewardFitConfig,
     fit_text_reward,
-    group_rewards,
 )
-from rlhfkit.reward.text_fit import completion_token_ids, pairs_to_groups, prompt_token_ids
+from rlhfkit.reward.text_fit import RewardModelScorer, pairs_to_groups
 from rlhfkit.tasks import text as describe_task
 from rlhfkit.types import Generation, Query, new_id
 
@@ -262,21 +261,9 @@ class TextRun:
         metrics = fit_text_reward(self.reward_model, pairs(False), pairs(True), self.tokenizer.pad_token_id, cfg)
         return metrics.accuracy, metrics.n_train
 
-    @torch.no_grad()
     def learned_reward(self, prompts: Sequence[Prompt], completions: Sequence[str]) -> np.ndarray:
         """The reward model's score of each (prompt, completion)."""
-        self.reward_model.eval()
-        groups = [
-            PromptGroup(
-                prompt_token_ids(self.tokenizer, self.policy.render(p)),
-                (completion_token_ids(self.tokenizer, c),),
-                (),
-                (),
-            )
-            for p, c in zip(prompts, completions, strict=True)
-        ]
-        rewards = group_rewards(self.reward_model, groups, self.tokenizer.pad_token_id)
-        return torch.cat(rewards).double().numpy()
+        return RewardModelScorer(self.reward_model, self.tokenizer)(prompts, completions)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

@@ -10,8 +10,17 @@ import pytest
 import torch
 
 from rlhfkit.cli import main
-from rlhfkit.reward.text import group_rewards
-from rlhfkit.reward.text_fit import detect_format, load_reward_model, read_preferences, records_to_groups
+from rlhfkit.reward.text import group_rewards, plain_rewards
+from rlhfkit.reward.text_fit import (
+    RewardModelScorer,
+    completion_token_ids,
+    detect_format,
+    load_reward_model,
+    prompt_token_ids,
+    read_preferences,
+    records_to_groups,
+    render,
+)
 from rlhfkit.tasks import text as text_task
 
 
@@ -111,3 +120,33 @@ def test_dpo_cli_trains_a_tiny_policy_on_the_task_preferences(tmp_path: Path) ->
     assert metrics["n_train"] == 200 and metrics["n_eval"] == 100
     assert metrics["eval_reward_accuracy"] >= 0.7, metrics  # a fresh policy equals its reference: accuracy 0
     assert (out / "model.safetensors").exists()
+
+
+def test_reward_model_scorer_equals_scoring_each_pair_alone() -> None:
+    prompts = ["the cat is", "a chat:", "the cat is", "the dog is", "a chat:"]
+    chats = [[{"role": "user", "content": "be nice"}], [{"role": "user", "content": "be brief"}]]
+    completions = [" nice and calm", " ok", " nice", " warm and kind and good", " short"]
+    model, tokenizer = load_reward_model("tiny", [*prompts, *completions, "be nice", "be brief"], seed=1)
+    scorer = RewardModelScorer(model, tokenizer, max_tokens=16)  # a small budget: several length batches
+    all_prompts = [*prompts, *chats]
+    all_completions = [*completions, " yes", " no"]
+    got = scorer(all_prompts, all_completions)
+    with torch.no_grad():
+        alone = [
+            float(
+                plain_rewards(
+                    model,
+                    [
+                        prompt_token_ids(tokenizer, render(tokenizer, p if isinstance(p, str) else tuple(p), True))
+                        + completion_token_ids(tokenizer, c)
+                    ],
+                    int(tokenizer.pad_token_id),
+                )[0]
+            )
+            for p, c in zip(all_prompts, all_completions, strict=True)
+        ]
+    assert got.shape == (7,)
+    np.testing.assert_allclose(got, alone, atol=1e-5)
+    assert len(set(np.round(got, 6))) == 7  # distinct scores: a mix-up of rows would show
+    with pytest.raises(ValueError, match="one prompt per completion"):
+        scorer(prompts, completions[:2])

@@ -44,7 +44,14 @@ from rlhfkit.data.preferences import (
 )
 from rlhfkit.domains.text import ModelFolderError, tiny_gpt2, train_tiny_tokenizer
 from rlhfkit.files import atomic_write_bytes
-from rlhfkit.reward.text import PromptGroup, TextRewardFitConfig, TextRewardMetrics, fit_text_reward
+from rlhfkit.reward.text import (
+    PromptGroup,
+    TextRewardFitConfig,
+    TextRewardMetrics,
+    fit_text_reward,
+    group_rewards,
+    length_batches,
+)
 from rlhfkit.types import Message
 
 Format = Literal["auto", "trl", "trl_conversational", "hh", "scored"]
@@ -146,6 +153,47 @@ def pairs_to_groups(pairs: Sequence[LabelledPair], tokenizer: PreTrainedTokenize
         for prompt, (comps, _, pair_idx, mus) in by_prompt.items()
         if pair_idx
     ]
+
+
+class RewardModelScorer:
+    """A text reward model as the reward function the optimisers take: ``(prompts, completions) -> (N,)``.
+
+    Prompts are rendered as :func:`render` does (chat prompts through the
+    tokenizer's template with the generation prompt), so that the model scores
+    exactly what it was fitted on. The completions of one prompt share its
+    encoding (one :class:`PromptGroup` per distinct prompt), and batches are cut
+    by length under ``max_tokens`` padded positions.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, max_tokens: int = 8192) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+
+    @torch.no_grad()
+    def __call__(self, prompts: Sequence[TextValue | Sequence[Message]], completions: Sequence[str]) -> np.ndarray:
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions: one prompt per completion")
+        self.model.eval()
+        rows: dict[str, list[int]] = {}
+        for i, p in enumerate(prompts):
+            rows.setdefault(render(self.tokenizer, p if isinstance(p, str) else tuple(p), as_prompt=True), []).append(i)
+        groups = [
+            PromptGroup(
+                prompt_token_ids(self.tokenizer, prompt),
+                tuple(completion_token_ids(self.tokenizer, completions[i]) for i in idx),
+                (),
+                (),
+            )
+            for prompt, idx in rows.items()
+        ]
+        order = [idx for idx in rows.values()]
+        out = np.zeros(len(completions), dtype=np.float64)
+        for batch in length_batches(groups, self.max_tokens):
+            rewards = group_rewards(self.model, [groups[g] for g in batch], int(self.tokenizer.pad_token_id))
+            for g, r in zip(batch, rewards, strict=True):
+                out[order[g]] = r.double().cpu().numpy()
+        return out
 
 
 def _texts(records: Sequence[PreferenceRecord]) -> list[str]:
