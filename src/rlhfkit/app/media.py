@@ -47,6 +47,10 @@ _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 Frame = np.ndarray  # (H, W, 3) uint8
 
+_RENDER_LOCK = threading.Lock()
+"""One render at a time: env renderers (pygame, MuJoCo's GL context) are not safe to
+use, or even to import, from two threads at once."""
+
 
 class MediaError(ValueError):
     """A segment that cannot be rendered (no env id, unknown env)."""
@@ -252,8 +256,9 @@ class MediaCache:
         with lock:
             if path.exists():
                 return path
-            frames, fps, _replay = render_frames(segment)
-            data = encode(frames, fps, fmt)
+            with _RENDER_LOCK:
+                frames, fps, _replay = render_frames(segment)
+                data = encode(frames, fps, fmt)
             self.root.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".render-", suffix=f".{fmt}")
             with os.fdopen(fd, "wb") as f:

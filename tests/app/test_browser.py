@@ -1,0 +1,157 @@
+"""End to end in headless Chromium (Playwright driving Debian's chromium, installed by .ci/run).
+
+An annotator logs in, answers one comparison with the keyboard and one with the
+confidence slider, and the answers reach the store with the right mu; model
+output holding <script> and <img onerror=...> is shown as literal text and
+never runs; a control pair plays as two videos in sync; an admin pauses the loop.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from apphelpers import HOSTILE, Env, app_config
+
+from rlhfkit.app.server import create_app, run_in_thread
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="Debian chromium is not installed (.ci/run installs it: apt-get install chromium)",
+)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency (pip install -e .[test])")
+
+
+@pytest.fixture
+def base_url(env: Env) -> Iterator[str]:
+    server, thread, port = run_in_thread(create_app(app_config(env.run_dir, env.store)))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS, timeout=30_000)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _login(browser: object, base_url: str, token: str) -> tuple[object, list[str]]:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.set_default_timeout(20_000)
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    page.goto(base_url + "/")
+    page.fill("#token", token)
+    page.click("#login-button")
+    return page, problems
+
+
+def test_annotator_answers_with_keyboard_and_slider_and_model_output_stays_text(
+    browser: object, base_url: str, env: Env
+) -> None:
+    page, problems = _login(browser, base_url, env.alice)
+    page.wait_for_url(base_url + "/annotate")
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.text_content("#who") == "alice"
+    assert page.get_attribute("body", "data-query-id") == "q0"
+    assert page.text_content("#progress") == "0 answered · 5 to go"
+
+    # the hostile completion is shown as the literal characters, nothing of it runs or parses
+    assert page.text_content("#completion-a") == HOSTILE
+    assert page.locator("#content-a img, #content-a script, #pair img, #pair script").count() == 0
+    assert page.title() == "rlhfkit · annotate"
+    assert "<b>bold?</b>" in (page.text_content("#shared-prompt") or "")
+    assert page.locator("#shared-prompt b").count() == 0
+
+    # keyboard: "1" answers A
+    page.keyboard.press("1")
+    page.wait_for_selector("body[data-query-id='q1']")
+    assert page.text_content("#progress") == "1 answered · 4 to go"
+    # slider: four steps right from 50% is 70% that A is better, sent with "g"
+    for _ in range(4):
+        page.keyboard.press("ArrowRight")
+    assert page.text_content("#confidence-value") == "70%"
+    page.keyboard.press("g")
+    page.wait_for_selector("body[data-query-id='q2']")
+    # the slider by mouse too: drag it to the B end and send with the button
+    page.fill("#confidence", "20")
+    assert page.text_content("#confidence-value") == "20%"
+    page.click("#answer-graded")
+    page.wait_for_selector("body[data-query-id='q3']")
+    page.keyboard.press("x")  # can't compare
+    page.wait_for_selector("body[data-query-id='k0']")
+
+    stored = {c.query_id: c for c in env.store.comparisons("alice")}
+    assert stored["q0"].answer.value == "A" and stored["q0"].mu == (1.0, 0.0)
+    assert stored["q1"].answer.value == "graded" and stored["q1"].mu == pytest.approx((0.7, 0.3))
+    assert stored["q2"].answer.value == "graded" and stored["q2"].mu == pytest.approx((0.2, 0.8))
+    assert stored["q3"].answer.value == "incomparable" and stored["q3"].mu is None
+
+    # the control pair: two videos rendered from the env, playing in step
+    page.wait_for_function(
+        "() => ['video-a', 'video-b'].every(id => { const v = document.getElementById(id);"
+        " return v && v.readyState >= 3 && v.currentTime > 0.1; })",
+        timeout=60_000,
+    )
+    times = page.evaluate("() => ['video-a', 'video-b'].map(id => document.getElementById(id).currentTime)")
+    assert abs(times[0] - times[1]) < 0.1, times
+    page.keyboard.press("3")  # about equal
+    page.wait_for_selector("#empty:not([hidden])")
+    assert env.store.comparisons("alice")[-1].mu == (0.5, 0.5)
+    assert page.text_content("#progress") == "5 answered · 0 to go"
+    assert not [p for p in problems if "Content Security Policy" in p or "dialog" in p], problems
+    page.close()
+
+
+def test_admin_pauses_the_loop_and_sees_agreement(browser: object, base_url: str, env: Env) -> None:
+    from rlhfkit.types import Comparison
+
+    env.store.record(Comparison.make("q0", "A", "alice"))
+    env.store.record(Comparison.make("q0", "A", "bob"))
+    page, problems = _login(browser, base_url, env.admin)
+    page.wait_for_url(base_url + "/admin")
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.text_content("#loop-state") == "running"
+    assert page.text_content("#pairwise") == "100.0%"
+    rows = page.locator("#progress-table tbody tr").all_text_contents()
+    assert any("alice" in r and "1" in r for r in rows)
+    page.click("#pause-toggle")
+    page.wait_for_function("() => document.getElementById('loop-state').textContent === 'paused'")
+    assert env.store.control("paused") is True
+    page.click("#pause-toggle")
+    page.wait_for_function("() => document.getElementById('loop-state').textContent === 'running'")
+    assert env.store.control("paused") is False
+    assert not [p for p in problems if "Content Security Policy" in p], problems
+    page.close()
+
+
+def test_a_wrong_token_does_not_get_in(browser: object, base_url: str, env: Env) -> None:
+    page, _ = _login(browser, base_url, env.alice[:-2] + "zz")
+    page.wait_for_function("() => document.getElementById('error').textContent.length > 0")
+    assert page.text_content("#error") == "That token is not valid."
+    assert page.url == base_url + "/"
+    page.goto(base_url + "/annotate")  # without a session the page sends you back to sign in
+    page.wait_for_url(base_url + "/")
+    page.close()
