@@ -75,3 +75,42 @@ def test_text_config_errors_name_the_field(
     assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "steps_per_rnd" in err and "steps_per_round" in err
+
+
+def test_text_run_with_ppo_keeps_its_adaptive_beta_across_a_resume(text_config: Path, tmp_path: Path) -> None:
+    ppo = """
+optimizer = "ppo"
+
+[ppo]
+prompts_per_step = 4
+minibatch_size = 4
+update_epochs = 2
+max_new_tokens = 12
+learning_rate = 1e-3
+adaptive_kl = true
+kl_target = 0.5
+kl_horizon = 20.0
+"""
+    path = tmp_path / "ppo.toml"
+    text = text_config.read_text()
+    path.write_text(
+        text.replace('task = "text:describe"', 'task = "text:describe"' + ppo.split("[ppo]")[0])
+        + "[ppo]"
+        + ppo.split("[ppo]")[1]
+    )
+    cfg = load_text_config(path)
+    assert cfg.optimizer == "ppo" and cfg.ppo.adaptive_kl
+    out = tmp_path / "run"
+    first = TextRun.create(cfg.__class__(**{**cfg.__dict__, "rounds": 1}), out, progress=False)
+    assert first.policy.value_head is not None
+    first.run()
+    beta_after_1 = first.beta
+    assert beta_after_1 != cfg.ppo.beta  # the controller moved it (3 steps of 4 completions, horizon 20)
+    (out / "config.toml").write_text((out / "config.toml").read_text().replace("rounds = 1", "rounds = 2"))
+    resumed = TextRun.resume(out, progress=False)
+    assert resumed.beta == beta_after_1 and resumed.trainer.steps == 3
+    resumed.run()
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    assert rows[1]["beta"] == beta_after_1 and rows[2]["beta"] != beta_after_1
+    assert rows[-1]["kl_to_base"] != 0.0

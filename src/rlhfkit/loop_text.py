@@ -38,6 +38,7 @@ from rlhfkit.domains.text import Prompt, TextPolicy, load_causal_lm
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
 from rlhfkit.feedback.web import WebHuman, open_run_store
 from rlhfkit.loop import ask_pending, existing_run_folder, load_latest_checkpoint, new_run_folder, save_checkpoint
+from rlhfkit.optimize.text_ppo import TextPPOConfig, TextPPOTrainer
 from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
 from rlhfkit.reward.fit import NoUsableFeedbackError, is_heldout
 from rlhfkit.reward.text import (
@@ -114,8 +115,13 @@ class TextRunConfig:
     """Step 1: collecting feedback."""
     reward: TextRewardFitConfig = field(default_factory=lambda: TextRewardFitConfig(epochs=3, lr=1e-3))
     """Step 2: fitting the text reward model."""
+    optimizer: Literal["group", "ppo"] = "group"
+    """Step 3's method: 'group' = RLOO / GRPO as set in [optim]; 'ppo' = PPO with a value head and a
+    per-token KL penalty in the reward, as set in [ppo]."""
     optim: GroupPGConfig = field(default_factory=lambda: GroupPGConfig(max_new_tokens=24, beta=0.05))
-    """Step 3: RLOO / GRPO with the KL to the base model in the loss."""
+    """Step 3 with optimizer = 'group': RLOO / GRPO with the KL to the base model in the loss."""
+    ppo: TextPPOConfig = field(default_factory=lambda: TextPPOConfig(max_new_tokens=24, learning_rate=2e-4))
+    """Step 3 with optimizer = 'ppo': KL-regularised PPO (k1 or k3 per token, fixed or adaptive beta)."""
     base: TextBaseConfig = field(default_factory=TextBaseConfig)
     """The base model."""
 
@@ -157,13 +163,17 @@ class TextRun:
         torch.manual_seed(config.seed)
         model, tokenizer = self._base_model()
         self.tokenizer = tokenizer
-        self.policy = TextPolicy(model, tokenizer, value_head=False)
+        self.policy = TextPolicy(model, tokenizer, value_head=config.optimizer == "ppo")
         self.ref = self.policy.frozen_copy()
         rm_config = dataclasses.replace(model.config, num_labels=1)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed + 1)
             self.reward_model = GPT2ForSequenceClassification(rm_config)
-        self.trainer = GroupPGTrainer(self.policy, self.ref, config.optim, seed=config.seed)
+        self.trainer: GroupPGTrainer | TextPPOTrainer = (
+            TextPPOTrainer(self.policy, self.ref, config.ppo, seed=config.seed)
+            if config.optimizer == "ppo"
+            else GroupPGTrainer(self.policy, self.ref, config.optim, seed=config.seed)
+        )
         self.round = 0
         self.history: list[dict[str, float]] = []
 
@@ -192,6 +202,13 @@ class TextRun:
         tokenizer.save_pretrained(cached)
         return model, tokenizer
 
+    @property
+    def beta(self) -> float:
+        """The KL coefficient now (PPO's may adapt; RLOO / GRPO keep theirs)."""
+        if isinstance(self.trainer, TextPPOTrainer):
+            return float(self.trainer.kl.beta)
+        return float(self.config.optim.beta)
+
     # -- checkpoints ------------------------------------------------------------------
 
     def _checkpoint(self) -> None:
@@ -201,6 +218,7 @@ class TextRun:
             "optimizer": self.trainer.optimizer.state_dict(),
             "steps": self.trainer.steps,
             "generated_tokens": self.trainer.generated_tokens,
+            "beta": self.beta,
         }
         save_checkpoint(self.dir, self.round, payload, self.history)
 
@@ -213,6 +231,8 @@ class TextRun:
         self.trainer.optimizer.load_state_dict(ck["optimizer"])
         self.trainer.steps = ck["steps"]
         self.trainer.generated_tokens = ck["generated_tokens"]
+        if isinstance(self.trainer, TextPPOTrainer):
+            self.trainer.kl.beta = float(ck["beta"])  # an adaptive beta goes on from where it was
         self.round = ck["round"]
         self.history = list(ck["history"])
 
@@ -310,7 +330,7 @@ class TextRun:
             **self.evaluate(),
             "rm_accuracy": rm_accuracy,
             "rm_train_pairs": float(n_train),
-            "beta": float(self.config.optim.beta),
+            "beta": self.beta,
             "seconds": time.time() - t0,
         }
         self.history.append(row)
