@@ -6,9 +6,9 @@ body is refused with a 422 that names the field, before anything is stored.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 QueryId = str
 ANSWERS = ("A", "B", "equal", "graded", "incomparable")
@@ -28,7 +28,7 @@ class ErrorOut(BaseModel):
 
 
 class LoginIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     token: str = Field(min_length=1, max_length=256, description="the token `rlhfkit annotators add` printed")
 
 
@@ -37,27 +37,28 @@ class MeOut(BaseModel):
     role: Literal["annotator", "admin"]
 
 
-class ComparisonAnswerIn(BaseModel):
-    """An answer to a comparison query.
+class ComparisonChoiceIn(BaseModel):
+    """A comparison answered with a choice: "A" or "B" (that one is better), "equal" (about
+    equal), or "incomparable" (can't compare; stored, never trained on)."""
 
-    ``answer``: "A" or "B" (that one is better), "equal" (about equal),
-    "incomparable" (can't compare; stored, never trained on), or "graded" with
-    ``mu_a`` = the probability that A is better (the confidence slider).
-    """
-
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     kind: Literal["comparison"] = "comparison"
     query_id: QueryId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    answer: Literal["A", "B", "equal", "graded", "incomparable"]
-    mu_a: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    answer: Literal["A", "B", "equal", "incomparable"]
 
-    @model_validator(mode="after")
-    def _mu_only_when_graded(self) -> ComparisonAnswerIn:
-        if self.answer == "graded" and self.mu_a is None:
-            raise ValueError("a graded answer needs mu_a, the probability that A is better (0 to 1)")
-        if self.answer != "graded" and self.mu_a is not None:
-            raise ValueError(f"mu_a is only for graded answers, not for {self.answer!r}")
-        return self
+
+class ComparisonGradedIn(BaseModel):
+    """A comparison answered with the confidence slider: ``mu_a`` = the probability that A is better."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kind: Literal["comparison"] = "comparison"
+    query_id: QueryId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    answer: Literal["graded"]
+    mu_a: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
+
+
+ComparisonAnswerIn = Annotated[ComparisonChoiceIn | ComparisonGradedIn, Field(discriminator="answer")]
+"""An answer to a comparison query; ``answer`` decides which fields it has."""
 
 
 class AnswerOut(BaseModel):
@@ -136,7 +137,7 @@ class AgreementOut(BaseModel):
 
 
 class LoopIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     paused: bool
 
 

@@ -42,6 +42,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -292,7 +293,16 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (not UTF-8, a broken form)
+            return JSONResponse({"detail": f"malformed request body: {exc.detail}"}, status_code=422)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # name every method of this path, not only the matched route's
+            methods: set[str] = set()
+            for route in app.routes:
+                if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
+                    methods |= route.methods or set()
+            headers["Allow"] = ", ".join(sorted(methods))
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers)
 
     # -- pages --------------------------------------------------------------------------
 
@@ -389,7 +399,8 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
     )
     async def answer(body: s.ComparisonAnswerIn, who: Who, response: Response) -> s.AnswerOut:
         """Store one answer. Sending the same answer again stores nothing and says so (200, duplicate)."""
-        record = Comparison.make(body.query_id, body.answer, who.annotator_id, mu_a=body.mu_a)
+        mu_a = body.mu_a if isinstance(body, s.ComparisonGradedIn) else None
+        record = Comparison.make(body.query_id, body.answer, who.annotator_id, mu_a=mu_a)
         try:
             stored = await writer.submit(record)
         except StoreError as e:
