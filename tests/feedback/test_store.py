@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from store_backends import BACKENDS, backend_store
 
 from rlhfkit.feedback.store import FeedbackStore, StoreError
 from rlhfkit.types import Annotator, Answer, Comparison, Generation, Query, Segment
@@ -36,11 +37,11 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "feedback.sqlite"
 
 
-@pytest.fixture
-def store(db_path: Path) -> Iterator[FeedbackStore]:
-    s = FeedbackStore(f"sqlite:///{db_path}")
-    yield s
-    s.close()
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, db_path: Path) -> Iterator[FeedbackStore]:
+    """An empty store on SQLite, and on PostgreSQL when .ci/run has started one (store_backends.py)."""
+    with backend_store(request.param, db_path) as s:
+        yield s
 
 
 def _fill(store: FeedbackStore) -> tuple[list[Generation], list[Query], list[Comparison]]:

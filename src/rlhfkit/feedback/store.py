@@ -632,14 +632,22 @@ class FeedbackStore:
         for f in items:
             if not isinstance(f, Comparison):
                 raise StoreError(f"record_batch takes comparisons; use record() for {type(f).__name__}")
-        for _attempt in range(3):
+        for _attempt in range(3 if all_or_nothing else 1):
             try:
                 return self._record_batch_once(items, all_or_nothing)
             except sa.exc.IntegrityError:
-                # Another process stored one of these pairs between our read and our
+                # Another writer stored one of these pairs between our read and our
                 # insert; the transaction was rolled back, so judge the batch again.
                 continue
-        raise StoreError("could not store the batch: concurrent writers kept storing the same answers")
+        if all_or_nothing:
+            raise StoreError("could not store the batch: concurrent writers kept storing the same answers")
+        results: list[bool | StoreError] = []
+        for f in items:  # one by one: record() settles each race on its own
+            try:
+                results.append(self.record(f))
+            except StoreError as e:
+                results.append(e)
+        return results
 
     def _record_batch_once(self, items: list[Comparison], all_or_nothing: bool) -> list[bool | StoreError]:
         results: list[bool | StoreError] = []
