@@ -7,13 +7,21 @@ manual forward pass (:meth:`TextPolicy.token_logprobs`), which is what PPO train
 
 Three details keep the two sets of log-probs equal (to float round-off):
 
-- sampling uses the model's full softmax at temperature 1 (``top_k=0``,
-  ``top_p=1.0``; ``generate`` applies ``top_k=50`` by default), and the sampler's
-  log-probs are taken from the raw ``output_logits``, not the processed scores;
+- sampling is this module's own decoding loop on the model's key/value cache
+  (not ``model.generate``, whose default ``top_k=50`` and the model's own
+  ``generation_config`` would change the distribution): tokens are drawn from the
+  full softmax of the raw logits at temperature 1, and the drawn token's
+  log-prob is kept;
 - prompts are left-padded, so the forward pass passes
-  ``position_ids = cumsum(attention_mask) - 1`` (clamped at 0) exactly as
-  ``generate`` does; without it a left-padded row is read at shifted positions;
+  ``position_ids = cumsum(attention_mask) - 1`` (clamped at 0), the positions
+  the sampler used; without it a left-padded row is read at shifted positions;
 - dropout is switched off in the wrapped model, so train and eval mode agree.
+
+Speed: each prompt is encoded once and its cache rows are repeated for its
+completions, a token costs one uniform random number (inverse CDF), and a model
+with SDPA attention gets a ready 4-D key mask each step instead of rebuilding a
+causal mask. The scoring pass (:meth:`TextPolicy.token_logprobs`) likewise
+encodes each prompt once for the rows that continue it.
 
 Shapes: ``B`` rows (prompts times completions per prompt), ``P`` the padded prompt
 length, ``T`` the completion length (at most ``max_new_tokens``; sampling stops
