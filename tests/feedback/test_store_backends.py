@@ -102,8 +102,12 @@ def test_record_batch_judges_each_answer_and_commits_once(store: FeedbackStore) 
         ("q1", "ann"),
         ("q2", "bob"),
     ]
-    with pytest.raises(StoreError, match="record_batch takes comparisons"):
-        store.record_batch([Ranking.make("r0", ["t0", "t1", "t2"], "ann")])  # type: ignore[list-item]
+    ranked = store.record_batch(
+        [Ranking.make("r0", ["t2", "t0", "t1"], "ann"), Ranking.make("r0", ["t0", "t1", "g0"], "bob")]
+    )
+    assert ranked[0] is True and isinstance(ranked[1], StoreError) and "must order exactly" in str(ranked[1])
+    (r,) = store.feedback(kind="ranking")
+    assert isinstance(r, Ranking) and r.ranked == ("t2", "t0", "t1")
 
 
 def test_all_or_nothing_batch_writes_nothing_on_a_refusal(store: FeedbackStore) -> None:

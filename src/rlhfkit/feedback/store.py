@@ -617,21 +617,23 @@ class FeedbackStore:
             r = conn.execute(sa.select(t).where(t.c.query_id == query_id, t.c.annotator_id == annotator_id)).first()
         return None if r is None else _feedback_from_row(r)
 
-    def record_batch(self, feedback: Sequence[Comparison], all_or_nothing: bool = False) -> list[bool | StoreError]:
-        """Commit many comparison answers in one transaction: one disk sync for the lot.
+    def record_batch(self, feedback: Sequence[Feedback], all_or_nothing: bool = False) -> list[bool | StoreError]:
+        """Commit many answers in one transaction: one disk sync for the lot.
 
-        Each answer is judged as :meth:`record` judges it: ``True`` when stored,
+        Each answer is judged as :meth:`record` judges it (the same checks: the
+        query exists and asks for this kind, a ranking orders exactly the query's
+        generations, a correction fits its original): ``True`` when stored,
         ``False`` when this annotator had already answered the query (also when
         the same pair comes twice in ``feedback``), a :class:`StoreError` when
-        refused (unknown query, another kind). Every ``True`` is committed before
-        this returns. With ``all_or_nothing`` the first refusal is raised and
-        nothing is written. This is the web app's group commit: answers that
+        refused. Every ``True`` is committed before this returns. With
+        ``all_or_nothing`` the first refusal is raised and nothing is written
+        (imports use this). This is the web app's group commit: answers that
         arrive while a commit is on disk go into the next one.
         """
         items = list(feedback)
         for f in items:
-            if not isinstance(f, Comparison):
-                raise StoreError(f"record_batch takes comparisons; use record() for {type(f).__name__}")
+            if not isinstance(f, tuple(FEEDBACK_KINDS.values())):
+                raise StoreError(f"not a feedback record: {type(f).__name__}")
         for _attempt in range(3 if all_or_nothing else 1):
             try:
                 return self._record_batch_once(items, all_or_nothing)
@@ -649,7 +651,23 @@ class FeedbackStore:
                 results.append(e)
         return results
 
-    def _record_batch_once(self, items: list[Comparison], all_or_nothing: bool) -> list[bool | StoreError]:
+    @staticmethod
+    def _misfit(conn: sa.Connection, f: Feedback, shown: tuple[str, ...]) -> str | None:
+        """Why ``f`` does not fit its query's generations (the checks of :meth:`record`), or None."""
+        if isinstance(f, Ranking) and sorted(f.ranked) != sorted(shown):
+            return (
+                f"ranking for query {f.query_id!r} must order exactly its generations {list(shown)}, "
+                f"got {list(f.ranked)}"
+            )
+        if isinstance(f, Correction):
+            original = conn.execute(sa.select(generations_table).where(generations_table.c.id == shown[0])).one()
+            try:
+                check_correction(_content_from_bytes(original.domain, original.payload, original.info), f.corrected)
+            except InvalidFeedbackError as e:
+                return f"correction for query {f.query_id!r}: {e}"
+        return None
+
+    def _record_batch_once(self, items: list[Feedback], all_or_nothing: bool) -> list[bool | StoreError]:
         results: list[bool | StoreError] = []
         if not items:
             return results
@@ -658,9 +676,13 @@ class FeedbackStore:
         pairs = sorted({(f.query_id, f.annotator_id) for f in items})
         with self.engine.begin() as conn:
             kinds: dict[str, str] = {}
+            shown: dict[str, tuple[str, ...]] = {}
             for i in range(0, len(qids), 500):
-                rows = conn.execute(sa.select(q.c.id, q.c.kind).where(q.c.id.in_(qids[i : i + 500]))).all()
+                rows = conn.execute(
+                    sa.select(q.c.id, q.c.kind, q.c.generation_ids).where(q.c.id.in_(qids[i : i + 500]))
+                ).all()
                 kinds.update({r[0]: r[1] for r in rows})
+                shown.update({r[0]: tuple(r[2]) for r in rows})
             seen: set[tuple[str, str]] = set()
             for i in range(0, len(pairs), 250):
                 key = sa.tuple_(fb.c.query_id, fb.c.annotator_id)
@@ -675,6 +697,8 @@ class FeedbackStore:
                     results.append(StoreError(f"query {f.query_id!r} asks for {kind!r} feedback, got {f.kind!r}"))
                 elif (f.query_id, f.annotator_id) in seen:
                     results.append(False)
+                elif (problem := self._misfit(conn, f, shown[f.query_id])) is not None:
+                    results.append(StoreError(problem))
                 else:
                     seen.add((f.query_id, f.annotator_id))
                     new_rows.append(
