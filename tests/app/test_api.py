@@ -145,7 +145,9 @@ def test_answer_to_unknown_query_is_404(client: TestClient, env: Env) -> None:
         ({"query_id": "q0", "answer": "A", "extra": 1}, "extra"),
         ({"answer": "A"}, "query_id"),
         ({"query_id": "q0/../x", "answer": "A"}, "query_id"),
-        ({"query_id": "q0", "answer": "A", "kind": "ranking"}, "kind"),
+        ({"query_id": "q0", "answer": "A", "kind": "bogus"}, "bogus"),
+        ({"query_id": "q0", "answer": "A", "kind": "ranking"}, "ranked"),
+        ({"query_id": "q0", "kind": "rating", "value": "7"}, "value"),
         ([1, 2], "body"),
     ],
 )
@@ -287,3 +289,56 @@ def test_control_segments_are_rendered_once_and_cached(client: TestClient, env: 
     assert client.get("/api/media/webm/t0a", headers=headers).status_code == 404  # a text generation
     assert client.get("/api/media/webm/nope", headers=headers).status_code == 404
     assert client.get("/api/media/mp4/c0a", headers=headers).status_code == 422
+
+
+# -- the other feedback kinds ------------------------------------------------------------
+
+
+def test_every_kind_is_answered_and_stored_as_its_record(client: TestClient, env: Env) -> None:
+    from rlhfkit.types import Correction, Label, Language, Query, Ranking, Rating
+
+    env.store.add_queries(
+        [
+            Query("r0", ("t0a",), 2, kind="rating", created_at=3000.0),
+            Query("l0", ("t1a",), 2, kind="label", created_at=3001.0),
+            Query("k1", ("t1a", "t1b", "t2a"), 2, kind="ranking", created_at=3002.0),
+            Query("z0", ("t2a", "t2b"), 2, kind="language", created_at=3003.0),
+            Query("x0", ("t3a",), 2, kind="correction", created_at=3004.0),
+            Query("x1", ("c0a",), 2, kind="correction", created_at=3005.0),
+        ]
+    )
+    h = env.headers(env.alice)
+    queue = client.get("/api/queue", params={"limit": 20}, headers=h).json()
+    assert queue["rating_scale"] == [1.0, 7.0] and queue["label_choices"] == ["bad", "good"]
+    kinds = [q["kind"] for q in queue["queries"]][-6:]
+    assert kinds == ["rating", "label", "ranking", "language", "correction", "correction"]
+
+    def post(body: dict[str, object]) -> object:
+        return client.post("/api/answers", json=body, headers=h)
+
+    assert post({"kind": "rating", "query_id": "r0", "value": 6}).status_code == 201  # type: ignore[attr-defined]
+    assert post({"kind": "rating", "query_id": "r0", "value": 6}).status_code == 200  # type: ignore[attr-defined]
+    bad = post({"kind": "label", "query_id": "l0", "label": "great"})
+    assert bad.status_code == 422 and "not in its choice set" in bad.json()["detail"]  # type: ignore[attr-defined]
+    assert post({"kind": "label", "query_id": "l0", "label": "none of these"}).status_code == 201  # type: ignore[attr-defined]
+    wrong = post({"kind": "ranking", "query_id": "k1", "ranked": ["t1a", "t1b", "t9"]})
+    assert wrong.status_code == 422 and "must order exactly" in wrong.json()["detail"]  # type: ignore[attr-defined]
+    assert post({"kind": "ranking", "query_id": "k1", "ranked": ["t2a", "t1a", "t1b"]}).status_code == 201  # type: ignore[attr-defined]
+    assert post({"kind": "language", "query_id": "z0", "utterance": "B <i>rambles</i>"}).status_code == 201  # type: ignore[attr-defined]
+    assert post({"kind": "correction", "query_id": "x0", "completion": "fixed"}).status_code == 201  # type: ignore[attr-defined]
+    control = post({"kind": "correction", "query_id": "x1", "completion": "fixed"})
+    assert control.status_code == 422 and "control segment" in control.json()["detail"]  # type: ignore[attr-defined]
+    mismatch = post({"kind": "rating", "query_id": "q0", "value": 3})
+    assert mismatch.status_code == 422 and "asks for 'comparison'" in mismatch.json()["detail"]  # type: ignore[attr-defined]
+    changed = post({"kind": "rating", "query_id": "r0", "value": 2})
+    assert changed.status_code == 409  # type: ignore[attr-defined]
+
+    got = {f.query_id: f for f in env.store.feedback(annotator_id="alice")}
+    assert isinstance(got["r0"], Rating) and got["r0"].value == 6.0
+    assert isinstance(got["l0"], Label) and not got["l0"].usable
+    assert isinstance(got["k1"], Ranking) and got["k1"].ranked == ("t2a", "t1a", "t1b")
+    assert isinstance(got["z0"], Language) and got["z0"].utterance == "B <i>rambles</i>"
+    assert isinstance(got["x0"], Correction) and got["x0"].corrected.completion == "fixed"  # type: ignore[union-attr]
+    assert got["x0"].corrected.prompt == "prompt 3 <b>bold?</b>"  # type: ignore[union-attr]
+    listed = {a["query_id"]: a for a in client.get("/api/answers", headers=h).json()}
+    assert listed["k1"]["payload"] == {"ranked": ["t2a", "t1a", "t1b"]} and listed["r0"]["answer"] == "rating"

@@ -6,9 +6,9 @@ body is refused with a 422 that names the field, before anything is stored.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 QueryId = str
 ANSWERS = ("A", "B", "equal", "graded", "incomparable")
@@ -57,8 +57,72 @@ class ComparisonGradedIn(BaseModel):
     mu_a: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
 
 
-ComparisonAnswerIn = Annotated[ComparisonChoiceIn | ComparisonGradedIn, Field(discriminator="answer")]
-"""An answer to a comparison query; ``answer`` decides which fields it has."""
+class RatingIn(BaseModel):
+    """A score for the one generation of a rating query, on the app's rating scale."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kind: Literal["rating"]
+    query_id: QueryId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    value: float = Field(allow_inf_nan=False)
+
+
+class LabelIn(BaseModel):
+    """A label for the one generation of a label query: one of the app's choices, or "none of these"."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kind: Literal["label"]
+    query_id: QueryId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    label: str = Field(min_length=1, max_length=200)
+
+
+class RankingIn(BaseModel):
+    """The generations of a ranking query, best first (each exactly once)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kind: Literal["ranking"]
+    query_id: QueryId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    ranked: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=2, max_length=50)
+
+
+class LanguageIn(BaseModel):
+    """Free text about the pair of a language query ("less swinging", "shorter answers")."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kind: Literal["language"]
+    query_id: QueryId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    utterance: str = Field(min_length=1, max_length=5000)
+
+
+class CorrectionIn(BaseModel):
+    """An edited completion for the one text generation of a correction query (same prompt)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kind: Literal["correction"]
+    query_id: QueryId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    completion: str = Field(min_length=1, max_length=20000)
+
+
+def _answer_tag(v: Any) -> str | None:
+    if isinstance(v, dict):
+        kind = v.get("kind", "comparison")
+        if kind == "comparison":
+            return "graded" if v.get("answer") == "graded" else "choice"
+        return kind if isinstance(kind, str) else None
+    return None
+
+
+AnswerIn = Annotated[
+    Annotated[ComparisonChoiceIn, Tag("choice")]
+    | Annotated[ComparisonGradedIn, Tag("graded")]
+    | Annotated[RatingIn, Tag("rating")]
+    | Annotated[LabelIn, Tag("label")]
+    | Annotated[RankingIn, Tag("ranking")]
+    | Annotated[LanguageIn, Tag("language")]
+    | Annotated[CorrectionIn, Tag("correction")],
+    Discriminator(_answer_tag),
+]
+"""An answer to a query of any kind: ``kind`` (default "comparison") decides the fields;
+for a comparison ``answer`` does ("graded" needs ``mu_a``)."""
 
 
 class AnswerOut(BaseModel):
@@ -73,6 +137,7 @@ class StoredAnswer(BaseModel):
     kind: str
     answer: str
     mu_a: float | None
+    payload: dict[str, Any] | None = Field(default=None, description="the fields of kinds other than comparison")
     created_at: float
 
 
@@ -102,6 +167,8 @@ class QueryOut(BaseModel):
 
 class QueueOut(BaseModel):
     annotator_id: str
+    rating_scale: list[float] = Field(description="(low, high) of the rating scale")
+    label_choices: list[str] = Field(description="the label choices; 'none of these' is always allowed too")
     pending: int = Field(description="queries this annotator has not answered yet")
     answered: int
     total: int = Field(description="all stored queries")

@@ -27,6 +27,7 @@ a request is answered only after its answer is committed.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -53,7 +54,19 @@ from rlhfkit.app.writer import AnswerWriter
 from rlhfkit.feedback.agreement import agreement
 from rlhfkit.feedback.store import FeedbackStore, StoreError
 from rlhfkit.feedback.web import PAUSED_KEY, STATUS_KEY, normalise_store_url
-from rlhfkit.types import Comparison, Generation, Segment
+from rlhfkit.types import (
+    Comparison,
+    Correction,
+    Feedback,
+    Generation,
+    InvalidFeedbackError,
+    Label,
+    Language,
+    Ranking,
+    Rating,
+    Segment,
+    Text,
+)
 
 log = logging.getLogger("rlhfkit.app")
 
@@ -90,6 +103,12 @@ class AppConfig:
     """Mark the login cookie Secure (set it when the app is served over HTTPS)."""
     prerender: bool = True
     """Render pending control segments in the background at start-up."""
+    rating_scale: tuple[float, float] = (1.0, 7.0)
+    """The scale of rating queries, (low, high); the form offers each whole number in it."""
+    label_choices: tuple[str, ...] = ("bad", "good")
+    """The choices of label queries ("none of these" is always offered too)."""
+    label_ordinal: bool = True
+    """Whether the label choices are ordered worst to best."""
 
 
 # -- a plain ASGI guard: security headers on every response, and the body limit ------
@@ -373,6 +392,8 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
         total = store.count_queries()
         return s.QueueOut(
             annotator_id=who.annotator_id,
+            rating_scale=list(config.rating_scale),
+            label_choices=list(config.label_choices),
             pending=len(pending),
             answered=total - len(pending),  # each answer is to one stored query, at most one per annotator
             total=total,
@@ -397,30 +418,45 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
         },
         tags=["annotate"],
     )
-    async def answer(body: s.ComparisonAnswerIn, who: Who, response: Response) -> s.AnswerOut:
+    async def answer(body: s.AnswerIn, who: Who, response: Response) -> s.AnswerOut:
         """Store one answer. Sending the same answer again stores nothing and says so (200, duplicate)."""
-        mu_a = body.mu_a if isinstance(body, s.ComparisonGradedIn) else None
-        record = Comparison.make(body.query_id, body.answer, who.annotator_id, mu_a=mu_a)
+        try:
+            record = await _record_for(body, who.annotator_id)
+        except (InvalidFeedbackError, ValueError) as e:
+            raise HTTPException(422, str(e)) from None
+        except StoreError as e:
+            raise HTTPException(404, str(e)) from None
         try:
             stored = await writer.submit(record)
         except StoreError as e:
             message = str(e)
-            raise HTTPException(404 if "unknown query" in message else 409, message) from None
+            raise HTTPException(404 if "unknown query" in message else 422, message) from None
         except Exception as e:
             log.error("answer not stored: %s", type(e).__name__)
             raise HTTPException(503, "the answer could not be stored; send it again") from None
         if stored:
             return s.AnswerOut(query_id=body.query_id, stored=True, duplicate=False)
         previous = await run_in_threadpool(store.answer_of, body.query_id, who.annotator_id)
-        if isinstance(previous, Comparison) and (previous.answer.value, previous.mu) != (
-            record.answer.value,
-            record.mu,
-        ):
-            raise HTTPException(
-                409, f"you already answered query {body.query_id!r} with {previous.answer.value!r}; answers are final"
-            )
+        if previous is not None and not _same_answer(previous, record):
+            raise HTTPException(409, f"you already answered query {body.query_id!r}; answers are final")
         response.status_code = 200
         return s.AnswerOut(query_id=body.query_id, stored=False, duplicate=True)
+
+    async def _record_for(body: Any, annotator_id: str) -> Feedback:
+        """The feedback record a request body stands for (ValueError if it cannot be one)."""
+        if isinstance(body, s.ComparisonChoiceIn | s.ComparisonGradedIn):
+            mu_a = body.mu_a if isinstance(body, s.ComparisonGradedIn) else None
+            return Comparison.make(body.query_id, body.answer, annotator_id, mu_a=mu_a)
+        if isinstance(body, s.RatingIn):
+            return Rating.make(body.query_id, body.value, annotator_id, scale=config.rating_scale)
+        if isinstance(body, s.LabelIn):
+            return Label.make(body.query_id, body.label, annotator_id, config.label_choices, config.label_ordinal)
+        if isinstance(body, s.RankingIn):
+            return Ranking.make(body.query_id, body.ranked, annotator_id)
+        if isinstance(body, s.LanguageIn):
+            return Language.make(body.query_id, body.utterance, annotator_id)
+        original = await run_in_threadpool(_corrected_text, store, body.query_id)
+        return Correction.make(body.query_id, Text(original.prompt, body.completion, info=original.info), annotator_id)
 
     @app.get("/api/answers", response_model=list[s.StoredAnswer], responses=_errors(401, 403, 422), tags=["annotate"])
     def answers(
@@ -431,17 +467,7 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
         target = annotator_id or who.annotator_id
         if target != who.annotator_id and not who.is_admin:
             raise HTTPException(403, "annotators may read only their own answers")
-        return [
-            s.StoredAnswer(
-                query_id=c.query_id,
-                annotator_id=c.annotator_id,
-                kind=c.kind,
-                answer=c.answer.value,
-                mu_a=None if c.mu is None else c.mu[0],
-                created_at=c.created_at,
-            )
-            for c in store.comparisons(target)
-        ]
+        return [_stored(f) for f in store.feedback(annotator_id=target)]
 
     # -- media --------------------------------------------------------------------------
 
@@ -517,6 +543,55 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
 
     app.add_middleware(GuardMiddleware, max_body=config.max_body_bytes)
     return app
+
+
+def _corrected_text(store: FeedbackStore, query_id: str) -> Text:
+    """The text a correction query shows (ValueError for a control segment or an unknown query)."""
+    query = next((q for q in store.queries() if q.id == query_id), None)
+    if query is None:
+        raise StoreError(f"answer to unknown query {query_id!r}")
+    gen = store.generations([query.generation_ids[0]])[query.generation_ids[0]]
+    if not isinstance(gen.content, Text):
+        raise ValueError("a control segment is corrected with edited states, which this form cannot send")
+    return gen.content
+
+
+def _same_answer(a: Feedback, b: Feedback) -> bool:
+    """Whether two answers say the same thing (their time aside)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, Correction) and isinstance(b, Correction):
+        return _json(a.corrected) == _json(b.corrected)
+    return bool(dataclasses.replace(a, created_at=0.0) == dataclasses.replace(b, created_at=0.0))
+
+
+def _json(content: Any) -> Any:
+    return content.to_json() if isinstance(content, Text) else None
+
+
+def _stored(f: Feedback) -> s.StoredAnswer:
+    mu_a = f.mu[0] if isinstance(f, Comparison) and f.mu is not None else None
+    answer = f.answer.value if isinstance(f, Comparison) else f.kind
+    payload: dict[str, Any] | None = None
+    if isinstance(f, Rating):
+        payload = {"value": f.value, "scale": list(f.scale)}
+    elif isinstance(f, Label):
+        payload = {"label": f.label, "choices": list(f.choices)}
+    elif isinstance(f, Ranking):
+        payload = {"ranked": list(f.ranked)}
+    elif isinstance(f, Language):
+        payload = {"utterance": f.utterance}
+    elif isinstance(f, Correction) and isinstance(f.corrected, Text):
+        payload = {"completion": f.corrected.completion}
+    return s.StoredAnswer(
+        query_id=f.query_id,
+        annotator_id=f.annotator_id,
+        kind=f.kind,
+        answer=answer,
+        mu_a=mu_a,
+        payload=payload,
+        created_at=f.created_at,
+    )
 
 
 def _item(g: Generation) -> s.ItemOut:

@@ -22,14 +22,14 @@ import threading
 from dataclasses import dataclass
 
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.types import Comparison
+from rlhfkit.types import Feedback
 
 log = logging.getLogger("rlhfkit.app")
 
 
 @dataclass
 class _Pending:
-    answer: Comparison
+    answer: Feedback
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[bool]
 
@@ -60,7 +60,7 @@ class AnswerWriter:
             self._thread.join()
             self._thread = None
 
-    async def submit(self, answer: Comparison) -> bool:
+    async def submit(self, answer: Feedback) -> bool:
         """Store one answer; True if stored, False if already stored. Raises StoreError if refused."""
         if self._thread is None:
             raise RuntimeError("the answer writer is not running")
