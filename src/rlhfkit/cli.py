@@ -147,9 +147,21 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body,
         secure_cookies=args.secure_cookies,
         prerender=not args.no_prerender,
+        rating_scale=_pair_of_floats(args.rating_scale, "--rating-scale"),
+        label_choices=tuple(c.strip() for c in args.labels.split(",") if c.strip()),
     )
     serve(config, args.host, args.port)
     return 0
+
+
+def _pair_of_floats(text: str, flag: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{flag}: expected LOW,HIGH such as 1,7, got {text!r}") from None
+    if not low < high:
+        raise ConfigError(f"{flag}: LOW must be below HIGH, got {text!r}")
+    return low, high
 
 
 def _annotators(args: argparse.Namespace) -> int:
@@ -229,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-body", type=int, default=64 * 1024, help="largest request body in bytes (413 above)")
     sv.add_argument("--secure-cookies", action="store_true", help="mark the login cookie Secure (behind HTTPS)")
     sv.add_argument("--no-prerender", action="store_true", help="render control segments only when first viewed")
+    sv.add_argument("--rating-scale", default="1,7", metavar="LOW,HIGH", help="scale of rating queries")
+    sv.add_argument("--labels", default="bad,good", help="comma-separated choices of label queries (worst first)")
     sv.set_defaults(func=_serve)
     an = sub.add_parser("annotators", help="add, list or revoke the people who answer in the web app")
     an.add_argument("action", choices=["add", "list", "revoke"])

@@ -155,3 +155,48 @@ def test_a_wrong_token_does_not_get_in(browser: object, base_url: str, env: Env)
     page.goto(base_url + "/annotate")  # without a session the page sends you back to sign in
     page.wait_for_url(base_url + "/")
     page.close()
+
+
+def test_forms_for_every_other_kind(browser: object, base_url: str, env: Env) -> None:
+    from rlhfkit.types import Comparison, Query
+
+    for q in env.queries:  # answered already: only the new queries are pending for alice
+        env.store.record(Comparison.make(q.id, "A", "alice"))
+    env.store.add_queries(
+        [
+            Query("r0", ("t0a",), 2, kind="rating", created_at=3000.0),
+            Query("l0", ("t1a",), 2, kind="label", created_at=3001.0),
+            Query("k1", ("t1a", "t1b", "t2a"), 2, kind="ranking", created_at=3002.0),
+            Query("z0", ("t2a", "t2b"), 2, kind="language", created_at=3003.0),
+            Query("x0", ("t0a",), 2, kind="correction", created_at=3004.0),
+        ]
+    )
+    page, problems = _login(browser, base_url, env.alice)
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.get_attribute("body", "data-kind") == "rating"
+    assert page.locator("#rating-buttons button").all_text_contents() == [str(v) for v in range(1, 8)]
+    page.keyboard.press("6")
+    page.wait_for_selector("body[data-query-id='l0']")
+    page.keyboard.press("2")  # the second label: "good"
+    page.wait_for_selector("body[data-query-id='k1']")
+    assert page.locator("#pair article").count() == 3
+    page.click("#ranking-list li:nth-child(1) button:has-text('↓')")  # A below B
+    page.click("#ranking-list li:nth-child(3) button:has-text('↑')")  # C above A
+    page.keyboard.press("Enter")
+    page.wait_for_selector("body[data-query-id='z0']")
+    page.fill("#utterance", "B says <b>more</b>")
+    page.press("#utterance", "Control+Enter")
+    page.wait_for_selector("body[data-query-id='x0']")
+    assert page.input_value("#corrected") == HOSTILE  # the hostile completion, as editable text only
+    assert page.locator("#pair img, #pair script").count() == 0
+    page.fill("#corrected", "a calm answer")
+    page.click("#send-correction")
+    page.wait_for_selector("#empty:not([hidden])")
+    got = {f.query_id: f for f in env.store.feedback(annotator_id="alice") if f.kind != "comparison"}
+    assert got["r0"].value == 6.0  # type: ignore[union-attr]
+    assert got["l0"].label == "good"  # type: ignore[union-attr]
+    assert got["k1"].ranked == ("t1b", "t2a", "t1a")  # type: ignore[union-attr]
+    assert got["z0"].utterance == "B says <b>more</b>"  # type: ignore[union-attr]
+    assert got["x0"].corrected.completion == "a calm answer"  # type: ignore[union-attr]
+    assert not [p for p in problems if "Content Security Policy" in p or "dialog" in p], problems
+    page.close()

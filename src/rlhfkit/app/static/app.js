@@ -64,7 +64,10 @@ function loginPage() {
 
 // -- annotate -------------------------------------------------------------------------
 
-const state = { queue: [], current: null, busy: false, timer: null };
+const KINDS = ["comparison", "rating", "label", "ranking", "language", "correction"];
+const state = { queue: [], current: null, busy: false, timer: null, scale: [1, 7], choices: [], ranking: [] };
+
+function letter(i) { return String.fromCharCode(65 + i); }
 
 function renderText(container, value) {
   if (typeof value === "string") {
@@ -79,18 +82,16 @@ function renderText(container, value) {
   }
 }
 
+function plainText(value) {
+  if (typeof value === "string") return value;
+  return (value || []).map((m) => `${m.role}: ${m.content}`).join("\n");
+}
+
 function samePrompt(items) {
   return items.every((item) => JSON.stringify(item.prompt) === JSON.stringify(items[0].prompt));
 }
 
-function showQuery(query) {
-  state.current = query;
-  byId("empty").hidden = true;
-  byId("query").hidden = false;
-  document.body.dataset.queryId = query.id;
-  byId("query-id").textContent = query.id;
-  byId("query-round").textContent = String(query.round);
-  const items = query.items;
+function showItems(items) {
   const shared = byId("shared-prompt");
   shared.replaceChildren();
   const textual = items.every((item) => item.domain === "text");
@@ -100,12 +101,16 @@ function showQuery(query) {
     shared.appendChild(el("strong", null, "Prompt"));
     renderText(shared, items[0].prompt);
   }
+  const pair = byId("pair");
+  pair.replaceChildren();
   const videos = [];
-  ["a", "b"].forEach((side, i) => {
-    const content = byId(`content-${side}`);
-    content.replaceChildren();
-    const item = items[i];
-    if (!item) return;
+  items.forEach((item, i) => {
+    const side = letter(i).toLowerCase();
+    const article = el("article", "side");
+    article.id = `side-${side}`;
+    article.appendChild(el("h2", null, items.length > 1 ? letter(i) : "The generation"));
+    const content = el("div", "content");
+    content.id = `content-${side}`;
     if (item.domain === "text") {
       if (!oneprompt) {
         content.appendChild(el("strong", null, "Prompt"));
@@ -127,16 +132,100 @@ function showQuery(query) {
       content.appendChild(el("p", "meta", `${item.steps} steps`));
       videos.push(video);
     }
+    article.appendChild(content);
+    pair.appendChild(article);
   });
   byId("media-controls").hidden = videos.length === 0;
+  state.replay = null;
   if (videos.length) syncVideos(videos);
-  byId("confidence").value = "50";
-  updateConfidence();
+}
+
+function showForm(query) {
+  for (const kind of KINDS) byId(`form-${kind}`).hidden = kind !== query.kind;
+  const correctable = query.kind !== "correction" || query.items[0].domain === "text";
+  byId("unsupported").hidden = correctable && KINDS.includes(query.kind);
+  if (query.kind === "correction" && !correctable) byId("form-correction").hidden = true;
+  if (query.kind === "comparison") {
+    byId("confidence").value = "50";
+    updateConfidence();
+  } else if (query.kind === "rating") {
+    const [low, high] = state.scale;
+    byId("rating-range").textContent = `(${low} = worst, ${high} = best)`;
+    const buttons = [];
+    for (let v = Math.ceil(low); v <= Math.floor(high); v += 1) {
+      const b = el("button", null, String(v));
+      b.type = "button";
+      b.dataset.value = String(v);
+      b.addEventListener("click", () => sendBody({ kind: "rating", value: v }));
+      buttons.push(b);
+    }
+    byId("rating-buttons").replaceChildren(...buttons);
+  } else if (query.kind === "label") {
+    const buttons = state.choices.concat(["none of these"]).map((choice, i) => {
+      const key = i < state.choices.length ? String(i + 1) : "0";
+      const b = el("button", null, `${choice} `);
+      b.type = "button";
+      b.dataset.label = choice;
+      b.appendChild(el("kbd", null, key));
+      b.addEventListener("click", () => sendBody({ kind: "label", label: choice }));
+      return b;
+    });
+    byId("label-buttons").replaceChildren(...buttons);
+  } else if (query.kind === "ranking") {
+    state.ranking = query.items.map((item) => item.generation_id);
+    drawRanking(query);
+  } else if (query.kind === "language") {
+    byId("utterance").value = "";
+  } else if (query.kind === "correction" && correctable) {
+    byId("corrected").value = plainText(query.items[0].completion);  // a form value: never parsed as HTML
+  }
+}
+
+function drawRanking(query) {
+  const names = new Map(query.items.map((item, i) => [item.generation_id, i]));
+  const rows = state.ranking.map((gid, position) => {
+    const i = names.get(gid);
+    const item = query.items[i];
+    const li = el("li");
+    li.dataset.generationId = gid;
+    const summary = item.domain === "text" ? plainText(item.completion).slice(0, 80) : `${item.steps} steps`;
+    li.appendChild(el("strong", null, `${letter(i)} `));
+    li.appendChild(el("span", null, summary));
+    const up = el("button", null, "↑");
+    up.type = "button";
+    up.disabled = position === 0;
+    up.addEventListener("click", () => { moveRank(position, -1); drawRanking(query); });
+    const down = el("button", null, "↓");
+    down.type = "button";
+    down.disabled = position === state.ranking.length - 1;
+    down.addEventListener("click", () => { moveRank(position, 1); drawRanking(query); });
+    li.append(up, down);
+    return li;
+  });
+  byId("ranking-list").replaceChildren(...rows);
+}
+
+function moveRank(position, step) {
+  const other = position + step;
+  if (other < 0 || other >= state.ranking.length) return;
+  [state.ranking[position], state.ranking[other]] = [state.ranking[other], state.ranking[position]];
+}
+
+function showQuery(query) {
+  state.current = query;
+  byId("empty").hidden = true;
+  byId("query").hidden = false;
+  document.body.dataset.queryId = query.id;
+  document.body.dataset.kind = query.kind;
+  byId("query-id").textContent = query.id;
+  byId("query-round").textContent = String(query.round);
+  showItems(query.items);
+  showForm(query);
   setBusy(false);
 }
 
-// Play the pair in sync: both start together once both can play, the second
-// follows the first's clock, and both restart together when both have ended.
+// Play the videos in sync: all start together once all can play, the others
+// follow the first one's clock, and all restart together when all have ended.
 function syncVideos(videos) {
   let ready = 0;
   const start = () => {
@@ -147,19 +236,20 @@ function syncVideos(videos) {
     v.addEventListener("canplaythrough", () => { ready += 1; if (ready === videos.length) start(); }, { once: true });
     v.addEventListener("ended", () => { if (videos.every((w) => w.ended)) setTimeout(start, 400); });
   }
-  if (videos.length === 2) {
-    const [lead, follow] = videos;
-    lead.addEventListener("timeupdate", () => {
+  const [lead, ...followers] = videos;
+  lead.addEventListener("timeupdate", () => {
+    for (const follow of followers) {
       if (!follow.ended && Math.abs(follow.currentTime - lead.currentTime) > 0.05) follow.currentTime = lead.currentTime;
-    });
-  }
+    }
+  });
   byId("replay").onclick = start;
   state.replay = start;
 }
 
 function setBusy(busy) {
   state.busy = busy;
-  for (const button of document.querySelectorAll(".answers button, #answer-graded")) button.disabled = busy;
+  for (const button of document.querySelectorAll(".form button")) button.disabled = busy;
+  if (!busy && state.current && state.current.kind === "ranking") drawRanking(state.current);
 }
 
 function updateConfidence() {
@@ -170,6 +260,8 @@ async function refreshQueue() {
   const { data } = await api("GET", "/api/queue?limit=10");
   byId("progress").textContent = `${data.answered} answered · ${data.pending} to go`;
   byId("paused").hidden = !data.paused;
+  state.scale = data.rating_scale;
+  state.choices = data.label_choices;
   const answeredHere = new Set(state.done || []);
   state.queue = data.queries.filter((q) => !answeredHere.has(q.id));
   return data;
@@ -192,16 +284,22 @@ async function next() {
   showQuery(query);
 }
 
-async function send(answer, muA) {
+function describe(body) {
+  if (body.kind === "comparison") return body.answer === "graded" ? `P(A better) = ${body.mu_a}` : body.answer;
+  if (body.kind === "rating") return `rating ${body.value}`;
+  if (body.kind === "label") return `label "${body.label}"`;
+  return body.kind;
+}
+
+async function sendBody(fields) {
   const query = state.current;
   if (!query || state.busy) return;
   setBusy(true);
-  const body = { kind: "comparison", query_id: query.id, answer };
-  if (answer === "graded") body.mu_a = muA;
+  const body = Object.assign({ query_id: query.id }, fields);
   try {
     const { data } = await api("POST", "/api/answers", body);
     state.done = (state.done || []).concat([query.id]).slice(-200);
-    setStatus(data.duplicate ? "Already saved." : `Saved: ${answer === "graded" ? `P(A better) = ${muA}` : answer}.`);
+    setStatus(data.duplicate ? "Already saved." : `Saved: ${describe(body)}.`);
     state.queue = state.queue.filter((q) => q.id !== query.id);
     await refreshQueue().catch(() => undefined);
     state.queue = state.queue.filter((q) => q.id !== query.id);
@@ -212,25 +310,59 @@ async function send(answer, muA) {
   }
 }
 
+function send(answer, muA) {
+  const body = { kind: "comparison", answer };
+  if (answer === "graded") body.mu_a = muA;
+  return sendBody(body);
+}
+
 function sendGraded() {
   send("graded", Number(byId("confidence").value) / 100);
+}
+
+function sendText(kind) {
+  const field = kind === "language" ? "utterance" : "corrected";
+  const text = byId(field).value;
+  if (!text.trim()) { setStatus("Write something first.", true); return; }
+  sendBody(kind === "language" ? { kind, utterance: text } : { kind, completion: text });
 }
 
 const KEYS = { "1": "A", a: "A", "2": "B", b: "B", "3": "equal", e: "equal", "4": "incomparable", x: "incomparable" };
 
 function onKey(event) {
-  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const query = state.current;
+  if (!query) return;
   const target = event.target;
-  if (target && (target.tagName === "TEXTAREA" || (target.tagName === "INPUT" && target.type !== "range"))) return;
+  const typing = target && (target.tagName === "TEXTAREA" || (target.tagName === "INPUT" && target.type !== "range"));
+  if (typing) {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && target.tagName === "TEXTAREA") {
+      event.preventDefault();
+      sendText(query.kind);
+    }
+    return;
+  }
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
   const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
-  if (KEYS[key]) { event.preventDefault(); send(KEYS[key]); return; }
-  if (key === "g" || (key === "Enter" && target && target.id === "confidence")) { event.preventDefault(); sendGraded(); return; }
   if (key === "r" && state.replay) { event.preventDefault(); state.replay(); return; }
-  if ((key === "ArrowLeft" || key === "ArrowRight") && !(target && target.id === "confidence")) {
+  if (query.kind === "comparison") {
+    if (KEYS[key]) { event.preventDefault(); send(KEYS[key]); return; }
+    if (key === "g" || (key === "Enter" && target && target.id === "confidence")) { event.preventDefault(); sendGraded(); return; }
+    if ((key === "ArrowLeft" || key === "ArrowRight") && !(target && target.id === "confidence")) {
+      event.preventDefault();
+      const slider = byId("confidence");
+      slider.value = String(Number(slider.value) + (key === "ArrowRight" ? 5 : -5));
+      updateConfidence();
+    }
+  } else if (query.kind === "rating" && /^[0-9]$/.test(key)) {
+    const value = Number(key);
+    if (value >= state.scale[0] && value <= state.scale[1]) { event.preventDefault(); sendBody({ kind: "rating", value }); }
+  } else if (query.kind === "label" && /^[0-9]$/.test(key)) {
+    const i = Number(key);
+    const label = i === 0 ? "none of these" : state.choices[i - 1];
+    if (label !== undefined) { event.preventDefault(); sendBody({ kind: "label", label }); }
+  } else if (query.kind === "ranking" && key === "Enter") {
     event.preventDefault();
-    const slider = byId("confidence");
-    slider.value = String(Number(slider.value) + (key === "ArrowRight" ? 5 : -5));
-    updateConfidence();
+    sendBody({ kind: "ranking", ranked: state.ranking.slice() });
   }
 }
 
@@ -240,11 +372,14 @@ async function annotatePage() {
     byId("who").textContent = data.annotator_id;
   } catch (error) { return; }
   byId("logout").addEventListener("click", logout);
-  for (const button of document.querySelectorAll(".answers button")) {
+  for (const button of document.querySelectorAll("#answer-buttons button")) {
     button.addEventListener("click", () => send(button.dataset.answer));
   }
   byId("answer-graded").addEventListener("click", sendGraded);
   byId("confidence").addEventListener("input", updateConfidence);
+  byId("send-ranking").addEventListener("click", () => sendBody({ kind: "ranking", ranked: state.ranking.slice() }));
+  byId("send-language").addEventListener("click", () => sendText("language"));
+  byId("send-correction").addEventListener("click", () => sendText("correction"));
   document.addEventListener("keydown", onKey);
   await next();
   document.body.dataset.ready = "1";
