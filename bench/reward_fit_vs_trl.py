@@ -13,12 +13,15 @@ two shapes:
     UltraFeedback shape). TRL gets six ``prompt``/``chosen``/``rejected`` rows per
     prompt; ours trains one ``PromptGroup`` (4 completions, 6 pairs) per prompt.
 
-Data: prompts and responses are random words from a fixed list; each completion
-carries a number of copies of the marker word ``good`` (responses of one prompt
-have equal length), and the completion with more markers is preferred. Held-out
-accuracy is measured on the same held-out pairs for both sides (TRL: the trained
-model scores chosen and rejected in the child process, tokenised by TRL's own
-``_prepare_dataset``).
+Data: prompts and responses are random words from a fixed list of 80. Four of
+them are "liked" and four "disliked"; a completion's score is the number of liked
+words in it minus the number of disliked ones, and the completion with the higher
+score is preferred (responses of one prompt have equal length). The reward model
+has to learn eight word identities and their signs from pairs whose scores differ
+by one to four, in one epoch, so held-out accuracy stays below 1 and the two
+sides' accuracies can be compared. Held-out accuracy is measured on the same
+held-out pairs for both sides (TRL: the trained model scores chosen and rejected
+in the child process, tokenised by TRL's own ``_prepare_dataset``).
 
 Timing (pairs/s = training pairs / seconds, one epoch):
 - TRL: wall time of ``trainer.train()`` (dataloader, collation, forward, backward,
@@ -29,6 +32,13 @@ Timing (pairs/s = training pairs / seconds, one epoch):
   loading and tokenisation (``pairs_to_groups``) are excluded, held-out accuracy is
   computed afterwards with ``pair_accuracy``. Its own ``pairs_per_second`` metric
   (which leaves out building the batch index lists) is printed too.
+
+Batches: TRL takes ``--batch`` pairs per step. Ours takes a padded-token budget per
+step; it is set so that both sides make about the same number of optimiser steps
+(the same number of pairs per step), which keeps the accuracy comparison fair: in
+shape (a) the budget is what TRL's batch pads to at mean lengths; in shape (b) it
+is the tokens of ``--batch / 6`` prompt groups (4 rows each), since a group carries
+6 pairs in 4 completions.
 
 Both processes run with ``torch.set_num_threads(--threads)`` (default 1). TRL runs in
 ``bench/.venv-trl`` (see ``bench/_peer_env.py``), never in the project's ``.venv``.
@@ -49,7 +59,6 @@ import time
 from pathlib import Path
 
 TRL_REQUIREMENTS = ["torch==2.13.0", "transformers==5.24.0", "trl==1.16.0"]
-MARKER = "good"
 
 
 # ----------------------------------------------------------------------------- data
@@ -74,17 +83,23 @@ def make_data(args: argparse.Namespace) -> dict[str, list[dict[str, str]]]:
         n = args.prompt_len + rng.randint(-8, 8)
         return " ".join(rng.choice(words) for _ in range(n))
 
-    def completion(length: int, markers: int) -> str:
-        toks = [rng.choice(words) for _ in range(length - markers)]
-        for _ in range(markers):
-            toks.insert(rng.randint(0, len(toks)), MARKER)
+    liked, disliked = words[:4], words[4:8]
+    neutral = words[8:]
+
+    def completion(length: int, score: int) -> str:
+        """``length`` words whose liked-minus-disliked count is ``score`` (between -3 and 3)."""
+        n_liked = rng.randint(max(0, score), min(3, 3 + score))
+        n_disliked = n_liked - score
+        toks = [rng.choice(neutral) for _ in range(length - n_liked - n_disliked)]
+        for w in [rng.choice(liked) for _ in range(n_liked)] + [rng.choice(disliked) for _ in range(n_disliked)]:
+            toks.insert(rng.randint(0, len(toks)), w)
         return " " + " ".join(toks)
 
     def pair_rows(n: int) -> list[dict[str, str]]:
         rows = []
         for _ in range(n):
             length = args.resp_len + rng.randint(-4, 4)
-            lo, hi = sorted(rng.sample(range(4), 2))  # 0..3 markers, chosen has more
+            lo, hi = sorted(rng.sample(range(-2, 3), 2))  # scores -2..2, chosen has the higher
             rows.append({"prompt": prompt(), "chosen": completion(length, hi), "rejected": completion(length, lo)})
         return rows
 
@@ -93,7 +108,8 @@ def make_data(args: argparse.Namespace) -> dict[str, list[dict[str, str]]]:
         for _ in range(n):
             p = prompt()
             length = args.resp_len + rng.randint(-4, 4)
-            comps = [completion(length, m) for m in range(4)]  # completion m has m markers
+            scores = sorted(rng.sample(range(-2, 3), 4))
+            comps = [completion(length, s) for s in scores]  # comps[i] has the i-th lowest score
             for hi in range(4):
                 for lo in range(hi):
                     rows.append({"prompt": p, "chosen": comps[hi], "rejected": comps[lo]})
@@ -219,7 +235,7 @@ def run_ours(spec: dict) -> dict[str, object]:
             for rows in (spec["data"][f"{shape}_train"], spec["data"][f"{shape}_eval"])
         )
         n_pairs = sum(len(g.pairs) for g in train)
-        config = TextRewardFitConfig(epochs=1, lr=spec["lr"], max_tokens=spec["max_tokens"], seed=spec["seed"])
+        config = TextRewardFitConfig(epochs=1, lr=spec["lr"], max_tokens=spec["max_tokens"][shape], seed=spec["seed"])
         t0 = time.perf_counter()
         metrics = fit_text_reward(model, train, [], pad, config)
         seconds = time.perf_counter() - t0
@@ -260,7 +276,7 @@ def main() -> int:
     parser.add_argument("--resp-len", type=int, default=16, help="mean response length in words (+-4)")
     parser.add_argument("--batch", type=int, default=32, help="TRL per_device_train_batch_size (pairs)")
     parser.add_argument(
-        "--max-tokens", type=int, default=0, help="our padded-token budget; 0: what TRL's batch pads to at mean lengths"
+        "--max-tokens", type=int, default=0, help="our padded-token budget per step; 0: TRL's pairs/step"
     )
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=1)
@@ -286,7 +302,12 @@ def main() -> int:
     peer_python = ensure_peer_venv("trl", TRL_REQUIREMENTS)
     data = make_data(args)
     # TRL's batch of B pairs is 2B rows of prompt + response (+ eos); ours counts rows * longest.
-    max_tokens = args.max_tokens or 2 * args.batch * (args.prompt_len + args.resp_len + 1)
+    # Groups: B pairs are B / 6 groups of 4 rows. Both give about TRL's number of optimiser steps.
+    row = args.prompt_len + args.resp_len + 1
+    max_tokens = {
+        "pairs": args.max_tokens or 2 * args.batch * row,
+        "groups": args.max_tokens or round(args.batch / 6 * 4 * row),
+    }
     texts = [r[k] for rows in data.values() for r in rows for k in ("prompt", "chosen", "rejected")]
     with tempfile.TemporaryDirectory(prefix="reward-fit-vs-trl-") as tmp:
         model_dir = os.path.join(tmp, "model")

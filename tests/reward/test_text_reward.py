@@ -142,3 +142,17 @@ def test_reward_model_learns_a_text_preference() -> None:
     assert metrics.n_train == 300 and metrics.n_eval == 200 and metrics.pairs_per_second > 0
     assert metrics.accuracy >= 0.9, (before, metrics.accuracy)
     assert metrics.accuracy - before >= 0.25
+
+
+@pytest.mark.parametrize("disable", [True, False])
+def test_dropout_is_off_while_fitting_unless_asked_for(disable: bool) -> None:
+    rng = np.random.default_rng(5)
+    train = _preference_data(rng, 20)
+    model = _model()
+    assert any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
+    fit_text_reward(model, train, [], PAD, TextRewardFitConfig(epochs=1, disable_dropout=disable))
+    model.train()
+    with torch.no_grad():
+        a, b = (torch.cat(group_rewards(model, train[:4], PAD)) for _ in range(2))
+    # without dropout a training-mode forward is deterministic; with GPT-2's 0.1 dropout it is not
+    assert torch.equal(a, b) == disable
