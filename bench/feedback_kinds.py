@@ -7,14 +7,41 @@ reward is fitted on the answers (``reward/mixed.py``) and scored by **held-out
 agreement**: the fraction of 3,000 pairs from a disjoint pool of 400 generations
 that it orders like the true reward. Human time uses ``feedback/effort.py``'s
 default costs (a comparison 5 s, a ranking of 4 12.5 s, a rating 4 s, a label 3 s,
-a correction 22 s, an utterance 12 s).
+a correction 22 s, an utterance 12 s). Every cell is run for each of ``--seeds``
+(a seed draws the pools, the annotators' noise, the queries and the fit) and
+reported as mean ± standard deviation over seeds.
 
-The **mix** spends the same human minutes as the best single kind's 1,000-answer
-row, split equally between all six kinds. The last line printed is one JSON object:
-``{"agreement": {kind: {answers: value}}, "minutes": {kind: {answers: value}},
-"mix": {"minutes": m, "agreement": a}}``.
+**The budget** is the human-minutes of the best single kind's 1,000-answer row
+(best by mean agreement). Three things spend it, each compared with that row:
 
-    .venv/bin/python bench/feedback_kinds.py [--task pendulum|describe] [--seeds 0] [--steps 400]
+- **every single kind alone** at those minutes (``round(budget / seconds per answer)``
+  answers of it): the honest single-kind baseline at equal effort;
+- **the equal split** (the first mix tried): the minutes split equally between all six kinds;
+- **the planned mix**, the rule a practitioner can follow without the test pool:
+
+  1. *Pilot*: 50 answers of every kind about the first 80% of the training pool
+     (480 generations); one reward per kind fitted on its 50 answers alone, scored
+     on 2,000 random pairs of the other 20% of the training pool (120 generations;
+     never the evaluation pool) against the true reward. (With people, held-out
+     comparisons on those generations play the true reward's part.)
+  2. *Value* of a kind = (pilot agreement - 0.5) / minutes per answer: how far above
+     chance one human-minute of it lifts a reward.
+  3. *Drop* the kinds worth less than a tenth of the best value (no better than
+     chance per minute); give the minutes left after the pilot to the others in
+     proportion to their value. The pilot's answers are kept and its minutes count
+     against the budget.
+  4. *Fit* one reward on the pilot's and the new answers together; each kind's loss
+     is weighted by its share of the answers, i.e. the fit maximises the joint
+     likelihood of every answer (``reward/mixed.py``).
+
+The last line printed is one JSON object: ``{"agreement": {kind: {answers: mean}},
+"minutes": {kind: {answers: value}}, "mix": {"minutes": m, "agreement": a}, ...}``
+where ``mix`` is the planned mix at the budget, plus ``"sd"`` (the same table's
+standard deviations), ``"per_seed"``, ``"equal_minutes"``, ``"equal_split"``,
+``"plan"`` (pilot values and answers per seed) and ``"margin"`` (the planned mix
+minus the best single kind at 1,000 answers, per seed and on average).
+
+    .venv/bin/python bench/feedback_kinds.py [--task pendulum|describe] [--seeds 0 1 2] [--steps 400]
 """
 
 from __future__ import annotations
@@ -24,66 +51,144 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 
-from rlhfkit.feedback.effort import EffortCosts
-from rlhfkit.reward.kinds_eval import evaluate_kinds, make_setup
+from rlhfkit.feedback.effort import EffortConfig
+from rlhfkit.reward.kinds_eval import KindsSetup, evaluate_kinds, make_setup, plan_mix, run_pilot, run_plan
 from rlhfkit.reward.mixed import MixedFitConfig
 
 KINDS = ("comparison", "ranking", "rating", "label", "correction", "language")
 SIZES = (50, 200, 1000)
-RANKING_K = 4
+PILOT = 50
+
+
+def _ms(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _cell(values: list[float]) -> str:
+    m, s = _ms(values)
+    return f"{m:.3f}±{s:.3f}"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="pendulum", choices=["pendulum", "describe"])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=400, help="gradient steps per fit")
     p.add_argument("--interpreter", default="keyword", choices=["keyword", "embedding"])
     args = p.parse_args()
     torch.set_num_threads(1)
-    costs = EffortCosts()
-    seconds = {k: costs.seconds(k, RANKING_K if k == "ranking" else None) for k in KINDS}
-    config = MixedFitConfig(steps=args.steps)
-    setups = {s: make_setup(args.task, seed=s, interpreter=args.interpreter) for s in args.seeds}
+    effort = EffortConfig()
+    seconds = {k: effort.seconds(k) for k in KINDS}
+    setups: dict[int, KindsSetup] = {s: make_setup(args.task, seed=s, interpreter=args.interpreter) for s in args.seeds}
 
-    def score(answers: dict[str, int]) -> float:
-        vals = [
-            evaluate_kinds(setups[s], answers, MixedFitConfig(steps=args.steps, seed=s), seed=s).agreement
-            for s in args.seeds
-        ]
-        return statistics.mean(vals)
+    def config(seed: int) -> MixedFitConfig:
+        return MixedFitConfig(steps=args.steps, seed=seed)
+
+    def per_seed(fn: Callable[[int], float]) -> list[float]:
+        return [fn(s) for s in args.seeds]
+
+    def score(answers: dict[str, int]) -> list[float]:
+        return per_seed(lambda s: evaluate_kinds(setups[s], answers, config(s), seed=s).agreement)
 
     t0 = time.time()
-    agreement: dict[str, dict[int, float]] = {}
+    runs: dict[str, dict[int, list[float]]] = {}
     minutes: dict[str, dict[int, float]] = {}
-    print(f"task {args.task}, seeds {args.seeds}, {config.steps} steps per fit, interpreter {args.interpreter}")
-    print(f"{'kind':<11} {'s/answer':>8} | " + " | ".join(f"{n:>4} ans: agree  min  agree/min" for n in SIZES))
+    print(f"task {args.task}, seeds {args.seeds}, {args.steps} steps per fit, interpreter {args.interpreter}")
+    print("held-out agreement, mean ± sd over seeds")
+    print(f"{'kind':<11} {'s/answer':>8} | " + " | ".join(f"{n:>4} ans: agree        min  agree/min" for n in SIZES))
     for kind in KINDS:
-        agreement[kind], minutes[kind] = {}, {}
+        runs[kind], minutes[kind] = {}, {}
         cells = []
         for n in SIZES:
-            a = score({kind: n})
+            vals = score({kind: n})
             m = n * seconds[kind] / 60
-            agreement[kind][n], minutes[kind][n] = a, m
-            cells.append(f"{'':>9}{a:.3f} {m:6.1f} {a / m:8.4f}")
+            runs[kind][n], minutes[kind][n] = vals, m
+            cells.append(f"{'':>9}{_cell(vals)} {m:6.1f} {statistics.mean(vals) / m:8.4f}")
         print(f"{kind:<11} {seconds[kind]:8.1f} | " + " | ".join(cells), flush=True)
-    best = max(KINDS, key=lambda k: agreement[k][1000])
+    best = max(KINDS, key=lambda k: statistics.mean(runs[k][1000]))
     budget = minutes[best][1000]
-    mix_answers = {k: max(1, round(budget / len(KINDS) * 60 / seconds[k])) for k in KINDS}
-    mix_minutes = sum(n * seconds[k] for k, n in mix_answers.items()) / 60
-    mix_agreement = score(mix_answers)
-    print(f"best single kind at 1000 answers: {best} ({agreement[best][1000]:.3f} in {budget:.1f} human-minutes)")
-    print(f"mix of all kinds, equal minutes each {mix_answers}: {mix_agreement:.3f} in {mix_minutes:.1f} human-minutes")
+    best_vals = runs[best][1000]
+    print(f"\nbudget: the best single kind at 1000 answers, {best}: {_cell(best_vals)} in {budget:.1f} human-minutes")
+
+    print("every single kind alone at the budget:")
+    equal_minutes: dict[str, dict[str, float | int]] = {}
+    for kind in KINDS:
+        n = round(budget * 60 / seconds[kind])
+        vals = runs[kind][n] if n in runs[kind] else score({kind: n})
+        equal_minutes[kind] = {"answers": n, "agreement": round(statistics.mean(vals), 4), "sd": round(_ms(vals)[1], 4)}
+        print(f"  {kind:<11} {n:5d} answers: {_cell(vals)}", flush=True)
+    top_equal = max(KINDS, key=lambda k: float(equal_minutes[k]["agreement"]))
+
+    split = {k: max(1, round(budget / len(KINDS) * 60 / seconds[k])) for k in KINDS}
+    split_minutes = sum(n * seconds[k] for k, n in split.items()) / 60
+    split_vals = score(split)
+    print(f"equal split {split}: {_cell(split_vals)} in {split_minutes:.1f} human-minutes")
+
+    plans: dict[int, dict[str, object]] = {}
+    mix_vals: list[float] = []
+    mix_minutes: list[float] = []
+    for s in args.seeds:
+        pilot = run_pilot(setups[s], KINDS, PILOT, config(s), seed=s)
+        plan = plan_mix(pilot, seconds, budget)
+        result = run_plan(setups[s], pilot, plan, config(s), seed=s)
+        m = sum(n * seconds[k] for k, n in plan.answers.items()) / 60
+        mix_vals.append(result.agreement)
+        mix_minutes.append(m)
+        plans[s] = {
+            "pilot_agreement": {k: round(v, 4) for k, v in pilot.agreement.items()},
+            "value_per_minute": {k: round(v, 3) for k, v in plan.value.items()},
+            "answers": plan.answers,
+            "minutes": round(m, 2),
+            "agreement": round(result.agreement, 4),
+        }
+        print(
+            f"planned mix, seed {s}: pilot {plans[s]['pilot_agreement']}, value/min {plans[s]['value_per_minute']}, "
+            f"answers {plan.answers}: {result.agreement:.3f} in {m:.1f} human-minutes",
+            flush=True,
+        )
+    margins = [a - b for a, b in zip(mix_vals, best_vals, strict=True)]
+    print(f"planned mix: {_cell(mix_vals)} in {statistics.mean(mix_minutes):.1f} human-minutes")
+    print(
+        f"margin, planned mix - {best} at 1000 answers: {_cell(margins)} "
+        f"(per seed {', '.join(f'{m:+.3f}' for m in margins)})"
+    )
+    print(
+        f"best single kind at the budget: {top_equal} {equal_minutes[top_equal]['agreement']:.3f}; "
+        f"planned mix - it: {statistics.mean(mix_vals) - float(equal_minutes[top_equal]['agreement']):+.3f}"
+    )
     print(f"total {time.time() - t0:.0f} s", file=sys.stderr)
+
+    def table(stat: Callable[[list[float]], float]) -> dict[str, dict[str, float]]:
+        return {k: {str(n): round(stat(v), 4) for n, v in d.items() if n in SIZES} for k, d in runs.items()}
+
     print(
         json.dumps(
             {
-                "agreement": {k: {str(n): round(v, 4) for n, v in d.items()} for k, d in agreement.items()},
+                "task": args.task,
+                "seeds": args.seeds,
+                "agreement": table(statistics.mean),
+                "sd": table(lambda v: _ms(v)[1]),
                 "minutes": {k: {str(n): round(v, 2) for n, v in d.items()} for k, d in minutes.items()},
-                "mix": {"minutes": round(mix_minutes, 2), "agreement": round(mix_agreement, 4)},
+                "mix": {"minutes": round(statistics.mean(mix_minutes), 2), "agreement": round(_ms(mix_vals)[0], 4)},
+                "mix_sd": round(_ms(mix_vals)[1], 4),
+                "best": {"kind": best, "minutes": round(budget, 2), "per_seed": [round(v, 4) for v in best_vals]},
+                "per_seed": {"mix": [round(v, 4) for v in mix_vals], "equal_split": [round(v, 4) for v in split_vals]},
+                "margin": {
+                    "mean": round(_ms(margins)[0], 4),
+                    "sd": round(_ms(margins)[1], 4),
+                    "per_seed": [round(m, 4) for m in margins],
+                },
+                "equal_minutes": equal_minutes,
+                "equal_split": {
+                    "answers": split,
+                    "minutes": round(split_minutes, 2),
+                    "agreement": round(_ms(split_vals)[0], 4),
+                },
+                "plan": {str(s): v for s, v in plans.items()},
             }
         )
     )

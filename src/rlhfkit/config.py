@@ -26,6 +26,8 @@ from typing import Any, Literal, TypeVar
 import tomli_w
 
 from rlhfkit.checks import non_negative, positive, require
+from rlhfkit.feedback.effort import EffortConfig
+from rlhfkit.feedback.mix import check_kinds
 from rlhfkit.feedback.teacher import TeacherConfig
 from rlhfkit.optimize.ppo import PPOConfig
 from rlhfkit.reward.fit import RewardFitConfig
@@ -50,17 +52,28 @@ class FeedbackConfig:
     """Feedback store URL shared with `rlhfkit serve` (e.g. postgresql://user:pw@host/db);
     empty = RUN_DIR/feedback.sqlite."""
     initial_comparisons: int = 40
-    """Comparisons asked in round 1, about segments of the base policy."""
+    """Comparisons asked in round 1, about segments of the base policy (queries of every kind in `kinds`)."""
     comparisons_per_round: int = 20
-    """Comparisons asked in each later round."""
+    """Comparisons asked in each later round (queries of every kind in `kinds`)."""
     segment_length: int = 0
     """Steps per compared segment; 0 = the task's default."""
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     """The simulated human's noise model."""
     latency_s: float = 0.0
     """Seconds the simulated human takes per answer (to mimic a person's pace)."""
+    kinds: dict[str, float] = field(default_factory=lambda: {"comparison": 1.0})
+    """Share of each round's queries per feedback kind, summing to 1, e.g. {comparison = 0.5, ranking = 0.25,
+    rating = 0.25}. Kinds: comparison, ranking (of 4), rating, label, correction, language. With any kind
+    besides comparison, initial_comparisons and comparisons_per_round count queries of every kind and one
+    reward is fitted on all stored answers (reward/mixed.py); comparisons only keep the comparison fit."""
+    interpreter: Literal["keyword", "embedding"] = "keyword"
+    """How language answers become training signal: 'keyword' (word lists) or 'embedding'
+    (all-MiniLM-L6-v2 sentence embeddings, offline)."""
+    effort: EffortConfig = field(default_factory=EffortConfig)
+    """Human-seconds per answer of each kind; metrics.jsonl's human_minutes adds them up over stored answers."""
 
     def __post_init__(self) -> None:
+        check_kinds(self.kinds, self.human)
         require(
             self,
             {
@@ -219,6 +232,11 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
         (elem, _ellipsis) = typing.get_args(tp)
         return tuple(_check_value(v, elem, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, e.g. {{name = value}}, got {type(value).__name__} {value!r}")
+        key_tp, value_tp = typing.get_args(tp)
+        return {_check_value(k, key_tp, where): _check_value(v, value_tp, f"{where}.{k}") for k, v in value.items()}
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table [{where}], got {type(value).__name__}")

@@ -82,3 +82,40 @@ class EffortCosts:
         for f in feedback:
             total += self.seconds(f.kind, len(f.ranked) if isinstance(f, Ranking) else None)
         return total / 60.0
+
+
+@dataclass(frozen=True)
+class EffortConfig:
+    """Human-seconds for one answer of each kind, as a run's config gives them (``[feedback.effort]``).
+
+    The defaults are :class:`EffortCosts`' defaults (the table in this module's
+    docstring), with rankings of 4 items, the size the loops ask for.
+    """
+
+    comparison: float = 5.0
+    """Seconds per comparison: watch two generations, pick the better one."""
+    ranking: float = 12.5
+    """Seconds per ranking of 4: watch four, place each after the first."""
+    rating: float = 4.0
+    """Seconds per rating: watch one, pick a point on the scale."""
+    label: float = 3.0
+    """Seconds per label: watch one, click one of a few buttons."""
+    correction: float = 22.0
+    """Seconds per correction: watch one, edit a chunk of it (or a sentence)."""
+    language: float = 12.0
+    """Seconds per utterance: watch two, type a short phrase."""
+
+    def __post_init__(self) -> None:
+        bad = {f: getattr(self, f) for f in QUERY_SIZES if not 0 <= getattr(self, f) < float("inf")}
+        if bad:
+            raise ValueError(f"seconds per answer must be >= 0 and finite, got {bad}")
+
+    def seconds(self, kind: str) -> float:
+        """Human-seconds for one answer of ``kind``."""
+        if kind not in QUERY_SIZES:
+            raise ValueError(f"unknown feedback kind {kind!r}; expected one of {', '.join(QUERY_SIZES)}")
+        return float(getattr(self, kind))
+
+    def total_minutes(self, feedback: Iterable[Feedback]) -> float:
+        """Human-minutes spent on stored answers."""
+        return sum(self.seconds(f.kind) for f in feedback) / 60.0

@@ -69,7 +69,8 @@ class WebHuman:
         return None  # people answer in the app; their answers reach the loop through the store
 
     def usable_answers(self) -> int:
-        return sum(1 for c in self.store.comparisons() if c.usable)
+        """Stored answers of every kind that a fit can use (not incomparable, not "none of these")."""
+        return sum(1 for f in self.store.feedback() if getattr(f, "usable", True))
 
     def _status(self, round_: int, phase: str, **extra: float | int | str) -> None:
         self.store.set_control(STATUS_KEY, {"round": round_, "phase": phase, "updated_at": time.time(), **extra})

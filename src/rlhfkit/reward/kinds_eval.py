@@ -14,7 +14,7 @@ per-annotator calibration. The noise knobs are in :func:`default_teacher`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,14 +138,19 @@ def make_setup(
     return KindsSetup(task, gens, [test[i] for i in ia], [test[j] for j in ib], diff, humans, interp, seed)
 
 
-def ask(setup: KindsSetup, answers: Mapping[str, int], seed: int = 0) -> tuple[dict[str, Query], list[Feedback]]:
-    """``answers[kind]`` uniformly drawn queries of each kind, answered by the annotators in turns."""
+def ask(
+    setup: KindsSetup, answers: Mapping[str, int], seed: int = 0, pool: Sequence[Generation] | None = None
+) -> tuple[dict[str, Query], list[Feedback]]:
+    """``answers[kind]`` uniformly drawn queries of each kind, answered by the annotators in turns.
+
+    ``pool``: the generations the queries may show (default: the whole training pool).
+    """
     rng = np.random.default_rng(seed)
-    pool = list(setup.generations.values())
+    shown = list(setup.generations.values()) if pool is None else list(pool)
     queries: dict[str, Query] = {}
     feedback: list[Feedback] = []
     for kind, n in answers.items():
-        for i, q in enumerate(UniformQueries(kind).select(pool, n, rng)):
+        for i, q in enumerate(UniformQueries(kind).select(shown, n, rng)):
             queries[q.id] = q
             feedback.append(setup.humans[i % len(setup.humans)].answer(q, setup.generations))
     return queries, feedback
@@ -159,12 +164,10 @@ class KindsResult:
     fit: MixedFitResult
 
 
-def evaluate_kinds(
-    setup: KindsSetup, answers: Mapping[str, int], config: MixedFitConfig | None = None, seed: int = 0
-) -> KindsResult:
-    """Ask for ``answers`` (kind -> count), fit one reward on them, return held-out agreement."""
-    config = config or MixedFitConfig(seed=seed)
-    queries, feedback = ask(setup, answers, seed)
+def fit_answers(
+    setup: KindsSetup, queries: Mapping[str, Query], feedback: Sequence[Feedback], config: MixedFitConfig
+) -> tuple[Any, MixedFitResult]:
+    """Fit a fresh reward model of the task on ``feedback``; returns ``(model, fit)``."""
     data = build_data(
         feedback,
         queries,
@@ -173,8 +176,107 @@ def evaluate_kinds(
         interpreter=setup.interpreter,
         features=setup.humans[0].features,
         n_alternatives=config.n_alternatives,
-        seed=seed,
+        seed=config.seed,
     )
     model = setup.model(config)
-    fit = fit_mixed(model, data, config)
+    return model, fit_mixed(model, data, config)
+
+
+def evaluate_kinds(
+    setup: KindsSetup, answers: Mapping[str, int], config: MixedFitConfig | None = None, seed: int = 0
+) -> KindsResult:
+    """Ask for ``answers`` (kind -> count), fit one reward on them, return held-out agreement."""
+    config = config or MixedFitConfig(seed=seed)
+    queries, feedback = ask(setup, answers, seed)
+    model, fit = fit_answers(setup, queries, feedback, config)
+    return KindsResult(agreement(model, setup.test_a, setup.test_b, setup.test_diff), fit)
+
+
+# -- planning a mix from a pilot ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pilot:
+    """A small pilot of every kind, scored on a validation split of the *training* pool.
+
+    ``agreement[kind]``: the fraction of validation pairs that a reward fitted on
+    the pilot's answers of that kind alone orders like the true reward. The
+    pilot's answers (``queries``, ``feedback``) are real answers: a mix reuses
+    them, and their minutes count against its budget.
+    """
+
+    per_kind: int
+    agreement: dict[str, float]
+    queries: dict[str, Query]
+    feedback: list[Feedback]
+
+
+def run_pilot(
+    setup: KindsSetup,
+    kinds: Sequence[str],
+    per_kind: int = 50,
+    config: MixedFitConfig | None = None,
+    seed: int = 0,
+    val_frac: float = 0.2,
+    val_pairs: int = 2000,
+) -> Pilot:
+    """Ask ``per_kind`` answers of each kind about the first ``1 - val_frac`` of the training pool, fit
+    each kind alone, and score each fit on random pairs of the last ``val_frac`` (never the test pool)."""
+    config = config or MixedFitConfig(seed=seed)
+    gens = list(setup.generations.values())
+    cut = round(len(gens) * (1 - val_frac))
+    train, val = gens[:cut], [g.content for g in gens[cut:]]
+    rng = np.random.default_rng(seed + 9001)
+    ia, ib = rng.integers(0, len(val), val_pairs), rng.integers(0, len(val), val_pairs)
+    diff = np.array([true_return(val[i]) - true_return(val[j]) for i, j in zip(ia, ib, strict=True)])
+    va, vb = [val[i] for i in ia], [val[j] for j in ib]
+    queries: dict[str, Query] = {}
+    feedback: list[Feedback] = []
+    scores: dict[str, float] = {}
+    for j, kind in enumerate(kinds):
+        q, f = ask(setup, {kind: per_kind}, seed=seed * 100 + 50 + j, pool=train)
+        model, _ = fit_answers(setup, q, f, config)
+        scores[kind] = agreement(model, va, vb, diff)
+        queries.update(q)
+        feedback.extend(f)
+    return Pilot(per_kind, scores, queries, feedback)
+
+
+@dataclass(frozen=True)
+class MixPlan:
+    """How a mix spends its minutes."""
+
+    answers: dict[str, int]
+    """Total answers per kind, the pilot's included."""
+    value: dict[str, float]
+    """Each kind's pilot value: (agreement - 0.5) per human-minute of its answers."""
+
+
+def plan_mix(pilot: Pilot, seconds: Mapping[str, float], budget_minutes: float, drop_below: float = 0.1) -> MixPlan:
+    """Spend ``budget_minutes`` in all (the pilot's minutes included) by the pilot's value per minute.
+
+    A kind's value is ``(pilot agreement - 0.5) / minutes per answer``: how far
+    above chance a minute of it lifts a reward, at the pilot's size. Kinds worth
+    less than ``drop_below`` times the best value get nothing beyond their pilot
+    answers; the minutes left after the pilot go to the other kinds in proportion
+    to their value.
+    """
+    value = {k: max(a - 0.5, 0.0) / (seconds[k] / 60) for k, a in pilot.agreement.items()}
+    best = max(value.values())
+    kept = {k: v for k, v in value.items() if best > 0 and v >= drop_below * best}
+    spent = sum(pilot.per_kind * seconds[k] for k in pilot.agreement) / 60
+    left = max(budget_minutes - spent, 0.0)
+    total_v = sum(kept.values())
+    answers = {
+        k: pilot.per_kind + (round(left * kept[k] / total_v * 60 / seconds[k]) if k in kept else 0)
+        for k in pilot.agreement
+    }
+    return MixPlan(answers, value)
+
+
+def run_plan(setup: KindsSetup, pilot: Pilot, plan: MixPlan, config: MixedFitConfig, seed: int = 0) -> KindsResult:
+    """Ask the answers the plan adds to the pilot's (about the whole training pool), fit on all of them."""
+    extra = {k: n - pilot.per_kind for k, n in plan.answers.items() if n > pilot.per_kind}
+    queries, feedback = ask(setup, extra, seed=seed * 100 + 99)
+    model, fit = fit_answers(setup, {**pilot.queries, **queries}, [*pilot.feedback, *feedback], config)
     return KindsResult(agreement(model, setup.test_a, setup.test_b, setup.test_diff), fit)

@@ -600,3 +600,85 @@ def agreement(model: Any, items_a: Sequence[Content], items_b: Sequence[Content]
     ea, eb = model.encode(items_a), model.encode(items_b)
     diff = model.returns(ea).mean(0) - model.returns(eb).mean(0)
     return ordering_accuracy(diff.double(), torch.as_tensor(true_diff, dtype=torch.float64))
+
+
+# -- fitting on a run's stored answers ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredFitMetrics:
+    """A mixed-kind fit on a run's stored answers, measured on the held-out ones."""
+
+    losses: dict[str, float]
+    """Final training loss of each kind."""
+    heldout_accuracy: float
+    """Held-out comparisons and adjacent pairs of held-out rankings that the reward orders like the human
+    (decisive answers only; NaN when none is held out)."""
+    true_accuracy: float
+    """The same pairs ordered like the true return (NaN without a true return)."""
+    counts: dict[str, int]
+    """Usable training answers per kind."""
+    n_heldout: int
+    """Held-out answers (every kind)."""
+    skipped: dict[str, int]
+    """Stored answers not trained on: incomparable, "none of these", utterances not understood."""
+
+
+def heldout_pairs(feedback: Sequence[Feedback], queries: Mapping[str, Query]) -> list[tuple[str, str]]:
+    """``(preferred, other)`` generation ids from decisive comparisons and adjacent places of rankings."""
+    pairs: list[tuple[str, str]] = []
+    for f in feedback:
+        if isinstance(f, Comparison) and f.usable and f.mu is not None and f.mu[0] != f.mu[1]:
+            a, b = queries[f.query_id].generation_ids
+            pairs.append((a, b) if f.mu[0] > f.mu[1] else (b, a))
+        elif isinstance(f, Ranking):
+            pairs += list(zip(f.ranked[:-1], f.ranked[1:], strict=True))
+    return pairs
+
+
+def fit_stored(
+    model: Any,
+    feedback: Sequence[Feedback],
+    queries: Mapping[str, Query],
+    generations: Mapping[str, Generation],
+    config: MixedFitConfig,
+    is_heldout: Any,
+    *,
+    editor: Editor | None = None,
+    interpreter: Interpreter | None = None,
+    features: FeatureSet | None = None,
+    true_return: Any = None,
+) -> StoredFitMetrics:
+    """Fit ``model`` (warm start) on the stored answers that ``is_heldout(query_id)`` keeps for training.
+
+    ``config.steps`` is the number of gradient steps; ``true_return(content)``,
+    if given, scores the held-out pairs against the truth too.
+    """
+    train = [f for f in feedback if not is_heldout(f.query_id)]
+    held = [f for f in feedback if is_heldout(f.query_id)]
+    data = build_data(
+        train,
+        queries,
+        generations,
+        editor=editor,
+        interpreter=interpreter,
+        features=features,
+        n_alternatives=config.n_alternatives,
+        seed=config.seed,
+    )
+    fit = fit_mixed(model, data, config)
+    pairs = heldout_pairs(held, queries)
+    acc = true_acc = float("nan")
+    if pairs:
+        with torch.no_grad():
+            ret_a = model.returns(model.encode([generations[a].content for a, _ in pairs])).mean(0)
+            ret_b = model.returns(model.encode([generations[b].content for _, b in pairs])).mean(0)
+        diff = (ret_a - ret_b).double()
+        acc = float((diff > 0).double().mean())
+        if true_return is not None:
+            truth = torch.tensor(
+                [true_return(generations[a].content) - true_return(generations[b].content) for a, b in pairs],
+                dtype=torch.float64,
+            )
+            true_acc = ordering_accuracy(diff, truth)
+    return StoredFitMetrics(fit.losses, acc, true_acc, dict(data.counts), len(held), dict(data.skipped))
