@@ -10,8 +10,7 @@ from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
 from rlhfkit.tasks import text as text_task
 
 
-# GRPO standardises advantages within a group, so its steps are larger at the same learning rate.
-@pytest.mark.parametrize(("algorithm", "lr"), [("rloo", 2e-3), ("grpo", 1.5e-3)])
+@pytest.mark.parametrize(("algorithm", "lr"), [("rloo", 1.5e-3), ("grpo", 1.5e-3)])
 def test_group_methods_raise_the_learned_reward_with_bounded_kl(
     algorithm: str, lr: float, policy_tokenizer: PreTrainedTokenizerFast, learned_vowel_reward: LearnedReward
 ) -> None:
@@ -39,8 +38,8 @@ def test_group_methods_raise_the_learned_reward_with_bounded_kl(
         f"{algorithm}: learned reward {learned[0]:.3f} -> {learned[1]:.3f}, true {true[0]:.3f} -> {true[1]:.3f}, "
         f"max kl {max_kl:.3f}"
     )
-    # Seen (1 thread): rloo learned -0.10 -> 3.29, true 0.284 -> 0.526, max KL 0.43;
-    #                 grpo learned -0.10 -> 2.27, true 0.284 -> 0.406, max KL 0.28.
+    # Seen (1 thread): rloo learned 0.48 -> 2.78, true 0.284 -> 0.429, max KL 0.28;
+    #                 grpo learned 0.48 -> 2.34, true 0.284 -> 0.398, max KL 0.24.
     kl_target = 0.5  # nats per token
     assert learned[1] >= learned[0] + 1.0, learned
     assert true[1] >= true[0] + 0.05, true  # the learned reward carried the human's preference

@@ -120,6 +120,28 @@ def test_length_batches_group_similar_lengths_within_budget() -> None:
         assert lengths[-1] - lengths[0] <= 3  # short prompts are never batched with long ones
 
 
+def test_training_batches_are_sorted_within_shuffled_pools_only() -> None:
+    rng = np.random.default_rng(3)
+    groups = [PromptGroup(_ids(rng, int(n)), (_ids(rng, 3),), (), ()) for n in rng.integers(1, 60, size=400)]
+    budget = 4 * 64
+    batches = list(length_batches(groups, budget, np.random.default_rng(0), pool=4))
+    assert sorted(i for b in batches for i in b) == list(range(400))  # every group once
+    assert all(len(b) == 1 or max(groups[i].n_tokens for i in b) * len(b) <= budget for b in batches)
+
+    def spread(bs: list[list[int]]) -> float:
+        return float(np.mean([max(groups[i].n_tokens for i in b) - min(groups[i].n_tokens for i in b) for b in bs]))
+
+    everything_sorted = list(length_batches(groups, budget))
+    shuffled = [b.tolist() for b in np.array_split(np.random.default_rng(0).permutation(400), len(batches))]
+    # lengths within a batch are far closer than in random batches (sorted within a pool), yet not
+    # one narrow band as in the global sort (measured: 0.8 sorted, 8.4 pooled, 40.6 random)
+    assert spread(everything_sorted) < spread(batches) < 0.3 * spread(shuffled)
+    again = list(length_batches(groups, budget, np.random.default_rng(0), pool=4))
+    assert again == batches  # seeded
+    other = list(length_batches(groups, budget, np.random.default_rng(1), pool=4))
+    assert other != batches
+
+
 def _preference_data(rng: np.random.Generator, n: int) -> list[PromptGroup]:
     """The completion containing token 7 is preferred."""
     groups = []
