@@ -45,9 +45,17 @@ from rlhfkit.domains.control import (
     make_vector_env,
     segments_from_rollout,
 )
+from rlhfkit.feedback.mix import (
+    KindTools,
+    comparisons_only,
+    query_size,
+    run_kind_setup,
+    select_queries,
+    split_queries,
+)
 from rlhfkit.feedback.queries import QuerySelector, UniformPairs
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.teacher import Human, SimulatedHuman
+from rlhfkit.feedback.teacher import Human, SimulatedHuman, TeacherConfig
 from rlhfkit.feedback.web import WebHuman, open_run_store
 from rlhfkit.files import atomic_torch_save, atomic_write_bytes
 from rlhfkit.optimize.kl import AdaptiveKL, FixedKL, KLController
@@ -57,8 +65,10 @@ from rlhfkit.reward.fit import (
     RewardMetrics,
     comparison_pairs,
     fit_reward,
+    is_heldout,
     make_reward_optimizer,
 )
+from rlhfkit.reward.mixed import MixedFitConfig, SegmentRewardModel, fit_stored
 from rlhfkit.reward.nets import RewardEnsemble
 from rlhfkit.tasks import Task, get_task
 from rlhfkit.types import Generation, Query, Segment, new_id
@@ -153,6 +163,20 @@ def probe_spec(task: Task) -> SpaceSpec:
         env.close()
 
 
+def kind_setup(config: RunConfig, task: Task) -> tuple[KindTools, TeacherConfig]:
+    """What the configured feedback kinds need on this task, and the simulated human's config.
+
+    Raises :class:`ConfigError` naming a kind the task cannot support.
+    """
+    fb = config.feedback
+    length = fb.segment_length or task.segment_length
+    try:
+        # The built-in return ranges are for 50-step clips; a run's segments may be longer or shorter.
+        return run_kind_setup(config.task, fb.kinds, fb.interpreter, fb.teacher, fb.human == "simulated", length / 50)
+    except ValueError as e:
+        raise ConfigError(f"feedback.{e}") from None
+
+
 @dataclass
 class RunState:
     """Everything that lives across rounds (and goes into a checkpoint)."""
@@ -182,10 +206,18 @@ class Run:
         fb = config.feedback
         self.store = open_run_store(run_dir, fb.store_url)
         self.selector: QuerySelector = UniformPairs()
+        self.mixed = not comparisons_only(fb.kinds)
+        self.tools, teacher = kind_setup(config, self.task)
         self.human: Human = (
             WebHuman(self.store, fb.web_min_answers, fb.web_poll_s, log=print if progress else None)
             if fb.human == "web"
-            else SimulatedHuman(fb.teacher, seed=config.seed + 7919, annotator_id=f"simulated-{config.seed}")
+            else SimulatedHuman(
+                teacher,
+                seed=config.seed + 7919,
+                annotator_id=f"simulated-{config.seed}",
+                features=self.tools.features,
+                editor=self.tools.editor,
+            )
         )
         self.segment_length = config.feedback.segment_length or self.task.segment_length
         self.state = self._initial_state()
@@ -194,7 +226,9 @@ class Run:
 
     @classmethod
     def create(cls, config: RunConfig, run_dir: str | Path, progress: bool = True) -> Run:
-        probe_spec(get_task(config.task))  # an unusable env fails here, before anything is written
+        task = get_task(config.task)
+        probe_spec(task)  # an unusable env or feedback kind fails here, before anything is written
+        kind_setup(config, task)
         return cls(new_run_folder(run_dir, config), config, progress)
 
     @classmethod
@@ -321,15 +355,16 @@ class Run:
         cfg, L = self.config, self.segment_length
         envs = make_vector_env(self.task.make_env, cfg.ppo.n_envs)
         collector = RolloutCollector(envs, self.config.seed * 7 + k)
+        counts = split_queries(n, cfg.feedback.kinds) if self.mixed else {"comparison": n}
         segments: list[Segment] = []
-        while len(segments) < 2 * n:
+        while len(segments) < sum(c * query_size(kind) for kind, c in counts.items()):
             ro = collector.collect(self.state.policy, L * 4, update_obs_stats=False)
             segments += segments_from_rollout(ro, L, self.task.env_id)
             self.state.trainer.env_steps += ro.n_steps
         envs.close()
         rng = np.random.default_rng([cfg.seed, k])
         gens = [Generation(new_id(rng), k, f"round-{k - 1}", seg) for seg in segments]
-        queries = self.selector.select(gens, n, rng)
+        queries = select_queries(gens, counts, rng) if self.mixed else self.selector.select(gens, n, rng)
         used = {gid for q in queries for gid in q.generation_ids}
         self.store.add_generations([g for g in gens if g.id in used])
         self.store.add_queries(queries)
@@ -341,6 +376,8 @@ class Run:
 
     def fit(self) -> RewardMetrics:
         """Step 2: fit the reward ensemble on every stored answer."""
+        if self.mixed:
+            return self._fit_mixed()
         comparisons = self.store.comparisons()
         queries = {q.id: q.generation_ids for q in self.store.queries()}
         gens = self.store.generations([g for c in comparisons for g in queries[c.query_id]])
@@ -363,6 +400,52 @@ class Run:
             self.state.reward_optimizer,
             n_incomparable,
         )
+
+    def _fit_mixed(self) -> RewardMetrics:
+        """Step 2 with several kinds: one fit on every stored answer of every kind (``reward/mixed.py``)."""
+        feedback = self.store.feedback()
+        queries = {q.id: q for q in self.store.queries()}
+        gens = self.store.generations([g for f in feedback for g in queries[f.query_id].generation_ids])
+        rc = self.config.reward
+        config = MixedFitConfig(
+            ensemble_size=rc.ensemble_size,
+            hidden=rc.hidden,
+            batch_size=rc.batch_size,
+            lr=rc.lr,
+            weight_decay=rc.weight_decay,
+            center_coef=rc.center_coef,
+            seed=self.config.seed * 101 + self.state.round,
+        )
+        model = SegmentRewardModel(self.state.reward_model, discrete=self.spec.n_actions is not None)
+        try:
+            m = fit_stored(
+                model,
+                feedback,
+                queries,
+                gens,
+                config,
+                lambda qid: is_heldout(qid, rc.holdout_frac),
+                editor=self.tools.editor,
+                interpreter=self.tools.interpreter,
+                features=self.tools.features,
+                true_return=lambda x: float(np.sum(x.true_rewards)),
+                epochs=rc.epochs,
+            )
+        except NoUsableFeedbackError as e:
+            raise NoUsableFeedbackError(f"{self.dir}: {e}. Everything stored is kept.") from None
+        return RewardMetrics(
+            loss=float(np.mean(list(m.losses.values()))) if m.losses else float("nan"),
+            heldout_accuracy=m.heldout_accuracy,
+            true_accuracy=m.true_accuracy,
+            ece=float("nan"),
+            n_train=sum(m.counts.values()),
+            n_heldout=m.n_heldout,
+            n_incomparable=m.skipped.get("comparison", 0),
+        )
+
+    def human_minutes(self) -> float:
+        """Human-minutes spent on every stored answer, by the configured effort costs."""
+        return self.config.feedback.effort.total_minutes(self.store.feedback())
 
     def learned_reward(self, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
         return self.state.reward_model.step_reward(obs, act)
@@ -405,6 +488,7 @@ class Run:
         row = {
             "round": k,
             "n_feedback": self.store.count_feedback(),
+            "human_minutes": self.human_minutes(),
             "env_steps": s.trainer.env_steps,
             **ev,
             "rm_accuracy": rm.heldout_accuracy,
@@ -428,6 +512,7 @@ class Run:
                 {
                     "round": 0,
                     "n_feedback": self.store.count_feedback(),
+                    "human_minutes": self.human_minutes(),
                     "env_steps": s.trainer.env_steps,
                     **ev,
                     "rm_accuracy": float("nan"),

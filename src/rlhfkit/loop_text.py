@@ -35,18 +35,22 @@ from transformers import GPT2ForSequenceClassification
 from rlhfkit.checks import positive, require
 from rlhfkit.config import ConfigError, from_dict
 from rlhfkit.domains.text import Prompt, TextPolicy, load_causal_lm
+from rlhfkit.feedback.effort import EffortConfig
+from rlhfkit.feedback.mix import KindTools, check_kinds, comparisons_only, query_size, run_kind_setup, split_queries
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
 from rlhfkit.feedback.web import WebHuman, open_run_store
 from rlhfkit.loop import ask_pending, existing_run_folder, load_latest_checkpoint, new_run_folder, save_checkpoint
 from rlhfkit.optimize.text_ppo import TextPPOConfig, TextPPOTrainer
 from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
 from rlhfkit.reward.fit import NoUsableFeedbackError, is_heldout
+from rlhfkit.reward.mixed import MixedFitConfig, fit_stored
 from rlhfkit.reward.text import (
     PromptGroup,
     TextRewardFitConfig,
     fit_text_reward,
 )
 from rlhfkit.reward.text_fit import RewardModelScorer, pairs_to_groups
+from rlhfkit.reward.text_mixed import SequenceRewardModel
 from rlhfkit.tasks import text as describe_task
 from rlhfkit.types import Generation, Query, new_id
 
@@ -73,8 +77,19 @@ class TextFeedbackConfig:
     """With human = 'web': seconds between looks at the store while waiting for answers or while paused."""
     store_url: str = ""
     """Feedback store URL shared with `rlhfkit serve --db`; empty = RUN_DIR/feedback.sqlite."""
+    kinds: dict[str, float] = field(default_factory=lambda: {"comparison": 1.0})
+    """Share of each round's queries per feedback kind, summing to 1, e.g. {comparison = 0.5, ranking = 0.25,
+    correction = 0.25}. Kinds: comparison, ranking (4 completions of a prompt), rating, label, correction (an
+    edited completion), language. With any kind besides comparison, initial_comparisons and comparisons_per_round
+    count queries of every kind and the reward model is fitted on all stored answers (reward/mixed.py)."""
+    interpreter: Literal["keyword", "embedding"] = "keyword"
+    """How language answers become training signal: 'keyword' (word lists) or 'embedding'
+    (all-MiniLM-L6-v2 sentence embeddings, offline)."""
+    effort: EffortConfig = field(default_factory=EffortConfig)
+    """Human-seconds per answer of each kind; metrics.jsonl's human_minutes adds them up over stored answers."""
 
     def __post_init__(self) -> None:
+        check_kinds(self.kinds, self.human, "text")
         require(
             self,
             {
@@ -140,6 +155,15 @@ def load_text_config(path: str | Path) -> TextRunConfig:
         raise ConfigError(f"{p}: {e}") from None
 
 
+def text_kind_setup(config: TextRunConfig) -> tuple[KindTools, TeacherConfig]:
+    """What the configured feedback kinds need on the text task, and the simulated human's config."""
+    fb = config.feedback
+    try:
+        return run_kind_setup(config.task, fb.kinds, fb.interpreter, fb.teacher, fb.human == "simulated")
+    except ValueError as e:
+        raise ConfigError(f"feedback.{e}") from None
+
+
 class TextRun:
     """A text run folder and the loop over its rounds (see the module docstring)."""
 
@@ -149,15 +173,19 @@ class TextRun:
         self.progress = progress
         self.prompts: list[Prompt] = list(describe_task.prompts())
         fb = config.feedback
+        self.mixed = not comparisons_only(fb.kinds)
+        self.tools, teacher = text_kind_setup(config)
         self.store = open_run_store(run_dir, fb.store_url)
         self.human: SimulatedHuman | WebHuman = (
             WebHuman(self.store, fb.web_min_answers, fb.web_poll_s, log=print if progress else None)
             if fb.human == "web"
             else SimulatedHuman(
-                fb.teacher,
+                teacher,
                 reward_fn=lambda t: np.array(describe_task.true_reward(t.completion)),
                 seed=config.seed + 7919,
                 annotator_id=f"simulated-{config.seed}",
+                features=self.tools.features,
+                editor=self.tools.editor,
             )
         )
         torch.manual_seed(config.seed)
@@ -179,6 +207,7 @@ class TextRun:
 
     @classmethod
     def create(cls, config: TextRunConfig, run_dir: str | Path, progress: bool = True) -> TextRun:
+        text_kind_setup(config)  # a feedback kind the task cannot support fails before anything is written
         return cls(new_run_folder(run_dir, config), config, progress)
 
     @classmethod
@@ -246,6 +275,8 @@ class TextRun:
         n = fb.initial_comparisons if k == 1 else fb.comparisons_per_round
         if n == 0:
             return []
+        if self.mixed:
+            return self._sample_mixed(k, n)
         rng = np.random.default_rng([self.config.seed, k])
         prompts = [self.prompts[int(i)] for i in rng.integers(0, len(self.prompts), n)]
         with torch.no_grad():
@@ -257,10 +288,75 @@ class TextRun:
         self.store.add_queries(queries)
         return queries
 
+    def _sample_mixed(self, k: int, n: int) -> list[Query]:
+        """``n`` queries of the configured kinds; each shows completions of one prompt (a ranking four)."""
+        fb = self.config.feedback
+        rng = np.random.default_rng([self.config.seed, k])
+        gens: list[Generation] = []
+        queries: list[Query] = []
+        for j, (kind, count) in enumerate(split_queries(n, fb.kinds).items()):
+            if count == 0:
+                continue
+            size = query_size(kind)
+            prompts = [self.prompts[int(i)] for i in rng.integers(0, len(self.prompts), count)]
+            with torch.no_grad():
+                seed = self.config.seed * 1000 + k + 100_003 * (j + 1)
+                batch = self.policy.generate(prompts, fb.max_new_tokens, n_per_prompt=size, seed=seed)
+            new = [Generation(new_id(rng), k, f"round-{k - 1}", t) for t in batch.to_texts(prompts)]
+            gens += new
+            queries += [
+                Query(new_id(rng), tuple(g.id for g in new[size * q : size * (q + 1)]), k, kind=kind)
+                for q in range(count)
+            ]
+        self.store.add_generations(gens)
+        self.store.add_queries(queries)
+        return queries
+
     def ask(self, queries: Sequence[Query]) -> int:
         return ask_pending(self.store, self.human, queries, self.progress)
 
+    def _fit_mixed(self) -> tuple[float, int]:
+        """Step 2 with several kinds: the transformer reward model fitted on every stored answer of every kind."""
+        feedback = self.store.feedback()
+        queries = {q.id: q for q in self.store.queries()}
+        gens = self.store.generations([g for f in feedback for g in queries[f.query_id].generation_ids])
+        rc = self.config.reward
+        if rc.disable_dropout:
+            for module in self.reward_model.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.p = 0.0
+        config = MixedFitConfig(
+            batch_size=32,
+            lr=rc.lr,
+            weight_decay=rc.weight_decay,
+            center_coef=rc.center_coef,
+            seed=self.config.seed + self.round,
+        )
+        try:
+            m = fit_stored(
+                SequenceRewardModel(self.reward_model, self.tokenizer),
+                feedback,
+                queries,
+                gens,
+                config,
+                lambda qid: is_heldout(qid, 0.15),
+                editor=self.tools.editor,
+                interpreter=self.tools.interpreter,
+                features=self.tools.features,
+                true_return=lambda x: describe_task.true_reward(x.completion),
+                epochs=rc.epochs,
+            )
+        except NoUsableFeedbackError as e:
+            raise NoUsableFeedbackError(f"{self.dir}: {e}") from None
+        return m.heldout_accuracy, sum(m.counts.values())
+
+    def human_minutes(self) -> float:
+        """Human-minutes spent on every stored answer, by the configured effort costs."""
+        return self.config.feedback.effort.total_minutes(self.store.feedback())
+
     def fit(self) -> tuple[float, int]:
+        if self.mixed:
+            return self._fit_mixed()
         comparisons = [c for c in self.store.comparisons() if c.usable]
         if not comparisons:
             raise NoUsableFeedbackError(f"{self.dir}: no usable answers to fit the text reward on")
@@ -326,6 +422,7 @@ class TextRun:
         row = {
             "round": float(k),
             "n_feedback": float(self.store.count_feedback()),
+            "human_minutes": self.human_minutes(),
             "generated_tokens": float(self.trainer.generated_tokens),
             **self.evaluate(),
             "rm_accuracy": rm_accuracy,
@@ -339,7 +436,8 @@ class TextRun:
 
     def run(self, on_round: Any = None) -> list[dict[str, float]]:
         if not self.history:
-            self.history.append({"round": 0.0, "n_feedback": 0.0, **self.evaluate(), "rm_accuracy": float("nan")})
+            row = {"round": 0.0, "n_feedback": 0.0, "human_minutes": self.human_minutes(), **self.evaluate()}
+            self.history.append({**row, "rm_accuracy": float("nan")})
             self._checkpoint()
         bar = tqdm(total=self.config.rounds, initial=self.round, desc="rounds", disable=not self.progress)
         while self.round < self.config.rounds:

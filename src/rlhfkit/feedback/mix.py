@@ -166,3 +166,16 @@ def teacher_for(teacher: TeacherConfig, tools: KindTools, kinds: Mapping[str, fl
             "[low, high], the returns it maps onto the ends of its scale (this task has no built-in range)"
         )
     return dataclasses.replace(teacher, return_range=tools.return_range)
+
+
+def run_kind_setup(
+    task: str,
+    kinds: Mapping[str, float],
+    interpreter: str,
+    teacher: TeacherConfig,
+    simulated: bool,
+    return_scale: float = 1.0,
+) -> tuple[KindTools, TeacherConfig]:
+    """A run's :class:`KindTools` and its simulated human's config (``ValueError`` naming a kind it cannot do)."""
+    tools = kind_tools(task, kinds, interpreter, return_scale)
+    return tools, teacher_for(teacher, tools, kinds) if simulated else teacher

@@ -30,6 +30,7 @@ sentence embeddings), a cheap stand-in for the transformer reward model of
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -648,11 +649,14 @@ def fit_stored(
     interpreter: Interpreter | None = None,
     features: FeatureSet | None = None,
     true_return: Any = None,
+    epochs: int | None = None,
 ) -> StoredFitMetrics:
     """Fit ``model`` (warm start) on the stored answers that ``is_heldout(query_id)`` keeps for training.
 
-    ``config.steps`` is the number of gradient steps; ``true_return(content)``,
-    if given, scores the held-out pairs against the truth too.
+    ``config.steps`` gradient steps, or with ``epochs`` as many as it takes to pass
+    ``epochs`` times over the kind with the most answers (``config.batch_size`` of
+    each kind per step). ``true_return(content)``, if given, scores the held-out
+    pairs against the truth too.
     """
     train = [f for f in feedback if not is_heldout(f.query_id)]
     held = [f for f in feedback if is_heldout(f.query_id)]
@@ -666,6 +670,8 @@ def fit_stored(
         n_alternatives=config.n_alternatives,
         seed=config.seed,
     )
+    if epochs is not None and data.counts:
+        config = dataclasses.replace(config, steps=epochs * -(-max(_sizes(data).values()) // config.batch_size))
     fit = fit_mixed(model, data, config)
     pairs = heldout_pairs(held, queries)
     acc = true_acc = float("nan")

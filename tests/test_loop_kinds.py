@@ -1,0 +1,201 @@
+"""Every kind of feedback in the loops: tiny mixed-kind runs of both loops, a resume mid-round, config errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from rlhfkit.cli import main
+from rlhfkit.config import ConfigError, load_config
+from rlhfkit.feedback.effort import EffortConfig
+from rlhfkit.feedback.mix import split_queries
+from rlhfkit.feedback.store import FeedbackStore
+from rlhfkit.loop import Run
+from rlhfkit.loop_text import TextRun, load_text_config
+from rlhfkit.types import Correction, Language, Segment, Text
+
+ALL_KINDS = "{comparison = 0.25, ranking = 0.2, rating = 0.15, label = 0.15, correction = 0.1, language = 0.15}"
+
+CONTROL = f"""
+task = "pendulum"
+rounds = 2
+seed = 0
+env_steps_per_round = 1024
+eval_episodes = 2
+
+[feedback]
+initial_comparisons = 20
+comparisons_per_round = 10
+segment_length = 25
+kinds = {ALL_KINDS}
+
+[feedback.teacher]
+beta = 0.1
+mistake_prob = 0.05
+
+[feedback.effort]
+rating = 6.0
+
+[reward]
+ensemble_size = 2
+epochs = 10
+
+[ppo]
+n_envs = 2
+n_steps = 256
+"""
+
+TEXT = f"""
+task = "text:describe"
+rounds = 2
+seed = 0
+steps_per_round = 2
+eval_per_prompt = 2
+
+[feedback]
+initial_comparisons = 12
+comparisons_per_round = 8
+max_new_tokens = 12
+kinds = {ALL_KINDS}
+
+[feedback.teacher]
+beta = 4.0
+
+[reward]
+epochs = 2
+
+[optim]
+n_per_prompt = 2
+prompts_per_step = 2
+max_new_tokens = 12
+
+[base]
+pretrain_steps = 40
+"""
+
+
+def _metrics(run_dir: Path) -> list[dict[str, float]]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _minutes(store: FeedbackStore, effort: EffortConfig) -> float:
+    return sum(effort.seconds(f.kind) for f in store.feedback()) / 60
+
+
+def _stop_mid_round(run: Run | TextRun, k: int, answered: int) -> tuple[dict[str, object], set[str]]:
+    """As if the process stopped in round ``k``: its queries stored, only ``answered`` of them answered."""
+    queries = run.sample_queries(k)
+    run.ask(queries[:answered])
+    return {f.query_id: f for f in run.store.feedback()}, {q.id for q in run.store.queries()}
+
+
+def _check_resumed(store: FeedbackStore, before: dict[str, object], queries_before: set[str], total: int) -> None:
+    after = store.feedback()
+    by_query = {f.query_id: f for f in after}
+    assert len(after) == len(by_query) == total, "an answer was repeated or lost"
+    assert {q.id for q in store.queries()} == queries_before, "the stopped round's stored queries were not reused"
+    assert all(by_query[q] == f for q, f in before.items()), "a stored answer changed"
+
+
+def test_mixed_kinds_control_run_and_resume_mid_round(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, "kinds.toml", CONTROL))
+    assert cfg.feedback.effort.rating == 6.0 and cfg.feedback.effort.comparison == 5.0
+    out = tmp_path / "run"
+    first = Run.create(dataclasses.replace(cfg, rounds=1), out, progress=False)
+    first.run()
+    before, queries_before = _stop_mid_round(first, 2, answered=4)
+    (out / "config.toml").write_text((out / "config.toml").read_text().replace("rounds = 1", "rounds = 2"))
+    assert main(["run", "--resume", str(out)]) == 0
+
+    store = FeedbackStore.in_dir(out)
+    _check_resumed(store, before, queries_before, total=30)
+    asked = Counter(q.kind for q in store.queries())
+    expected = Counter(split_queries(20, cfg.feedback.kinds)) + Counter(split_queries(10, cfg.feedback.kinds))
+    assert asked == expected and set(asked) == set(cfg.feedback.kinds)
+    assert Counter(f.kind for f in store.feedback()) == asked  # the simulated human answered every kind
+    correction = next(f for f in store.feedback() if isinstance(f, Correction))
+    assert isinstance(correction.corrected, Segment) and len(correction.corrected) == 25
+    assert all(isinstance(f.utterance, str) and f.utterance for f in store.feedback(kind=Language.kind))
+
+    rows = _metrics(out)
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    assert [r["n_feedback"] for r in rows] == [0, 20, 30]
+    assert rows[0]["human_minutes"] == 0.0 and rows[1]["human_minutes"] < rows[2]["human_minutes"]
+    assert rows[2]["human_minutes"] == pytest.approx(_minutes(store, cfg.feedback.effort))
+    assert all(r["rm_loss"] == r["rm_loss"] for r in rows[1:])  # a finite mixed-fit loss, not NaN
+    assert rows[2]["kl_to_base"] > 0.0  # the policy moved on the learned reward
+
+
+def test_mixed_kinds_text_run_and_resume_mid_round(tmp_path: Path) -> None:
+    cfg = load_text_config(_write(tmp_path, "text-kinds.toml", TEXT))
+    out = tmp_path / "run"
+    first = TextRun.create(dataclasses.replace(cfg, rounds=1), out, progress=False)
+    first.run()
+    before, queries_before = _stop_mid_round(first, 2, answered=3)
+    (out / "config.toml").write_text((out / "config.toml").read_text().replace("rounds = 1", "rounds = 2"))
+    assert main(["run", "--resume", str(out)]) == 0
+
+    store = FeedbackStore.in_dir(out)
+    _check_resumed(store, before, queries_before, total=20)
+    asked = Counter(q.kind for q in store.queries())
+    assert asked == Counter(split_queries(12, cfg.feedback.kinds)) + Counter(split_queries(8, cfg.feedback.kinds))
+    gens = store.generations()
+    for q in store.queries():  # each query shows completions of one prompt; a ranking four of them
+        prompts = {gens[g].text.prompt for g in q.generation_ids}
+        assert len(prompts) == 1 and len(q.generation_ids) == {"ranking": 4, "comparison": 2, "language": 2}.get(
+            q.kind, 1
+        )
+    correction = next(f for f in store.feedback() if isinstance(f, Correction))
+    original = gens[next(q for q in store.queries() if q.id == correction.query_id).generation_ids[0]].text
+    assert isinstance(correction.corrected, Text) and correction.corrected.prompt == original.prompt
+
+    rows = _metrics(out)
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    assert rows[2]["human_minutes"] == pytest.approx(_minutes(store, cfg.feedback.effort))
+    assert rows[1]["rm_train_pairs"] > 0 and rows[2]["kl_to_base"] != 0.0
+
+
+def test_a_kind_the_task_cannot_support_is_a_config_error_and_nothing_is_written(tmp_path: Path) -> None:
+    text = CONTROL.replace('task = "pendulum"', 'task = "cartpole"')
+    cfg = load_config(_write(tmp_path, "cartpole.toml", text))
+    with pytest.raises(ConfigError, match=r"feedback\.kinds: correction needs an editor, which task 'cartpole'"):
+        Run.create(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("kinds = {", "kinds = {labels = 0.0, "), "unknown feedback kind"),
+        (("comparison = 0.25", "comparison = 0.35"), "add up to 1, got 1.1"),
+        (("[feedback]\n", '[feedback]\nhuman = "web"\n'), "cannot take control correction"),
+        (("rating = 6.0", "rating = -1.0"), "feedback.effort"),
+        (("kinds = {", 'interpreter = "regex"\nkinds = {'), "feedback.interpreter"),
+    ],
+)
+def test_kind_config_errors_name_the_field(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
+    path = _write(tmp_path, "bad.toml", CONTROL.replace(*edit, 1))
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_config_help_documents_kinds_and_effort(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config-help"]) == 0
+    out = capsys.readouterr().out
+    for line in (
+        "feedback.kinds = {'comparison': 1.0}  # Share of each round's queries per feedback kind",
+        "feedback.interpreter = 'keyword'  # How language answers become training signal",
+        "feedback.effort.ranking = 12.5  # Seconds per ranking of 4",
+        "feedback.effort.correction = 22.0  # Seconds per correction",
+    ):
+        assert line in out, line
