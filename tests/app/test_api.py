@@ -319,17 +319,17 @@ def test_every_kind_is_answered_and_stored_as_its_record(client: TestClient, env
     assert post({"kind": "rating", "query_id": "r0", "value": 6}).status_code == 201  # type: ignore[attr-defined]
     assert post({"kind": "rating", "query_id": "r0", "value": 6}).status_code == 200  # type: ignore[attr-defined]
     bad = post({"kind": "label", "query_id": "l0", "label": "great"})
-    assert bad.status_code == 422 and "not in its choice set" in bad.json()["detail"]  # type: ignore[attr-defined]
+    assert bad.status_code == 422 and "'bad', 'good' or 'none of these'" in bad.json()["detail"]  # type: ignore[attr-defined]
     assert post({"kind": "label", "query_id": "l0", "label": "none of these"}).status_code == 201  # type: ignore[attr-defined]
     wrong = post({"kind": "ranking", "query_id": "k1", "ranked": ["t1a", "t1b", "t9"]})
-    assert wrong.status_code == 422 and "must order exactly" in wrong.json()["detail"]  # type: ignore[attr-defined]
+    assert wrong.status_code == 409 and "must order exactly" in wrong.json()["detail"]  # type: ignore[attr-defined]
     assert post({"kind": "ranking", "query_id": "k1", "ranked": ["t2a", "t1a", "t1b"]}).status_code == 201  # type: ignore[attr-defined]
     assert post({"kind": "language", "query_id": "z0", "utterance": "B <i>rambles</i>"}).status_code == 201  # type: ignore[attr-defined]
     assert post({"kind": "correction", "query_id": "x0", "completion": "fixed"}).status_code == 201  # type: ignore[attr-defined]
     control = post({"kind": "correction", "query_id": "x1", "completion": "fixed"})
-    assert control.status_code == 422 and "control segment" in control.json()["detail"]  # type: ignore[attr-defined]
+    assert control.status_code == 409 and "control segment" in control.json()["detail"]  # type: ignore[attr-defined]
     mismatch = post({"kind": "rating", "query_id": "q0", "value": 3})
-    assert mismatch.status_code == 422 and "asks for 'comparison'" in mismatch.json()["detail"]  # type: ignore[attr-defined]
+    assert mismatch.status_code == 409 and "asks for 'comparison'" in mismatch.json()["detail"]  # type: ignore[attr-defined]
     changed = post({"kind": "rating", "query_id": "r0", "value": 2})
     assert changed.status_code == 409  # type: ignore[attr-defined]
 

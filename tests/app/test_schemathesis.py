@@ -28,7 +28,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def live(env: Env) -> Iterator[str]:
-    server, thread, port = run_in_thread(create_app(app_config(env.run_dir, env.store)))
+    # the default body limit: every body the schema allows fits under it
+    server, thread, port = run_in_thread(create_app(app_config(env.run_dir, env.store, max_body_bytes=64 * 1024)))
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -6,9 +6,12 @@ body is refused with a 422 that names the field, before anything is stored.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model, field_validator
+
+from rlhfkit.types import NONE_OF_THESE
 
 QueryId = str
 ANSWERS = ("A", "B", "equal", "graded", "incomparable")
@@ -81,7 +84,16 @@ class RankingIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     kind: Literal["ranking"]
     query_id: QueryId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    ranked: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=2, max_length=50)
+    ranked: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=2, max_length=50, json_schema_extra={"uniqueItems": True}
+    )
+
+    @field_validator("ranked")
+    @classmethod
+    def _each_once(cls, ranked: list[str]) -> list[str]:
+        if len(set(ranked)) != len(ranked):
+            raise ValueError("a ranking lists each generation once")
+        return ranked
 
 
 class LanguageIn(BaseModel):
@@ -90,7 +102,7 @@ class LanguageIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     kind: Literal["language"]
     query_id: QueryId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    utterance: str = Field(min_length=1, max_length=5000)
+    utterance: str = Field(min_length=1, max_length=2000)
 
 
 class CorrectionIn(BaseModel):
@@ -99,7 +111,7 @@ class CorrectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     kind: Literal["correction"]
     query_id: QueryId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    completion: str = Field(min_length=1, max_length=20000)
+    completion: str = Field(min_length=1, max_length=4000)
 
 
 def _answer_tag(v: Any) -> str | None:
@@ -109,6 +121,29 @@ def _answer_tag(v: Any) -> str | None:
             return "graded" if v.get("answer") == "graded" else "choice"
         return kind if isinstance(kind, str) else None
     return None
+
+
+def answer_model(rating_scale: tuple[float, float], label_choices: Sequence[str]) -> Any:
+    """:data:`AnswerIn` with this app's rating scale and label choices written into the schema.
+
+    The API then documents exactly what it accepts (a rating within the scale, a
+    label from the choices or "none of these"), and rejects the rest with a 422.
+    """
+    low, high = rating_scale
+    rating = create_model("RatingIn", __base__=RatingIn, value=(float, Field(ge=low, le=high, allow_inf_nan=False)))
+    labels = tuple(dict.fromkeys([*label_choices, NONE_OF_THESE]))
+    label_type: Any = Literal.__getitem__(labels)  # Literal["bad", "good", "none of these"], from the config
+    label = create_model("LabelIn", __base__=LabelIn, label=(label_type, ...))
+    return Annotated[
+        Annotated[ComparisonChoiceIn, Tag("choice")]
+        | Annotated[ComparisonGradedIn, Tag("graded")]
+        | Annotated[rating, Tag("rating")]
+        | Annotated[label, Tag("label")]
+        | Annotated[RankingIn, Tag("ranking")]
+        | Annotated[LanguageIn, Tag("language")]
+        | Annotated[CorrectionIn, Tag("correction")],
+        Discriminator(_answer_tag),
+    ]
 
 
 AnswerIn = Annotated[

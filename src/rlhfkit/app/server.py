@@ -25,7 +25,8 @@ Answers go through :class:`~rlhfkit.app.writer.AnswerWriter` (group commit):
 a request is answered only after its answer is committed.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: the answer route's body type is built per
+# app (its rating scale and label choices go into the schema) and must be a real object.
 
 import dataclasses
 import gc
@@ -405,6 +406,8 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
             ],
         )
 
+    AnswerBody = s.answer_model(config.rating_scale, config.label_choices)
+
     @app.post(
         "/api/answers",
         response_model=s.AnswerOut,
@@ -412,35 +415,42 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
         responses={
             200: {"model": s.AnswerOut, "description": "the same answer was already stored; nothing changed"},
             404: {"model": s.ErrorOut, "description": "no such query"},
-            409: {"model": s.ErrorOut, "description": "a different answer to this query is already stored"},
+            409: {
+                "model": s.ErrorOut,
+                "description": "a different answer to this query is already stored, or the query asks for another kind",
+            },
             503: {"model": s.ErrorOut, "description": "the store could not be written"},
             **_errors(401, 403, 413, 422),
         },
         tags=["annotate"],
     )
-    async def answer(body: s.AnswerIn, who: Who, response: Response) -> s.AnswerOut:
+    async def answer(body: AnswerBody, who: Who, response: Response) -> s.AnswerOut:  # type: ignore[valid-type]  # built above
         """Store one answer. Sending the same answer again stores nothing and says so (200, duplicate)."""
+        data: Any = body
         try:
-            record = await _record_for(body, who.annotator_id)
-        except (InvalidFeedbackError, ValueError) as e:
+            record = await _record_for(data, who.annotator_id)
+        except InvalidFeedbackError as e:
             raise HTTPException(422, str(e)) from None
+        except ValueError as e:  # a form this query cannot take (a control correction)
+            raise HTTPException(409, str(e)) from None
         except StoreError as e:
             raise HTTPException(404, str(e)) from None
         try:
             stored = await writer.submit(record)
         except StoreError as e:
             message = str(e)
-            raise HTTPException(404 if "unknown query" in message else 422, message) from None
+            # the query exists but asks for something else: a conflict with stored state, not a malformed body
+            raise HTTPException(404 if "unknown query" in message else 409, message) from None
         except Exception as e:
             log.error("answer not stored: %s", type(e).__name__)
             raise HTTPException(503, "the answer could not be stored; send it again") from None
         if stored:
-            return s.AnswerOut(query_id=body.query_id, stored=True, duplicate=False)
-        previous = await run_in_threadpool(store.answer_of, body.query_id, who.annotator_id)
+            return s.AnswerOut(query_id=data.query_id, stored=True, duplicate=False)
+        previous = await run_in_threadpool(store.answer_of, data.query_id, who.annotator_id)
         if previous is not None and not _same_answer(previous, record):
-            raise HTTPException(409, f"you already answered query {body.query_id!r}; answers are final")
+            raise HTTPException(409, f"you already answered query {data.query_id!r}; answers are final")
         response.status_code = 200
-        return s.AnswerOut(query_id=body.query_id, stored=False, duplicate=True)
+        return s.AnswerOut(query_id=data.query_id, stored=False, duplicate=True)
 
     async def _record_for(body: Any, annotator_id: str) -> Feedback:
         """The feedback record a request body stands for (ValueError if it cannot be one)."""
