@@ -142,8 +142,29 @@ class AnnotationClient:
         body: dict[str, Any] = {"kind": "comparison", "query_id": query_id, "answer": answer}
         if mu_a is not None:
             body["mu_a"] = mu_a
+        return self.send(body)
+
+    def send(self, body: dict[str, Any]) -> AnswerResult:
+        """Send any answer body (see ``/openapi.json``); the helpers below build the usual ones."""
         d = self._request("POST", "/api/answers", retry=True, json=body).json()
         return AnswerResult(query_id=d["query_id"], stored=d["stored"], duplicate=d["duplicate"])
+
+    def rate(self, query_id: str, value: float) -> AnswerResult:
+        return self.send({"kind": "rating", "query_id": query_id, "value": value})
+
+    def label(self, query_id: str, label: str) -> AnswerResult:
+        return self.send({"kind": "label", "query_id": query_id, "label": label})
+
+    def rank(self, query_id: str, ranked: list[str]) -> AnswerResult:
+        """``ranked``: the query's generation ids, best first."""
+        return self.send({"kind": "ranking", "query_id": query_id, "ranked": ranked})
+
+    def comment(self, query_id: str, utterance: str) -> AnswerResult:
+        return self.send({"kind": "language", "query_id": query_id, "utterance": utterance})
+
+    def correct(self, query_id: str, completion: str) -> AnswerResult:
+        """An edited completion for a text correction query."""
+        return self.send({"kind": "correction", "query_id": query_id, "completion": completion})
 
     def answers(self, annotator_id: str | None = None) -> list[dict[str, Any]]:
         """Stored answers: your own, or (admin) another annotator's."""
