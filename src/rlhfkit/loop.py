@@ -3,13 +3,19 @@
 One round ``k = 1..rounds``:
 
 1. **sample** segments from the current policy and pair them uniformly into
-   comparison queries (stored as pending);
+   comparison queries (stored as pending); with ``feedback.kinds`` the round's
+   queries are split between the kinds by their shares and drawn uniformly
+   (``feedback/mix.py``);
 2. **ask** the human every pending query of this round; each answer is
    committed to the store before anything uses it;
-3. **fit** the reward ensemble (warm start) on every usable answer stored;
+3. **fit** the reward ensemble (warm start) on every usable answer stored:
+   comparisons alone with Bradley–Terry (``reward/fit.py``), several kinds in one
+   mixed fit (``reward/mixed.py``);
 4. **optimise** the policy with PPO on the learned reward minus beta * KL to the base;
 5. **evaluate** (true return, learned return, KL to base, reward-model accuracy);
-6. **checkpoint** everything needed to continue, then rewrite ``metrics.jsonl``.
+6. **checkpoint** everything needed to continue, then rewrite ``metrics.jsonl``
+   (``human_minutes``: the human time spent on every stored answer, at the
+   ``feedback.effort`` costs).
 
 With ``feedback.human = "web"`` people answer in ``rlhfkit serve RUN_DIR``: step 2
 does not ask anyone, step 3 fits on the answers stored so far (waiting only

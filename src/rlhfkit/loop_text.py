@@ -3,10 +3,12 @@
 One round ``k``:
 
 1. **sample** two completions for each of ``n`` prompts from the current policy
-   and store each pair as a comparison query;
+   and store each pair as a comparison query (with ``feedback.kinds``: queries of
+   each kind by its share, each showing completions of one prompt, four for a ranking);
 2. **ask** the (simulated) human, committing each answer;
 3. **fit** the text reward model (warm start) on every usable stored answer,
-   grouped by prompt (one prompt encoding per group);
+   grouped by prompt (one prompt encoding per group); several kinds train the same
+   transformer in one mixed fit (``reward/mixed.py``, ``reward/text_mixed.py``);
 4. **optimise** the policy with RLOO or GRPO on the learned reward, with
    ``beta * KL(pi || pi_base)`` in the loss;
 5. **evaluate** on fixed prompts and seeds: true reward, learned reward, the

@@ -9,6 +9,11 @@ like the true reward. The learning tests and ``bench/feedback_kinds.py`` use it.
 Two simulated annotators answer in turns, with different uses of the rating
 scale (gain 1, offset 0 and gain 0.6, offset +0.3), so ratings need the
 per-annotator calibration. The noise knobs are in :func:`default_teacher`.
+
+A mix of kinds can be planned from a small pilot (:func:`run_pilot`,
+:func:`plan_mix`, :func:`run_plan`): a few answers of every kind about part of
+the training pool, scored on a held-out split of the *training* pool (never the
+evaluation pool), then the budget spent by each kind's agreement per minute.
 """
 
 from __future__ import annotations
