@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from rlhfkit.config import ConfigError, load_config
 from rlhfkit.feedback.effort import EffortConfig
 from rlhfkit.feedback.mix import split_queries
 from rlhfkit.feedback.store import FeedbackStore
+from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
 from rlhfkit.loop import Run
 from rlhfkit.loop_text import TextRun, load_text_config
 from rlhfkit.types import Correction, Language, Segment, Text
@@ -199,3 +202,45 @@ def test_config_help_documents_kinds_and_effort(capsys: pytest.CaptureFixture[st
         "feedback.effort.correction = 22.0  # Seconds per correction",
     ):
         assert line in out, line
+
+
+def test_web_humans_answer_every_posted_kind_and_the_loop_fits_on_them(tmp_path: Path) -> None:
+    """human = "web" with three kinds: people's answers (recorded in the store, as the app does) of every
+    kind count towards web_min_answers, and the round's reward is fitted on all of them."""
+    text = (
+        CONTROL.replace("rounds = 2", "rounds = 1")
+        .replace("[feedback]\n", '[feedback]\nhuman = "web"\nweb_min_answers = 8\nweb_poll_s = 0.05\n')
+        .replace(ALL_KINDS, "{comparison = 0.5, ranking = 0.25, rating = 0.25}")
+        .replace("initial_comparisons = 20", "initial_comparisons = 12")
+    )
+    run = Run.create(load_config(_write(tmp_path, "web.toml", text)), tmp_path / "run", progress=False)
+    person = SimulatedHuman(TeacherConfig(return_range=(-200.0, -50.0)), seed=3, annotator_id="dana")
+    errors: list[BaseException] = []
+
+    def people() -> None:
+        try:
+            store = FeedbackStore(run.store.url)
+            deadline = time.time() + 120
+            while len(store.queries()) < 12 and time.time() < deadline:
+                time.sleep(0.05)
+            queries = store.queries()
+            gens = store.generations([g for q in queries for g in q.generation_ids])
+            for q in sorted(queries, key=lambda q: q.kind != "rating"):  # ratings first: 3 of them, then the rest
+                store.record(person.answer(q, gens))
+        except BaseException as e:
+            errors.append(e)
+
+    worker = threading.Thread(target=people, daemon=True)
+    worker.start()
+    history: list[dict[str, float]] = []
+    # 6 comparisons alone are fewer than web_min_answers: counted by comparisons only, the loop would wait for ever.
+    loop = threading.Thread(target=lambda: history.extend(run.run()), daemon=True)
+    loop.start()
+    loop.join(timeout=180)
+    worker.join(timeout=10)
+    assert not errors, errors
+    assert not loop.is_alive(), "the loop still waits for answers: answers of other kinds were not counted"
+    kinds = Counter(f.kind for f in run.store.feedback())
+    assert kinds == {"comparison": 6, "ranking": 3, "rating": 3}
+    assert history[1]["n_feedback"] >= 8 and history[1]["human_minutes"] > 0
+    assert {f.annotator_id for f in run.store.feedback()} == {"dana"}
