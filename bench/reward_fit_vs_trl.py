@@ -40,11 +40,16 @@ shape (a) the budget is what TRL's batch pads to at mean lengths; in shape (b) i
 is the tokens of ``--batch / 6`` prompt groups (4 rows each), since a group carries
 6 pairs in 4 completions.
 
+Seeds: each of ``--seeds`` (default 0 1 2) makes its own data, initial model and
+batch order, and both sides run on it. One seed's held-out accuracy moves by about
+0.02 with the batch order alone, so the accuracies compared are the means over the
+seeds, and pairs/s is all pairs over all seconds.
+
 Both processes run with ``torch.set_num_threads(--threads)`` (default 1). TRL runs in
 ``bench/.venv-trl`` (see ``bench/_peer_env.py``), never in the project's ``.venv``.
 The last line printed is one JSON object.
 
-    .venv/bin/python bench/reward_fit_vs_trl.py [--pairs 2000] [--prompts 400] [--threads 1]
+    .venv/bin/python bench/reward_fit_vs_trl.py [--pairs 2000] [--prompts 400] [--seeds 0 1 2] [--threads 1]
 """
 
 from __future__ import annotations
@@ -235,7 +240,10 @@ def run_ours(spec: dict) -> dict[str, object]:
             for rows in (spec["data"][f"{shape}_train"], spec["data"][f"{shape}_eval"])
         )
         n_pairs = sum(len(g.pairs) for g in train)
-        config = TextRewardFitConfig(epochs=1, lr=spec["lr"], max_tokens=spec["max_tokens"][shape], seed=spec["seed"])
+        # center_coef 0: TRL's center_rewards_coefficient is None by default
+        config = TextRewardFitConfig(
+            epochs=1, lr=spec["lr"], max_tokens=spec["max_tokens"][shape], seed=spec["seed"], center_coef=0.0
+        )
         t0 = time.perf_counter()
         metrics = fit_text_reward(model, train, [], pad, config)
         seconds = time.perf_counter() - t0
@@ -280,7 +288,7 @@ def main() -> int:
     )
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="data, model and order seeds")
     parser.add_argument("--trl-child", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.trl_child:
@@ -300,7 +308,6 @@ def main() -> int:
     hf_logging.set_verbosity_error()
     t_start = time.perf_counter()
     peer_python = ensure_peer_venv("trl", TRL_REQUIREMENTS)
-    data = make_data(args)
     # TRL's batch of B pairs is 2B rows of prompt + response (+ eos); ours counts rows * longest.
     # Groups: B pairs are B / 6 groups of 4 rows. Both give about TRL's number of optimiser steps.
     row = args.prompt_len + args.resp_len + 1
@@ -308,67 +315,83 @@ def main() -> int:
         "pairs": args.max_tokens or 2 * args.batch * row,
         "groups": args.max_tokens or round(args.batch / 6 * 4 * row),
     }
-    texts = [r[k] for rows in data.values() for r in rows for k in ("prompt", "chosen", "rejected")]
-    with tempfile.TemporaryDirectory(prefix="reward-fit-vs-trl-") as tmp:
-        model_dir = os.path.join(tmp, "model")
-        model, tokenizer = load_reward_model("tiny", texts, seed=args.seed)
-        model.save_pretrained(model_dir, safe_serialization=True)
-        tokenizer.save_pretrained(model_dir)
-        n_params = sum(p.numel() for p in model.parameters())
-        spec = {
-            "model_dir": model_dir,
-            "tmp": tmp,
-            "data": data,
-            "threads": args.threads,
-            "batch": args.batch,
-            "max_tokens": max_tokens,
-            "lr": args.lr,
-            "seed": args.seed,
-        }
-        in_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "trl.json")
-        Path(in_path).write_text(json.dumps(spec))
-        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
-        env["OMP_NUM_THREADS"] = str(args.threads)
-        subprocess.run(
-            [str(peer_python), str(Path(__file__).resolve()), "--trl-child", in_path, out_path], check=True, env=env
-        )
-        trl = json.loads(Path(out_path).read_text())
-        ours = run_ours(spec)
-    for shape in ("pairs", "groups"):
-        if ours[shape]["tokens_as_rows"] != trl[shape]["tokens"] or ours[shape]["pairs"] != trl[shape]["pairs"]:
-            raise SystemExit(f"{shape}: the two sides did not tokenise the same data ({ours[shape]} vs {trl[shape]})")
+    runs: list[tuple[dict, dict]] = []
+    for seed in args.seeds:
+        data = make_data(argparse.Namespace(**{**vars(args), "seed": seed}))
+        texts = [r[k] for rows in data.values() for r in rows for k in ("prompt", "chosen", "rejected")]
+        with tempfile.TemporaryDirectory(prefix="reward-fit-vs-trl-") as tmp:
+            model_dir = os.path.join(tmp, "model")
+            model, tokenizer = load_reward_model("tiny", texts, seed=seed)
+            model.save_pretrained(model_dir, safe_serialization=True)
+            tokenizer.save_pretrained(model_dir)
+            n_params = sum(p.numel() for p in model.parameters())
+            spec = {
+                "model_dir": model_dir,
+                "tmp": tmp,
+                "data": data,
+                "threads": args.threads,
+                "batch": args.batch,
+                "max_tokens": max_tokens,
+                "lr": args.lr,
+                "seed": seed,
+            }
+            in_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "trl.json")
+            Path(in_path).write_text(json.dumps(spec))
+            env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+            env["OMP_NUM_THREADS"] = str(args.threads)
+            subprocess.run(
+                [str(peer_python), str(Path(__file__).resolve()), "--trl-child", in_path, out_path],
+                check=True,
+                env=env,
+            )
+            trl = json.loads(Path(out_path).read_text())
+            ours = run_ours(spec)
+        for shape in ("pairs", "groups"):
+            if ours[shape]["tokens_as_rows"] != trl[shape]["tokens"] or ours[shape]["pairs"] != trl[shape]["pairs"]:
+                raise SystemExit(f"{shape}: the two sides tokenised different data ({ours[shape]} vs {trl[shape]})")
+            o, t = ours[shape], trl[shape]
+            print(
+                f"seed {seed} {shape:6s}: ours {o['pairs_per_second']:8.1f} pairs/s ({o['pairs']} pairs, "
+                f"{o['groups']} groups, {o['steps']} steps, {o['seconds']:.1f} s, {o['tokens']} tokens, own metric "
+                f"{o['metric_pairs_per_second']:.1f}), acc {o['accuracy']:.3f} | TRL {t['pairs_per_second']:8.1f} "
+                f"pairs/s ({t['pairs']} pairs, {t['steps']} steps, {t['seconds']:.1f} s, {t['tokens']} tokens), "
+                f"acc {t['accuracy']:.3f} (held-out {o['n_eval']}/{t['n_eval']} pairs)",
+                file=sys.stderr,
+                flush=True,
+            )
+        runs.append((ours, trl))
 
-    for shape in ("pairs", "groups"):
-        o, t = ours[shape], trl[shape]
-        print(
-            f"{shape:6s}: ours {o['pairs_per_second']:8.1f} pairs/s ({o['pairs']} pairs, {o['groups']} groups, "
-            f"{o['steps']} steps, {o['seconds']:.1f} s, {o['tokens']} tokens, own metric "
-            f"{o['metric_pairs_per_second']:.1f}), acc {o['accuracy']:.3f} | TRL {t['pairs_per_second']:8.1f} pairs/s "
-            f"({t['pairs']} pairs, {t['steps']} steps, {t['seconds']:.1f} s, {t['tokens']} tokens), "
-            f"acc {t['accuracy']:.3f} (held-out {o['n_eval']}/{t['n_eval']} pairs)",
-            file=sys.stderr,
-        )
+    def pooled(side: int, shape: str) -> tuple[float, float]:
+        """(pairs/s over all seeds = all pairs / all seconds, mean held-out accuracy)."""
+        pairs = sum(r[side][shape]["pairs"] for r in runs)
+        seconds = sum(r[side][shape]["seconds"] for r in runs)
+        return pairs / seconds, sum(r[side][shape]["accuracy"] for r in runs) / len(runs)
+
+    (op, oa), (og, ob) = pooled(0, "pairs"), pooled(0, "groups")
+    (tp, ta), (tg, tb) = pooled(1, "pairs"), pooled(1, "groups")
     print(
-        f"TRL {trl['trl_version']}, model {n_params} params, threads ours {ours['torch_threads']} / TRL "
-        f"{trl['torch_threads']}, TRL batch {args.batch} pairs, our max_tokens {max_tokens}, lr {args.lr}; "
+        f"TRL {runs[0][1]['trl_version']}, model {n_params} params, seeds {args.seeds}, threads {args.threads}, "
+        f"TRL batch {args.batch} pairs, our max_tokens {max_tokens}, lr {args.lr}; "
         f"total {time.perf_counter() - t_start:.1f} s",
         file=sys.stderr,
     )
     result = {
-        "ratio_pairs": ours["pairs"]["pairs_per_second"] / trl["pairs"]["pairs_per_second"],
-        "ratio_groups": ours["groups"]["pairs_per_second"] / trl["groups"]["pairs_per_second"],
-        "ours_accuracy": min(ours["pairs"]["accuracy"], ours["groups"]["accuracy"]),
-        "trl_accuracy": min(trl["pairs"]["accuracy"], trl["groups"]["accuracy"]),
-        "ours_pairs_per_s": {"pairs": ours["pairs"]["pairs_per_second"], "groups": ours["groups"]["pairs_per_second"]},
-        "trl_pairs_per_s": {"pairs": trl["pairs"]["pairs_per_second"], "groups": trl["groups"]["pairs_per_second"]},
-        "accuracy": {
-            "ours": {"pairs": ours["pairs"]["accuracy"], "groups": ours["groups"]["accuracy"]},
-            "trl": {"pairs": trl["pairs"]["accuracy"], "groups": trl["groups"]["accuracy"]},
+        "ratio_pairs": op / tp,
+        "ratio_groups": og / tg,
+        "ours_accuracy": min(oa, ob),
+        "trl_accuracy": min(ta, tb),
+        "ours_pairs_per_s": {"pairs": op, "groups": og},
+        "trl_pairs_per_s": {"pairs": tp, "groups": tg},
+        "accuracy": {"ours": {"pairs": oa, "groups": ob}, "trl": {"pairs": ta, "groups": tb}},
+        "accuracy_per_seed": {
+            side: {shape: [r[k][shape]["accuracy"] for r in runs] for shape in ("pairs", "groups")}
+            for k, side in ((0, "ours"), (1, "trl"))
         },
-        "n_train_pairs": {"pairs": ours["pairs"]["pairs"], "groups": ours["groups"]["pairs"]},
-        "n_eval_pairs": {"pairs": ours["pairs"]["n_eval"], "groups": ours["groups"]["n_eval"]},
+        "n_train_pairs": {"pairs": runs[0][0]["pairs"]["pairs"], "groups": runs[0][0]["groups"]["pairs"]},
+        "n_eval_pairs": {"pairs": runs[0][0]["pairs"]["n_eval"], "groups": runs[0][0]["groups"]["n_eval"]},
+        "seeds": args.seeds,
         "threads": args.threads,
-        "trl_version": trl["trl_version"],
+        "trl_version": runs[0][1]["trl_version"],
     }
     print(json.dumps(result))
     return 0
