@@ -35,6 +35,7 @@ small byte-level BPE tokenizer and GPT-2 from scratch (nothing is downloaded);
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import os
 from collections.abc import Iterable, Sequence
@@ -404,6 +405,8 @@ class TextPolicy(nn.Module):
                 f"the model's {max_positions} positions"
             )
         completion_ids, logp = self._sample(prompt_ids, prompt_mask, n_per_prompt, max_new_tokens, seed)
+        # made under inference mode (cheaper per op), they could not enter autograd: normal copies
+        completion_ids, logp = completion_ids.clone(), logp.clone()
         prompt_index = torch.arange(len(prompts), device=self.device).repeat_interleave(n_per_prompt)
         prompt_ids, prompt_mask = prompt_ids[prompt_index], prompt_mask[prompt_index]
         sequences = torch.cat([prompt_ids, completion_ids], dim=1)
@@ -429,7 +432,7 @@ class TextPolicy(nn.Module):
             finished=finished,
         )
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _sample(
         self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, n: int, max_new_tokens: int, seed: int | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -506,7 +509,7 @@ class TextPolicy(nn.Module):
         except (TypeError, ValueError, AttributeError):
             return DynamicCache()
 
-    @property
+    @functools.cached_property
     def _cache_kw(self) -> str:
         """The model's keyword for a key/value cache (``cache`` in transformers 5, ``past_key_values`` before)."""
         params = inspect.signature(self.model.forward).parameters
