@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -17,28 +19,28 @@ from rlhfkit.types import Comparison, Query, Ranking, Text
 
 
 @pytest.fixture(scope="module")
-def tokenizer() -> object:
+def tokenizer() -> Any:
     texts = [t.prompt + str(t.completion) for t in describe_texts(300, 5)]
     return train_tiny_tokenizer(texts, vocab_size=300)
 
 
-def _model(tokenizer: object, seed: int = 0) -> GPT2ForSequenceClassification:
+def _model(tokenizer: Any, seed: int = 0) -> GPT2ForSequenceClassification:
     torch.manual_seed(seed)
     cfg = GPT2Config(
         n_layer=2,
         n_embd=64,
         n_head=4,
-        vocab_size=len(tokenizer),  # type: ignore[arg-type]  # a PreTrainedTokenizerFast
+        vocab_size=len(tokenizer),
         n_positions=128,
         num_labels=1,
-        pad_token_id=tokenizer.pad_token_id,  # type: ignore[attr-defined]
-        bos_token_id=tokenizer.eos_token_id,  # type: ignore[attr-defined]
-        eos_token_id=tokenizer.eos_token_id,  # type: ignore[attr-defined]
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     return GPT2ForSequenceClassification(cfg).eval()
 
 
-def test_sequence_reward_model_scores_like_the_loops_scorer(tokenizer: object) -> None:
+def test_sequence_reward_model_scores_like_the_loops_scorer(tokenizer: Any) -> None:
     texts = describe_texts(9, 3)
     model = _model(tokenizer)
     wrapped = SequenceRewardModel(model, tokenizer)
@@ -70,7 +72,7 @@ def test_heldout_pairs_come_from_decisive_comparisons_and_adjacent_ranked_items(
     assert heldout_pairs(fb, queries) == [("b", "a"), ("c", "d"), ("c", "a"), ("a", "b")]
 
 
-def test_rankings_and_ratings_alone_teach_the_transformer_reward(tokenizer: object) -> None:
+def test_rankings_and_ratings_alone_teach_the_transformer_reward(tokenizer: Any) -> None:
     """No comparisons: 60 rankings of 4 and 120 ratings from two annotators, fitted into the transformer.
 
     Held out: 20% of the answers (by query id), and 500 pairs from a disjoint pool of texts scored
