@@ -244,3 +244,57 @@ def test_web_humans_answer_every_posted_kind_and_the_loop_fits_on_them(tmp_path:
     assert kinds == {"comparison": 6, "ranking": 3, "rating": 3}
     assert history[1]["n_feedback"] >= 8 and history[1]["human_minutes"] > 0
     assert {f.annotator_id for f in run.store.feedback()} == {"dana"}
+
+
+def test_people_answer_every_kind_of_a_text_run_over_http(tmp_path: Path) -> None:
+    """The text loop with human = "web" and all six kinds; a bot answers each kind through the app's API."""
+    from rlhfkit.app.auth import add_annotator
+    from rlhfkit.app.client import AnnotationClient
+    from rlhfkit.app.server import AppConfig, create_app, run_in_thread
+    from rlhfkit.feedback.web import WebBot
+    from rlhfkit.tasks import text as describe_task
+    from rlhfkit.tasks.features import editor, feature_set, return_range
+
+    text = (
+        TEXT.replace("rounds = 2", "rounds = 1")
+        .replace("[feedback]\n", '[feedback]\nhuman = "web"\nweb_min_answers = 10\nweb_poll_s = 0.05\n')
+        .replace("[feedback.teacher]\nbeta = 4.0\n", "")
+    )
+    run = TextRun.create(load_text_config(_write(tmp_path, "web-text.toml", text)), tmp_path / "run", progress=False)
+    token = add_annotator(run.store, "erin")
+    app = AppConfig(run.store.url, tmp_path / "media", prerender=False, label_choices=("bad", "ok", "good"))
+    server, thread, port = run_in_thread(create_app(app))
+    person = SimulatedHuman(
+        TeacherConfig(beta=4.0, return_range=return_range("describe")),  # the app's 1-7 scale, its 3 labels
+        reward_fn=lambda t: describe_task.true_reward(t.completion),
+        seed=2,
+        annotator_id="erin",
+        features=feature_set("describe"),
+        editor=editor("describe"),
+    )
+    answered: list[int] = []
+
+    def people() -> None:
+        with AnnotationClient(f"http://127.0.0.1:{port}", token) as client:
+            deadline = time.time() + 120
+            while client.queue().pending < 12 and time.time() < deadline:
+                time.sleep(0.05)
+            answered.append(WebBot(client, person, run.store).answer_pending())
+
+    worker = threading.Thread(target=people, daemon=True)
+    worker.start()
+    history: list[dict[str, float]] = []
+    loop = threading.Thread(target=lambda: history.extend(run.run()), daemon=True)
+    try:
+        loop.start()
+        loop.join(timeout=180)
+        worker.join(timeout=30)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert not loop.is_alive(), "the loop still waits for answers"
+    assert answered == [12]
+    stored = Counter(f.kind for f in run.store.feedback())
+    assert stored == Counter(split_queries(12, load_text_config(tmp_path / "web-text.toml").feedback.kinds))
+    assert {f.annotator_id for f in run.store.feedback()} == {"erin"}
+    assert history[1]["n_feedback"] >= 10 and history[1]["human_minutes"] > 0

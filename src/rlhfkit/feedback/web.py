@@ -27,8 +27,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rlhfkit.feedback.edits import completion_text
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.types import Comparison, Generation, Query
+from rlhfkit.types import Comparison, Correction, Generation, Label, Language, Query, Ranking, Rating, Text
 
 if TYPE_CHECKING:
     from rlhfkit.app.client import AnnotationClient
@@ -107,6 +108,11 @@ class WebBot:
     needs the generations' contents: the bot reads them from ``store``, as a
     simulated teacher is allowed to), and sends the answers over HTTP. Used by
     the tests of the asynchronous loop and for demos.
+
+    It answers every kind the app takes: give ``human`` the app's rating scale
+    and label choices (``serve --rating-scale/--labels``), or the app refuses its
+    ratings and labels. A correction of a control segment cannot be sent (the
+    app's form edits text); such queries are left pending.
     """
 
     def __init__(self, client: AnnotationClient, human: Human, store: FeedbackStore) -> None:
@@ -121,14 +127,21 @@ class WebBot:
         for q in queue.queries:
             if max_answers is not None and stored >= max_answers:
                 break
-            if q.kind != "comparison":
-                continue
-            query = Query(id=q.id, generation_ids=tuple(i.generation_id for i in q.items), round=q.round)
+            query = Query(q.id, tuple(i.generation_id for i in q.items), q.round, kind=q.kind)
             answer = self.human.answer(query, self.store.generations(query.generation_ids))
-            if not isinstance(answer, Comparison):
-                continue
-            mu_a = answer.mu[0] if answer.answer.value == "graded" and answer.mu is not None else None
-            stored += self.client.answer(q.id, answer.answer.value, mu_a).stored
+            if isinstance(answer, Comparison):
+                mu_a = answer.mu[0] if answer.answer.value == "graded" and answer.mu is not None else None
+                stored += self.client.answer(q.id, answer.answer.value, mu_a).stored
+            elif isinstance(answer, Rating):
+                stored += self.client.rate(q.id, answer.value).stored
+            elif isinstance(answer, Label):
+                stored += self.client.label(q.id, answer.label).stored
+            elif isinstance(answer, Ranking):
+                stored += self.client.rank(q.id, list(answer.ranked)).stored
+            elif isinstance(answer, Language):
+                stored += self.client.comment(q.id, answer.utterance).stored
+            elif isinstance(answer, Correction) and isinstance(answer.corrected, Text):
+                stored += self.client.correct(q.id, completion_text(answer.corrected)).stored
         return stored
 
 
