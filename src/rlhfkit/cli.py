@@ -4,7 +4,9 @@
 ``rlhfkit run --resume RUN_DIR`` continues one after a stop or crash,
 ``rlhfkit report RUN_DIR`` rebuilds its HTML report,
 ``rlhfkit serve RUN_DIR`` serves the annotation web app, ``rlhfkit annotators add NAME``
-gives a person a login token, and
+gives a person a login token, ``rlhfkit export RUN_DIR --format labelstudio|argilla --out PATH``
+writes the pending queries for Label Studio or Argilla and ``rlhfkit import RUN_DIR --format ... --data PATH``
+stores the answers given there, and
 ``rlhfkit config-help`` lists every config field with its meaning.
 """
 
@@ -16,8 +18,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from rlhfkit.config import ConfigError, describe, is_text_config, load_config
+
+if TYPE_CHECKING:
+    from rlhfkit.feedback.interop import ImportReport, Scales
+    from rlhfkit.feedback.store import FeedbackStore
+    from rlhfkit.types import Annotator, Feedback
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -189,6 +197,117 @@ def _annotators(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interop_scales(args: argparse.Namespace) -> Scales:
+    """The rating scale and label choices of ``--rating-scale`` and ``--labels``, read as ``serve`` reads them."""
+    from rlhfkit.feedback.interop import Scales
+
+    labels = tuple(c.strip() for c in args.labels.split(",") if c.strip())
+    return Scales(rating=_pair_of_floats(args.rating_scale, "--rating-scale"), labels=labels)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from rlhfkit.app.server import store_url_for
+    from rlhfkit.feedback.interop import export_argilla, export_label_studio
+    from rlhfkit.feedback.store import FeedbackStore
+
+    scales = _interop_scales(args)
+    out = Path(args.out)
+    store = FeedbackStore(store_url_for(args.run_dir, args.db))
+    try:
+        if args.format == "labelstudio":
+            n = export_label_studio(store, out, scales=scales)
+            print(
+                f"wrote {n} Label Studio task{'s' if n != 1 else ''} to {out / 'tasks.json'} "
+                f"(the labelling interface of each kind in {out / 'label_config_KIND.xml'})"
+            )
+        else:
+            counts = export_argilla(store, out, scales=scales)
+            n = sum(counts.values())
+            if not counts:
+                print(f"no pending queries: nothing written to {out}")
+            else:
+                per_kind = ", ".join(f"{out / kind} ({c})" for kind, c in counts.items())
+                print(f"wrote {n} Argilla record{'s' if n != 1 else ''}, one dataset per kind: {per_kind}")
+    finally:
+        store.close()
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from rlhfkit.app.server import store_url_for
+    from rlhfkit.feedback.interop import InteropError, import_label_studio
+    from rlhfkit.feedback.store import FeedbackStore
+
+    scales = _interop_scales(args)
+    url = store_url_for(args.run_dir, args.db)
+    data = Path(args.data)
+    if not data.exists():
+        raise FileNotFoundError(f"{data}: no such file or folder")
+    store = FeedbackStore(url)
+    try:
+        if args.format == "labelstudio":
+            if data.is_dir():
+                raise InteropError(f"{data}: a folder; give the JSON file that Label Studio exported")
+            try:
+                report = import_label_studio(data, store, scales)
+            except UnicodeDecodeError as e:
+                raise InteropError(f"{data}: not UTF-8 text (byte {e.start})") from None
+        else:
+            report = _import_argilla_folders(data, store, scales)
+    finally:
+        store.close()
+    print(
+        f"{data}: stored {report.stored} answer{'s' if report.stored != 1 else ''}, "
+        f"{report.duplicates} duplicate{'s' if report.duplicates != 1 else ''} (already stored, left as they were); "
+        f"annotators: {', '.join(report.annotators) or 'none'}"
+    )
+    return 0
+
+
+def _import_argilla_folders(path: Path, store: FeedbackStore, scales: Scales) -> ImportReport:
+    """Import one Argilla dataset, or every dataset in the folder ``rlhfkit export`` wrote; all or nothing."""
+    from rlhfkit.feedback.interop import ImportReport, InteropError, import_argilla
+    from rlhfkit.feedback.store import StoreError
+
+    folders = [path]
+    if path.is_dir() and not (path / ".argilla").exists():
+        folders = sorted(p for p in path.iterdir() if (p / ".argilla" / "settings.json").is_file()) or [path]
+    if len(folders) == 1:
+        return import_argilla(folders[0], store, scales)
+    held = _HeldBackStore(store)
+    for folder in folders:  # every row of every dataset is checked before one answer is stored
+        import_argilla(folder, cast("FeedbackStore", held), scales)
+    if not held.records:
+        return ImportReport(0, 0, ())
+    try:
+        results = store.record_batch(held.records, all_or_nothing=True)
+    except StoreError as e:
+        raise InteropError(f"nothing imported: {e}") from None
+    for annotator in held.annotators.values():
+        store.add_annotator(annotator)
+    stored = sum(1 for r in results if r is True)
+    return ImportReport(stored, len(results) - stored, tuple(sorted(held.annotators)))
+
+
+class _HeldBackStore:
+    """A store that reads through to ``store`` and holds back what an import would write to it."""
+
+    def __init__(self, store: FeedbackStore) -> None:
+        self._store = store
+        self.records: list[Feedback] = []
+        self.annotators: dict[str, Annotator] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def record_batch(self, feedback: Sequence[Feedback], all_or_nothing: bool = False) -> list[bool]:
+        self.records.extend(feedback)
+        return [True] * len(feedback)
+
+    def add_annotator(self, annotator: Annotator) -> None:
+        self.annotators[annotator.id] = annotator
+
+
 def _config_help(args: argparse.Namespace) -> int:
     print("\n".join(describe()))
     return 0
@@ -201,6 +320,13 @@ def _add_preference_args(parser: argparse.ArgumentParser, model_help: str) -> No
     parser.add_argument("--out", required=True, help="folder for the trained model and metrics.json")
     parser.add_argument("--format", default="auto", choices=["auto", "trl", "trl_conversational", "hh", "scored"])
     parser.add_argument("--skip-bad-rows", action="store_true", help="skip malformed rows (and count them)")
+
+
+def _add_interop_args(parser: argparse.ArgumentParser) -> None:
+    """The arguments `export` and `import` share: the store, and the scales `serve` shows."""
+    parser.add_argument("--db", metavar="URL", help="feedback store URL, e.g. postgresql://user:pw@host/db")
+    parser.add_argument("--rating-scale", default="1,7", metavar="LOW,HIGH", help="scale of rating queries")
+    parser.add_argument("--labels", default="bad,good", help="comma-separated choices of label queries (worst first)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,6 +378,28 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--run", default=".", metavar="RUN_DIR", help="the run folder (default: the current folder)")
     an.add_argument("--db", metavar="URL", help="feedback store URL instead of RUN_DIR/feedback.sqlite")
     an.set_defaults(func=_annotators)
+    ex = sub.add_parser("export", help="write the pending queries as Label Studio tasks or Argilla datasets")
+    ex.add_argument("run_dir", metavar="RUN_DIR", help="the run folder (its feedback.sqlite)")
+    ex.add_argument("--format", required=True, choices=["labelstudio", "argilla"])
+    ex.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="folder to write: tasks.json and label_config_KIND.xml (labelstudio), a dataset per kind (argilla)",
+    )
+    _add_interop_args(ex)
+    ex.set_defaults(func=_export)
+    im = sub.add_parser("import", help="store the answers given in Label Studio or Argilla, all or nothing")
+    im.add_argument("run_dir", metavar="RUN_DIR", help="the run folder (its feedback.sqlite)")
+    im.add_argument("--format", required=True, choices=["labelstudio", "argilla"])
+    im.add_argument(
+        "--data",
+        required=True,
+        metavar="PATH",
+        help="Label Studio's JSON export (labelstudio); a dataset folder, or the folder export wrote (argilla)",
+    )
+    _add_interop_args(im)
+    im.set_defaults(func=_import)
     ch = sub.add_parser("config-help", help="list every config field, its default and meaning")
     ch.set_defaults(func=_config_help)
     return parser
@@ -265,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rlhfkit.data.preferences import DataFormatError
     from rlhfkit.domains.control import UnsupportedSpaceError
     from rlhfkit.domains.text import ModelFolderError
+    from rlhfkit.feedback.interop import InteropError
     from rlhfkit.feedback.store import StoreError
     from rlhfkit.feedback.teacher import RewardValueError
     from rlhfkit.report import ReportError
@@ -277,6 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ConfigError,
         UnsupportedSpaceError,
         StoreError,
+        InteropError,
         RewardValueError,
         NoUsableFeedbackError,
         ReportError,
