@@ -71,3 +71,25 @@ def ensure_peer_venv(name: str, requirements: Sequence[str]) -> Path:
     stamp.write_text(json.dumps(reqs))
     print(f"[peer-env] ready: {py}", file=sys.stderr, flush=True)
     return py
+
+
+def quiet_peer_child(threads: int) -> None:
+    """In a peer's child process: ``threads`` torch threads and no progress bars, warnings or info logs.
+
+    The benchmarks print one JSON line at the end; the peer libraries' own chatter
+    (progress bars, deprecation warnings, trainer logs) would bury it.
+    """
+    import logging
+    import warnings
+
+    import datasets
+    import torch
+    import transformers
+
+    torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore")
+    transformers.utils.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    logging.getLogger("trl").setLevel(logging.ERROR)

@@ -80,25 +80,15 @@ def make_texts(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 def trl_child(in_path: str, out_path: str) -> None:
     """Runs in the peer venv: ``GRPOTrainer`` for ``steps`` steps; writes timings and rewards."""
-    import logging
-    import warnings
-
-    import torch
+    from _peer_env import quiet_peer_child
 
     spec = json.loads(Path(in_path).read_text())
-    torch.set_num_threads(spec["threads"])
-    warnings.filterwarnings("ignore")
+    quiet_peer_child(spec["threads"])
     import datasets
-    import transformers
+    import torch
     import trl
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
-
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
-    transformers.logging.set_verbosity_error()
-    logging.getLogger("trl").setLevel(logging.ERROR)
 
     tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
     tokenizer.padding_side = "left"
@@ -298,7 +288,7 @@ def main() -> int:
     trl = max(trl_runs, key=lambda r: r["tokens_per_s"]) if trl_runs else None
     pair_ratios = sorted(o["tokens_per_s"] / t["tokens_per_s"] for o, t in zip(ours_runs, trl_runs, strict=False))
 
-    w = args.window
+    w = min(args.window, max(1, args.steps // 2))  # first and last w steps never overlap
     for i, run in enumerate(ours_runs):
         t_run = f" | TRL {trl_runs[i]['tokens_per_s']:8.1f} tokens/s" if trl_runs else ""
         print(f"repeat {i + 1}: ours {run['tokens_per_s']:8.1f} tokens/s{t_run}", file=sys.stderr)

@@ -135,25 +135,15 @@ def make_data(args: argparse.Namespace) -> dict[str, list[dict[str, str]]]:
 
 def trl_child(in_path: str, out_path: str) -> None:
     """Runs in the peer venv: RewardTrainer, one epoch per shape, then held-out accuracy."""
-    import logging
-    import warnings
-
-    import torch
+    from _peer_env import quiet_peer_child
 
     spec = json.loads(Path(in_path).read_text())
-    torch.set_num_threads(spec["threads"])
-    warnings.filterwarnings("ignore")
+    quiet_peer_child(spec["threads"])
     import datasets
-    import transformers
+    import torch
     import trl
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback
     from trl import RewardConfig, RewardTrainer
-
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
-    transformers.logging.set_verbosity_error()
-    logging.getLogger("trl").setLevel(logging.ERROR)
 
     out: dict[str, object] = {"trl_version": trl.__version__, "torch_threads": torch.get_num_threads()}
     for shape in ("pairs", "groups"):
