@@ -218,7 +218,7 @@ class TextRewardFitConfig:
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_tokens: int = 4096
-    """Padded token positions per batch (prompt + completions); batches are built by length."""
+    """Padded token positions per batch (prompt + completions); each batch is padded to its own longest group."""
     center_coef: float = 1e-3
     """Weight of mean(r)^2, which pins the free offset of Bradley–Terry rewards."""
     length_pool: int = 0
