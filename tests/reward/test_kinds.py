@@ -15,6 +15,7 @@ from rlhfkit.reward.kinds import (
     ordered_thresholds,
     ordinal_label_loss,
     plackett_luce_loss,
+    profiled_rating_loss,
     rating_loss,
 )
 from rlhfkit.reward.losses import bradley_terry_loss
@@ -172,3 +173,49 @@ def test_joint_fit_recovers_scale_and_offset_up_to_the_shared_affine_map() -> No
     assert torch.allclose((off - off[0]).detach(), b - b[0], atol=0.03)
     assert torch.corrcoef(torch.stack([x @ w.detach(), r_true]))[0, 1] > 0.99
     assert terms.metric.item() < 0.03
+
+
+def _two_annotator_ratings() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(2)
+    r = torch.randn(40, generator=g, dtype=D)
+    who = torch.arange(40) % 2
+    a, b = torch.tensor([1.0, 0.6], dtype=D), torch.tensor([0.0, 0.3], dtype=D)
+    y = a[who] * r + b[who] + 0.2 * torch.randn(40, generator=g, dtype=D)
+    return r, y, who
+
+
+def test_profiled_rating_loss_is_the_gaussian_nll_at_each_annotators_best_fit() -> None:
+    r, y, who = _two_annotator_ratings()
+    scale, offset = fit_affine_calibration(r, y, who, 2)
+    expected = torch.zeros(40, dtype=D)
+    for j in range(2):
+        m = who == j
+        resid = y[m] - (scale[j] * r[m] + offset[j])
+        sigma = resid.pow(2).mean().sqrt()  # the maximum-likelihood sigma_j
+        expected[m] = rating_loss(r[m], y[m], scale[j], offset[j], sigma).loss  # annotator j's mean NLL
+    terms = profiled_rating_loss(r, y, who, 2)
+    assert torch.allclose(terms.nll, expected, atol=1e-9)
+    assert terms.loss.item() == pytest.approx(expected.mean().item(), abs=1e-9)
+    assert 0.9 < terms.metric.item() < 1.0  # mean correlation
+
+
+def test_profiled_rating_loss_ignores_the_rewards_scale_and_level_but_not_its_direction() -> None:
+    r, y, who = _two_annotator_ratings()
+    base = profiled_rating_loss(r, y, who, 2).loss
+    for c, d in ((10.0, 3.0), (0.05, -7.0)):
+        assert profiled_rating_loss(c * r + d, y, who, 2).loss.item() == pytest.approx(base.item(), abs=1e-9)
+    flipped = (-r).requires_grad_(True)
+    worse = profiled_rating_loss(flipped, y, who, 2).loss
+    assert worse.item() > base.item() + 1.0
+    worse.backward()
+    assert flipped.grad is not None
+    assert float((flipped.grad * y).sum()) < 0  # descending the loss turns the returns towards the ratings
+
+
+def test_profiled_rating_loss_skips_annotators_with_too_few_or_constant_ratings() -> None:
+    r = torch.tensor([0.1, 0.5, -0.3, 2.0, 1.0], dtype=D)
+    y = torch.tensor([0.2, 0.2, 0.2, 1.0, -1.0], dtype=D)
+    who = torch.tensor([0, 0, 0, 1, 1])
+    terms = profiled_rating_loss(r, y, who, 2)
+    assert torch.equal(terms.nll, torch.zeros(5, dtype=D))
+    assert math.isnan(terms.metric.item())

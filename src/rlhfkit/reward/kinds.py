@@ -19,6 +19,10 @@ returns the per-answer negative log-likelihood ``nll`` and its weighted mean
   ``y ~ N(a_j r(x) + b_j, sigma^2)``, so people who use the scale differently are
   calibrated instead of fighting each other (:func:`fit_affine_calibration`
   solves ``a_j, b_j`` in closed form for known returns).
+- **Rating, profiled** (:func:`profiled_rating_loss`): the same Gaussian with
+  every annotator's ``a_j >= 0``, ``b_j`` and ``sigma_j`` at their maximum-likelihood
+  values for the batch (closed form), so the loss does not depend on the
+  reward's scale or level and cannot pull them against other kinds.
 - **Label, ordinal** (:func:`ordinal_label_loss`): a cumulative-logit model with
   learned increasing thresholds, ``P(y <= c) = sigmoid(theta_c - s r(x))``.
 - **Label, categorical** (:func:`categorical_label_loss`): a multinomial logit on
@@ -164,6 +168,47 @@ def rating_loss(
     nll = nll.expand(torch.broadcast_shapes(nll.shape, returns.shape))
     rmse = ((ratings - pred) ** 2).mean().sqrt()
     return KindTerms(loss=_mean(nll, weight), nll=nll, metric=rmse.detach())
+
+
+def profiled_rating_loss(
+    returns: torch.Tensor, ratings: torch.Tensor, annotator: torch.Tensor, n_annotators: int
+) -> KindTerms:
+    """Gaussian NLL of ratings with each annotator's ``a_j >= 0``, ``b_j``, ``sigma_j`` profiled out.
+
+    For annotator ``j`` with ratings ``y`` and returns ``r`` (correlation ``rho``),
+    the maximum of ``N(y; a r + b, sigma^2)`` over ``a >= 0, b, sigma`` is at
+    ``sigma^2 = var(y) (1 - rho^2)`` when ``rho >= 0``, giving a per-answer NLL of
+    ``0.5 log(2 pi var(y) (1 - rho |rho|)) + 0.5``. For ``rho < 0`` the best is
+    ``a = 0``; ``1 - rho |rho|`` (above 1 there) extends it smoothly so that
+    anti-correlation is penalised with a gradient towards ``rho > 0``. The loss
+    is invariant to ``r -> c r + d`` with ``c > 0``: ratings order the reward
+    without setting its scale or level. Annotators with fewer than 3 ratings
+    or a constant rating here are left out (they say nothing about the order).
+
+    Args:
+        returns: ``(..., N)``; ratings: ``(N,)`` in ``[-1, 1]``; annotator: ``(N,)``
+            indices in ``[0, n_annotators)``.
+
+    ``nll``: ``(..., N)`` each answer's share (its annotator's NLL; 0 when left
+    out); ``loss``: mean over all ``N`` answers; ``metric``: the mean ``rho`` of
+    the annotators used.
+    """
+    nll = torch.zeros(returns.shape, dtype=returns.dtype, device=returns.device)
+    rhos = []
+    for j in range(n_annotators):
+        m = annotator == j
+        y = ratings[m].to(returns.dtype)
+        if y.numel() < 3 or float(y.max() - y.min()) == 0.0:
+            continue
+        r = returns[..., m]
+        rc, yc = r - r.mean(-1, keepdim=True), y - y.mean()
+        vr, vy = (rc**2).mean(-1), (yc**2).mean()
+        rho = (rc * yc).mean(-1) / (vr * vy).clamp_min(1e-24).sqrt()
+        var = vy * (1 - rho * rho.abs()).clamp_min(1e-6)  # a floor for a perfect fit (rho = 1)
+        nll[..., m] = (0.5 * torch.log(2 * torch.pi * var) + 0.5).unsqueeze(-1)
+        rhos.append(rho.detach().mean())
+    metric = torch.stack(rhos).mean() if rhos else torch.tensor(float("nan"))
+    return KindTerms(loss=_mean(nll, None), nll=nll, metric=metric)
 
 
 def fit_affine_calibration(
