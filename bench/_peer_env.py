@@ -93,3 +93,23 @@ def quiet_peer_child(threads: int) -> None:
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     logging.getLogger("trl").setLevel(logging.ERROR)
+
+
+#: What every benchmark gives a peer's ``transformers``-based trainer config: CPU in fp32, constant
+#: learning rate with no warm-up or weight decay, no checkpointing, saving, logging, progress bars or
+#: dataloader workers — so that the timed call is the training itself.
+CPU_TRAINER_ARGS: dict[str, object] = {
+    "lr_scheduler_type": "constant",
+    "warmup_steps": 0,
+    "weight_decay": 0.0,
+    "use_cpu": True,
+    "bf16": False,
+    "fp16": False,
+    "gradient_checkpointing": False,
+    "save_strategy": "no",
+    "logging_strategy": "no",
+    "report_to": "none",
+    "disable_tqdm": True,
+    "dataloader_num_workers": 0,
+    "dataloader_pin_memory": False,
+}

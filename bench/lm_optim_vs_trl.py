@@ -80,7 +80,7 @@ def make_texts(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 def trl_child(in_path: str, out_path: str) -> None:
     """Runs in the peer venv: ``GRPOTrainer`` for ``steps`` steps; writes timings and rewards."""
-    from _peer_env import quiet_peer_child
+    from _peer_env import CPU_TRAINER_ARGS, quiet_peer_child
 
     spec = json.loads(Path(in_path).read_text())
     quiet_peer_child(spec["threads"])
@@ -118,23 +118,11 @@ def trl_child(in_path: str, out_path: str) -> None:
         beta=spec["beta"],
         epsilon=spec["clip"],
         learning_rate=spec["lr"],
-        lr_scheduler_type="constant",
-        warmup_steps=0,
-        weight_decay=0.0,
         max_grad_norm=1.0,
         scale_rewards="group",
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
-        gradient_checkpointing=False,
-        save_strategy="no",
-        logging_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
         seed=spec["seed"],
         log_completions=False,
+        **CPU_TRAINER_ARGS,
     )
     train = datasets.Dataset.from_list([{"prompt": p} for p in spec["prompts"]])
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=cfg, train_dataset=train, processing_class=tokenizer)

@@ -135,7 +135,7 @@ def make_data(args: argparse.Namespace) -> dict[str, list[dict[str, str]]]:
 
 def trl_child(in_path: str, out_path: str) -> None:
     """Runs in the peer venv: RewardTrainer, one epoch per shape, then held-out accuracy."""
-    from _peer_env import quiet_peer_child
+    from _peer_env import CPU_TRAINER_ARGS, quiet_peer_child
 
     spec = json.loads(Path(in_path).read_text())
     quiet_peer_child(spec["threads"])
@@ -154,23 +154,11 @@ def trl_child(in_path: str, out_path: str) -> None:
             num_train_epochs=1,
             per_device_train_batch_size=spec["batch"],
             learning_rate=spec["lr"],
-            lr_scheduler_type="constant",
-            warmup_steps=0,
-            weight_decay=0.0,
             max_grad_norm=0.0,  # no clipping (ours does not clip)
-            use_cpu=True,
-            bf16=False,
-            fp16=False,
-            gradient_checkpointing=False,
             eval_strategy="no",
-            save_strategy="no",
-            logging_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
-            dataloader_num_workers=0,
-            dataloader_pin_memory=False,
             seed=spec["seed"],
             max_length=None,
+            **CPU_TRAINER_ARGS,
         )
         train = datasets.Dataset.from_list(spec["data"][f"{shape}_train"])
         trainer = RewardTrainer(model=model, args=cfg, train_dataset=train, processing_class=tokenizer)
