@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from rlhfkit.feedback.kind_queries import UniformQueries
 from rlhfkit.feedback.language import EmbeddingInterpreter, Interpreter, KeywordInterpreter
@@ -183,6 +184,7 @@ def fit_answers(
         n_alternatives=config.n_alternatives,
         seed=config.seed,
     )
+    torch.manual_seed(config.seed)  # the network's initial weights: the same for the same seed in any process
     model = setup.model(config)
     return model, fit_mixed(model, data, config)
 
