@@ -42,11 +42,13 @@ standard deviations), ``"per_seed"``, ``"equal_minutes"``, ``"equal_split"``,
 minus the best single kind at 1,000 answers, per seed and on average).
 
     .venv/bin/python bench/feedback_kinds.py [--task pendulum|describe] [--seeds 0 1 2] [--steps 400]
+        [--absolute-noise 0.171]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -56,7 +58,15 @@ from collections.abc import Callable
 import torch
 
 from rlhfkit.feedback.effort import EffortConfig
-from rlhfkit.reward.kinds_eval import KindsSetup, evaluate_kinds, make_setup, plan_mix, run_pilot, run_plan
+from rlhfkit.reward.kinds_eval import (
+    KindsSetup,
+    default_teacher,
+    evaluate_kinds,
+    make_setup,
+    plan_mix,
+    run_pilot,
+    run_plan,
+)
 from rlhfkit.reward.mixed import MixedFitConfig
 
 KINDS = ("comparison", "ranking", "rating", "label", "correction", "language")
@@ -79,11 +89,23 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=400, help="gradient steps per fit")
     p.add_argument("--interpreter", default="keyword", choices=["keyword", "embedding"])
+    p.add_argument(
+        "--absolute-noise",
+        type=float,
+        default=None,
+        help="rating and label noise (half-scale units) instead of the default teacher's 0.1; "
+        "'perceptual' levels: 0.171 pendulum, 0.190 describe (see docs/benchmarks.md)",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     effort = EffortConfig()
     seconds = {k: effort.seconds(k) for k in KINDS}
-    setups: dict[int, KindsSetup] = {s: make_setup(args.task, seed=s, interpreter=args.interpreter) for s in args.seeds}
+    teacher = default_teacher(args.task)
+    if args.absolute_noise is not None:
+        teacher = dataclasses.replace(teacher, rating_noise=args.absolute_noise, label_noise=args.absolute_noise)
+    setups: dict[int, KindsSetup] = {
+        s: make_setup(args.task, seed=s, interpreter=args.interpreter, teacher=teacher) for s in args.seeds
+    }
 
     def config(seed: int) -> MixedFitConfig:
         return MixedFitConfig(steps=args.steps, seed=seed)
@@ -97,7 +119,10 @@ def main() -> None:
     t0 = time.time()
     runs: dict[str, dict[int, list[float]]] = {}
     minutes: dict[str, dict[int, float]] = {}
-    print(f"task {args.task}, seeds {args.seeds}, {args.steps} steps per fit, interpreter {args.interpreter}")
+    print(
+        f"task {args.task}, seeds {args.seeds}, {args.steps} steps per fit, interpreter {args.interpreter}, "
+        f"rating/label noise {teacher.rating_noise}/{teacher.label_noise}"
+    )
     print("held-out agreement, mean ± sd over seeds")
     print(f"{'kind':<11} {'s/answer':>8} | " + " | ".join(f"{n:>4} ans: agree        min  agree/min" for n in SIZES))
     for kind in KINDS:
@@ -170,6 +195,8 @@ def main() -> None:
             {
                 "task": args.task,
                 "seeds": args.seeds,
+                "rating_noise": teacher.rating_noise,
+                "label_noise": teacher.label_noise,
                 "agreement": table(statistics.mean),
                 "sd": table(lambda v: _ms(v)[1]),
                 "minutes": {k: {str(n): round(v, 2) for n, v in d.items()} for k, d in minutes.items()},
