@@ -3,7 +3,8 @@
 For each feedback kind and each number of answers (50, 200, 1,000), two simulated
 annotators (the noise model of ``rlhfkit.reward.kinds_eval.default_teacher``)
 answer uniformly drawn queries about a pool of 600 generations of ``--task``; one
-reward is fitted on the answers (``reward/mixed.py``) and scored by **held-out
+reward is fitted on the answers (``reward/mixed.py``; ``--steps`` AdamW steps, the
+learning rate decaying to 0 on a cosine) and scored by **held-out
 agreement**: the fraction of 3,000 pairs from a disjoint pool of 400 generations
 that it orders like the true reward. Human time uses ``feedback/effort.py``'s
 default costs (a comparison 5 s, a ranking of 4 12.5 s, a rating 4 s, a label 3 s,
@@ -108,7 +109,7 @@ def main() -> None:
     }
 
     def config(seed: int) -> MixedFitConfig:
-        return MixedFitConfig(steps=args.steps, seed=seed)
+        return MixedFitConfig(steps=args.steps, seed=seed, lr_schedule="cosine")
 
     def per_seed(fn: Callable[[int], float]) -> list[float]:
         return [fn(s) for s in args.seeds]
