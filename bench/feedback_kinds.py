@@ -63,6 +63,7 @@ from rlhfkit.reward.kinds_eval import (
     KindsSetup,
     default_teacher,
     evaluate_kinds,
+    fit_config,
     make_setup,
     plan_mix,
     run_pilot,
@@ -109,7 +110,7 @@ def main() -> None:
     }
 
     def config(seed: int) -> MixedFitConfig:
-        return MixedFitConfig(steps=args.steps, seed=seed, lr_schedule="cosine")
+        return fit_config(seed, args.steps)
 
     def per_seed(fn: Callable[[int], float]) -> list[float]:
         return [fn(s) for s in args.seeds]

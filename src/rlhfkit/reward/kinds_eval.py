@@ -79,6 +79,11 @@ def default_teacher(task: str) -> TeacherConfig:
     )
 
 
+def fit_config(seed: int, steps: int = 400) -> MixedFitConfig:
+    """The evaluation's reward fit: ``steps`` AdamW steps from scratch, the learning rate decaying on a cosine."""
+    return MixedFitConfig(steps=steps, seed=seed, lr_schedule="cosine")
+
+
 ANNOTATOR_CALIBRATION = ((1.0, 0.0), (0.6, 0.3))
 """(rating_gain, rating_offset) of the two simulated annotators."""
 
@@ -193,7 +198,7 @@ def evaluate_kinds(
     setup: KindsSetup, answers: Mapping[str, int], config: MixedFitConfig | None = None, seed: int = 0
 ) -> KindsResult:
     """Ask for ``answers`` (kind -> count), fit one reward on them, return held-out agreement."""
-    config = config or MixedFitConfig(seed=seed, lr_schedule="cosine")
+    config = config or fit_config(seed)
     queries, feedback = ask(setup, answers, seed)
     model, fit = fit_answers(setup, queries, feedback, config)
     return KindsResult(agreement(model, setup.test_a, setup.test_b, setup.test_diff), fit)
@@ -229,7 +234,7 @@ def run_pilot(
 ) -> Pilot:
     """Ask ``per_kind`` answers of each kind about the first ``1 - val_frac`` of the training pool, fit
     each kind alone, and score each fit on random pairs of the last ``val_frac`` (never the test pool)."""
-    config = config or MixedFitConfig(seed=seed, lr_schedule="cosine")
+    config = config or fit_config(seed)
     gens = list(setup.generations.values())
     cut = round(len(gens) * (1 - val_frac))
     train, val = gens[:cut], [g.content for g in gens[cut:]]
