@@ -206,30 +206,45 @@ def _interop_scales(args: argparse.Namespace) -> Scales:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from rlhfkit.app.export_media import segment_renderer
     from rlhfkit.app.server import store_url_for
     from rlhfkit.feedback.interop import export_argilla, export_label_studio
     from rlhfkit.feedback.store import FeedbackStore
 
     scales = _interop_scales(args)
     out = Path(args.out)
+    render = segment_renderer(args.run_dir)
     store = FeedbackStore(store_url_for(args.run_dir, args.db))
     try:
         if args.format == "labelstudio":
-            n = export_label_studio(store, out, scales=scales)
-            print(
-                f"wrote {n} Label Studio task{'s' if n != 1 else ''} to {out / 'tasks.json'} "
-                f"(the labelling interface of each kind in {out / 'label_config_KIND.xml'})"
-            )
+            report = export_label_studio(store, out, scales=scales, render=render, media_url=args.media_url)
+            what = "Label Studio task"
+            layout = "label_config.xml (its labelling interface) and tasks.json"
         else:
-            counts = export_argilla(store, out, scales=scales)
-            n = sum(counts.values())
-            if not counts:
-                print(f"no pending queries: nothing written to {out}")
-            else:
-                per_kind = ", ".join(f"{out / kind} ({c})" for kind, c in counts.items())
-                print(f"wrote {n} Argilla record{'s' if n != 1 else ''}, one dataset per kind: {per_kind}")
+            report = export_argilla(store, out, scales=scales, render=render)
+            what, layout = "Argilla record", "an Argilla dataset (rg.Dataset.from_disk loads it)"
     finally:
         store.close()
+    n = report.total
+    if not n:
+        print(f"no pending queries: nothing written to {out}")
+    else:
+        per_project = ", ".join(f"{out / name} ({c})" for name, c in report.projects.items())
+        print(f"wrote {n} {what}{'s' if n != 1 else ''}, one project per folder: {per_project}; each holds {layout}")
+    if report.media and args.format == "labelstudio":
+        print(
+            f"{report.media} video{'s' if report.media != 1 else ''} in {out / 'media'}, referred to as "
+            f"'{args.media_url}<generation id>.webm': Label Studio must reach them by that URL "
+            "(serve the folder, e.g. as local files storage, and set --media-url)"
+        )
+    elif report.media:
+        print(f"{report.media} video{'s' if report.media != 1 else ''} embedded in the records")
+    if report.skipped:
+        print(
+            f"left out {len(report.skipped)} correction quer{'ies' if len(report.skipped) != 1 else 'y'} of control "
+            f"segments ({', '.join(report.skipped[:5])}{', ...' if len(report.skipped) > 5 else ''}): "
+            "neither tool can answer them; use `rlhfkit serve`"
+        )
     return 0
 
 
@@ -269,9 +284,12 @@ def _import_argilla_folders(path: Path, store: FeedbackStore, scales: Scales) ->
     from rlhfkit.feedback.interop import ImportReport, InteropError, import_argilla
     from rlhfkit.feedback.store import StoreError
 
+    def is_dataset(p: Path) -> bool:
+        return (p / "state.json").is_file() or (p / "dataset_dict.json").is_file()
+
     folders = [path]
-    if path.is_dir() and not (path / ".argilla").exists():
-        folders = sorted(p for p in path.iterdir() if (p / ".argilla" / "settings.json").is_file()) or [path]
+    if path.is_dir() and not is_dataset(path):
+        folders = sorted(p for p in path.iterdir() if p.is_dir() and is_dataset(p)) or [path]
     if len(folders) == 1:
         return import_argilla(folders[0], store, scales)
     held = _HeldBackStore(store)
@@ -322,11 +340,19 @@ def _add_preference_args(parser: argparse.ArgumentParser, model_help: str) -> No
     parser.add_argument("--skip-bad-rows", action="store_true", help="skip malformed rows (and count them)")
 
 
-def _add_interop_args(parser: argparse.ArgumentParser) -> None:
-    """The arguments `export` and `import` share: the store, and the scales `serve` shows."""
+def _add_interop_args(parser: argparse.ArgumentParser, export: bool = False) -> None:
+    """The arguments `export` and `import` share: the store, and the scales `serve` shows; and export's own."""
     parser.add_argument("--db", metavar="URL", help="feedback store URL, e.g. postgresql://user:pw@host/db")
     parser.add_argument("--rating-scale", default="1,7", metavar="LOW,HIGH", help="scale of rating queries")
     parser.add_argument("--labels", default="bad,good", help="comma-separated choices of label queries (worst first)")
+    if export:
+        parser.add_argument(
+            "--media-url",
+            default="media/",
+            metavar="PREFIX",
+            help="labelstudio: how tasks refer to the videos in OUT/media, PREFIX<generation id>.webm "
+            "(e.g. /data/local-files/?d=export/media/ with Label Studio's local files storage)",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -385,9 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         required=True,
         metavar="PATH",
-        help="folder to write: tasks.json and label_config_KIND.xml (labelstudio), a dataset per kind (argilla)",
+        help="folder to write, a project per kind: KIND/label_config.xml and KIND/tasks.json, videos in media/ "
+        "(labelstudio); KIND/ an Argilla dataset (argilla)",
     )
-    _add_interop_args(ex)
+    _add_interop_args(ex, export=True)
     ex.set_defaults(func=_export)
     im = sub.add_parser("import", help="store the answers given in Label Studio or Argilla, all or nothing")
     im.add_argument("run_dir", metavar="RUN_DIR", help="the run folder (its feedback.sqlite)")
@@ -396,7 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         required=True,
         metavar="PATH",
-        help="Label Studio's JSON export (labelstudio); a dataset folder, or the folder export wrote (argilla)",
+        help="a project's JSON export (labelstudio); records saved with datasets' save_to_disk, or a folder of "
+        "them, one per kind (argilla)",
     )
     _add_interop_args(im)
     im.set_defaults(func=_import)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from apphelpers import fill
+from datasets import load_from_disk
 
 from rlhfkit.cli import main
 from rlhfkit.feedback.store import FeedbackStore
@@ -42,22 +43,53 @@ def _count(run_dir: Path) -> int:
         store.close()
 
 
+WEBM_MAGIC = b"\x1a\x45\xdf\xa3"  # the EBML header every WebM file starts with
+
+
 def _ls_answered(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
-    """The exported tasks as Label Studio's JSON export gives them back, answered by user 7."""
+    """The exported tasks of every project as Label Studio's JSON export gives them back, answered by user 7."""
     out = tmp_path / "ls"
     code, stdout, _ = _cli(
         capsys, "export", str(run_dir), "--format", "labelstudio", "--out", str(out), "--rating-scale", "1,5"
     )
-    assert code == 0 and f"wrote 5 Label Studio tasks to {out / 'tasks.json'}" in stdout, stdout
-    tasks = json.loads((out / "tasks.json").read_text(encoding="utf-8"))
+    projects = f"{out / 'comparison'} (3), {out / 'comparison-control'} (1), {out / 'rating'} (1)"
+    assert code == 0 and f"wrote 5 Label Studio tasks, one project per folder: {projects}" in stdout, stdout
+    assert f"2 videos in {out / 'media'}, referred to as 'media/<generation id>.webm'" in stdout, stdout
+    tasks = [
+        t
+        for p in ("comparison", "comparison-control", "rating")
+        for t in json.loads((out / p / "tasks.json").read_text())
+    ]
     choices = iter(["A", "B", "equal", "incomparable"])
     for t in tasks:
         if t["data"]["kind"] == "rating":
-            result = [{"from_name": "rating", "type": "rating", "value": {"rating": 4}}]
+            result = [{"from_name": "rating", "to_name": "item", "type": "rating", "value": {"rating": 4}}]
         else:
-            result = [{"from_name": "preference", "type": "choices", "value": {"choices": [next(choices)]}}]
+            result = [
+                {"from_name": "preference", "to_name": "a", "type": "choices", "value": {"choices": [next(choices)]}}
+            ]
         t["annotations"] = [{"completed_by": 7, "result": result}]
     return tasks
+
+
+def test_label_studio_export_renders_every_video_its_tasks_show(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ls"
+    code, stdout, _ = _cli(capsys, "export", str(run_dir), "--format", "labelstudio", "--out", str(out))
+    assert code == 0, stdout
+    (task,) = json.loads((out / "comparison-control" / "tasks.json").read_text())
+    assert (task["data"]["a"], task["data"]["b"]) == ("media/c0a.webm", "media/c0b.webm")
+    for video in (out / task["data"]["a"], out / task["data"]["b"]):  # paths resolve from the export folder
+        assert video.read_bytes().startswith(WEBM_MAGIC) and video.stat().st_size > 1000
+    assert (run_dir / "media" / "c0a.webm").read_bytes() == (out / "media" / "c0a.webm").read_bytes()  # the app's cache
+
+    url = "/data/local-files/?d=export/media/"
+    code, stdout, _ = _cli(
+        capsys, "export", str(run_dir), "--format", "labelstudio", "--out", str(out), "--media-url", url
+    )
+    (task,) = json.loads((out / "comparison-control" / "tasks.json").read_text())
+    assert code == 0 and task["data"]["a"] == f"{url}c0a.webm" and f"'{url}<generation id>.webm'" in stdout
 
 
 def test_label_studio_round_trip_and_duplicates(
@@ -84,7 +116,7 @@ def test_label_studio_round_trip_and_duplicates(
     assert code == 0 and "stored 0 answers, 5 duplicates" in out, out
     assert _count(run_dir) == 5
     code, out, _ = _cli(capsys, "export", str(run_dir), "--format", "labelstudio", "--out", str(tmp_path / "ls2"))
-    assert code == 0 and "wrote 0 Label Studio tasks" in out  # nothing is pending any more
+    assert code == 0 and "no pending queries: nothing written" in out  # nothing is pending any more
 
 
 def test_label_studio_bad_row_is_named_and_nothing_is_stored(
@@ -111,8 +143,9 @@ def test_label_studio_bad_row_is_named_and_nothing_is_stored(
 
 
 def _argilla_answer(exported: Path, target: Path, responses: dict[str, list[list[Any]]]) -> None:
-    """Write the exported dataset ``exported`` to ``target`` as Argilla gives it back: with user u1's responses."""
-    from datasets import Dataset, load_from_disk
+    """The exported dataset ``exported`` as Argilla gives it back, with user u1's responses: ``to_datasets()`` saved
+    to ``target`` (no settings beside it)."""
+    from datasets import Dataset
 
     ds = load_from_disk(str(exported))
     table = ds.to_dict()
@@ -121,7 +154,6 @@ def _argilla_answer(exported: Path, target: Path, responses: dict[str, list[list
         table[f"{question}.responses.users"] = [["u1"] * len(v) for v in values]
         table[f"{question}.responses.status"] = [["submitted"] * len(v) for v in values]
     Dataset.from_dict(table, features=ds.features).save_to_disk(str(target))
-    shutil.copytree(exported / ".argilla", target / ".argilla")
 
 
 def test_argilla_round_trip_all_or_nothing_over_the_folder(
@@ -131,12 +163,19 @@ def test_argilla_round_trip_all_or_nothing_over_the_folder(
     code, stdout, _ = _cli(
         capsys, "export", str(run_dir), "--format", "argilla", "--out", str(out), "--rating-scale", "1,5"
     )
-    assert code == 0 and f"wrote 5 Argilla records, one dataset per kind: {out / 'comparison'} (4)" in stdout, stdout
-    comparisons = {"preference": [["A"], ["B"], ["equal"], ["incomparable"]]}
+    projects = f"{out / 'comparison'} (3), {out / 'comparison-control'} (1), {out / 'rating'} (1)"
+    assert code == 0 and f"wrote 5 Argilla records, one project per folder: {projects}" in stdout, stdout
+    assert "2 videos embedded in the records" in stdout
+    (control,) = load_from_disk(str(out / "comparison-control"))
+    for side in ("a", "b"):
+        src = control[side]["src"]
+        assert src.startswith("data:video/webm;base64,") and base64.b64decode(src.split(",")[1]).startswith(WEBM_MAGIC)
+    comparisons = {"preference": [["A"], ["B"], ["equal"]]}
 
-    # a rating outside the 1..5 scale in one dataset: the other dataset's good answers are not stored either
+    # a rating outside the 1..5 scale in one dataset: the other datasets' good answers are not stored either
     bad = tmp_path / "bad"
     _argilla_answer(out / "comparison", bad / "comparison", comparisons)
+    _argilla_answer(out / "comparison-control", bad / "comparison-control", {"preference": [["incomparable"]]})
     _argilla_answer(out / "rating", bad / "rating", {"rating": [[9]]})
     code, stdout, err = _cli(
         capsys, "import", str(run_dir), "--format", "argilla", "--data", str(bad), "--rating-scale", "1,5"
@@ -147,6 +186,7 @@ def test_argilla_round_trip_all_or_nothing_over_the_folder(
 
     good = tmp_path / "good"
     _argilla_answer(out / "comparison", good / "comparison", comparisons)
+    _argilla_answer(out / "comparison-control", good / "comparison-control", {"preference": [["incomparable"]]})
     _argilla_answer(out / "rating", good / "rating", {"rating": [[4]]})
     args = ["import", str(run_dir), "--format", "argilla", "--data", str(good), "--rating-scale", "1,5"]
     code, stdout, _ = _cli(capsys, *args)

@@ -43,41 +43,57 @@ def store(tmp_path: Path) -> FeedbackStore:
 
 
 def _ls_annotations(task: dict) -> list[dict]:
-    """What a Label Studio export holds for each exported task, answered by users 7 and 9."""
+    """Label Studio's export of each exported task, answered by users 7 and 9 (regions as it writes them)."""
     d = task["data"]
     kind = d["kind"]
+
+    def region(from_name: str, to_name: str, type_: str, value: dict) -> dict:
+        return {"from_name": from_name, "to_name": to_name, "type": type_, "value": value}
+
     if kind == "comparison":
-        first = [{"from_name": "preference", "to_name": "a_text", "type": "choices", "value": {"choices": ["B"]}}]
+        first = [region("preference", "a", "choices", {"choices": ["B"]})]
         second = [
-            {"from_name": "preference", "type": "choices", "value": {"choices": ["A"]}},
-            {"from_name": "confidence", "type": "number", "value": {"number": 0.8}},
+            region("preference", "a", "choices", {"choices": ["A"]}),
+            region("confidence", "a", "number", {"number": 0.8}),
         ]
         return [{"completed_by": 7, "result": first}, {"completed_by": {"id": 9, "email": "nina@x"}, "result": second}]
     result = {
-        "rating": [{"from_name": "rating", "type": "rating", "value": {"rating": 6}}],
-        "label": [{"from_name": "label", "type": "choices", "value": {"choices": ["good"]}}],
-        "ranking": [{"from_name": "ranking", "type": "ranker", "value": {"ranker": {"_": ["g4", "g2", "g3"]}}}],
-        "language": [{"from_name": "comment", "type": "textarea", "value": {"text": ["less <b>shouting</b>"]}}],
-        "correction": [{"from_name": "correction", "type": "textarea", "value": {"text": ["a better completion"]}}],
+        "rating": [region("rating", "item", "rating", {"rating": 6})],
+        "label": [region("label", "item", "choices", {"choices": ["good"]})],
+        "ranking": [region("ranking", "items", "ranker", {"ranker": {"ranking": ["g4", "g2", "g3"]}})],
+        "language": [region("comment", "a", "textarea", {"text": ["less <b>shouting</b>"]})],
+        "correction": [region("correction", "prompt", "textarea", {"text": ["a better completion"]})],
     }[kind]
     return [{"completed_by": 7, "result": result}, {"completed_by": 9, "was_cancelled": True, "result": []}]
 
 
-def test_label_studio_round_trip(store: FeedbackStore, tmp_path: Path) -> None:
-    out = tmp_path / "ls"
-    assert export_label_studio(store, out) == 7
-    tasks = json.loads((out / "tasks.json").read_text(encoding="utf-8"))
-    assert [t["data"]["query_id"] for t in tasks] == ["c0", "c1", "r0", "l0", "k0", "t0", "x0"]
-    assert (
-        tasks[0]["data"]["a_text"] == "completion 0 <script>x</script>" and tasks[0]["data"]["b_prompt"] == "prompt <1>"
-    )
-    assert tasks[2]["data"]["scale"] == [1.0, 7.0] and tasks[3]["data"]["choices"] == ["bad", "good"]
-    config = (out / "label_config_comparison.xml").read_text()
-    assert '<Choices name="preference"' in config and '<Number name="confidence"' in config
-    assert {p.name for p in out.glob("label_config_*.xml")} == {
-        f"label_config_{k}.xml" for k in ("comparison", "rating", "label", "ranking", "language", "correction")
-    }
+def _ls_tasks(out: Path) -> list[dict]:
+    """Every exported task, project by project (``OUT/KIND/tasks.json``), in query order."""
+    tasks = [t for p in sorted(out.glob("*/tasks.json")) for t in json.loads(p.read_text(encoding="utf-8"))]
+    return sorted(tasks, key=lambda t: ["c0", "c1", "r0", "l0", "k0", "t0", "x0"].index(t["data"]["query_id"]))
 
+
+def test_label_studio_round_trip(store: FeedbackStore, tmp_path: Path) -> None:
+    from label_studio_sdk.label_interface import LabelInterface
+
+    out = tmp_path / "ls"
+    report = export_label_studio(store, out)
+    assert report.total == 7 and report.media == 0 and report.skipped == ()
+    assert report.projects == {"comparison": 2, "correction": 1, "label": 1, "language": 1, "ranking": 1, "rating": 1}
+    assert {p.name for p in out.iterdir()} == set(report.projects)  # one project per kind; no media for text
+    tasks = _ls_tasks(out)
+    assert tasks[0]["data"]["a"] == "completion 0 <script>x</script>"
+    assert tasks[0]["data"]["prompt"] == "[a] prompt <0>\n\n[b] prompt <1>"  # two prompts: each shown once, named
+    assert tasks[2]["data"]["scale"] == [1.0, 7.0] and tasks[3]["data"]["choices"] == ["bad", "good"]
+    config = (out / "comparison" / "label_config.xml").read_text()
+    assert '<Choices name="preference"' in config and '<Number name="confidence"' in config
+
+    # the answers below are in the shape Label Studio writes for these interfaces: its SDK accepts every region
+    for t in tasks:
+        interface = LabelInterface((out / t["data"]["kind"] / "label_config.xml").read_text())
+        for annotation in _ls_annotations(t):
+            if not annotation.get("was_cancelled"):
+                assert interface.validate_prediction(annotation, return_errors=True) == [], annotation
     answered = out / "export.json"
     answered.write_text(
         json.dumps([{**t, "id": i, "annotations": _ls_annotations(t)} for i, t in enumerate(tasks)], indent=2)
@@ -104,14 +120,14 @@ def test_label_studio_round_trip(store: FeedbackStore, tmp_path: Path) -> None:
 
     again = import_label_studio(answered, store)  # the same file twice stores nothing new
     assert again.stored == 0 and again.duplicates == 9
-    assert export_label_studio(store, tmp_path / "ls2") == 0  # nothing is pending any more
+    assert export_label_studio(store, tmp_path / "ls2").total == 0  # nothing is pending any more
+    assert not (tmp_path / "ls2").exists()
 
 
 def _answered_export(store: FeedbackStore, tmp_path: Path) -> list[dict]:
     out = tmp_path / "ls"
     export_label_studio(store, out, kinds=["comparison", "rating"])
-    tasks = json.loads((out / "tasks.json").read_text(encoding="utf-8"))
-    return [{**t, "annotations": _ls_annotations(t)} for t in tasks]
+    return [{**t, "annotations": _ls_annotations(t)} for t in _ls_tasks(out)]
 
 
 @pytest.mark.parametrize(
@@ -153,11 +169,12 @@ def test_argilla_round_trip(store: FeedbackStore, tmp_path: Path) -> None:
     from datasets import load_from_disk
 
     out = tmp_path / "argilla"
-    counts = export_argilla(store, out, scales=Scales(rating=(1, 5)))
-    assert counts == {"comparison": 2, "correction": 1, "label": 1, "language": 1, "ranking": 1, "rating": 1}
+    report = export_argilla(store, out, scales=Scales(rating=(1, 5)))
+    assert report.projects == {"comparison": 2, "correction": 1, "label": 1, "language": 1, "ranking": 1, "rating": 1}
     settings = json.loads((out / "comparison" / ".argilla" / "settings.json").read_text())
-    assert [f["name"] for f in settings["fields"]] == ["a_prompt", "a_text", "b_prompt", "b_text"]
-    assert settings["questions"][0]["labels"] == ["A", "B", "equal", "incomparable"]
+    assert [f["name"] for f in settings["fields"]] == ["prompt", "a", "b"]
+    options = settings["questions"][0]["settings"]["options"]
+    assert [o["value"] for o in options] == ["A", "B", "equal", "incomparable"]
 
     # people answer in Argilla; its records come back with their responses
     ds = load_from_disk(str(out / "comparison")).to_dict()
@@ -180,7 +197,7 @@ def test_argilla_round_trip(store: FeedbackStore, tmp_path: Path) -> None:
     assert import_argilla(answered, store, user_names={"u1": "olga"}).duplicates == 3
 
     ranking = load_from_disk(str(out / "ranking")).to_dict()
-    ranking["ranking.responses"] = [[["3_text", "1_text", "2_text"]]]
+    ranking["ranking.responses"] = [[["item_3", "item_1", "item_2"]]]
     ranking["ranking.responses.users"] = [["u1"]]
     ranking["ranking.responses.status"] = [["submitted"]]
     _save_like(out / "ranking", tmp_path / "ranked", ranking)
