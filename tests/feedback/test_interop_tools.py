@@ -52,6 +52,7 @@ def store(tmp_path: Path) -> FeedbackStore:
             Query("r0", ("g0",), 1, kind="rating", created_at=2.0),
             Query("l0", ("g1",), 1, kind="label", created_at=3.0),
             Query("k0", ("g3", "g4", "g5"), 1, kind="ranking", created_at=4.0),
+            Query("k1", ("g0", "g1"), 1, kind="ranking", created_at=4.5),
             Query("t0", ("g3", "g4"), 1, kind="language", created_at=5.0),
             Query("x0", ("g2",), 1, kind="correction", created_at=6.0),
             Query("cs", ("s0", "s1"), 2, created_at=7.0),
@@ -69,7 +70,7 @@ PROJECTS = {
     "correction": 1,
     "label": 1,
     "language": 1,
-    "ranking": 1,
+    "ranking": 2,
     "ranking-control": 1,
     "rating": 1,
     "rating-control": 1,
@@ -106,7 +107,7 @@ def test_label_studio_export_loads_with_its_sdk_and_every_video_is_there(store: 
 
     ranking = LabelInterface((out / "ranking" / "label_config.xml").read_text())
     assert ranking.get_control("ranking").tag == "Ranker" and ranking.get_object("items").tag == "List"
-    (k0,) = json.loads((out / "ranking" / "tasks.json").read_text())
+    k0, _k1 = json.loads((out / "ranking" / "tasks.json").read_text())
     assert [i["id"] for i in k0["data"]["items"]] == ["g3", "g4", "g5"] and k0["data"]["prompt"] == "prompt 1"
     assert k0["data"]["items"][0]["body"] == "completion 3 <i>x</i>"
     correction = (out / "correction" / "label_config.xml").read_text()
@@ -187,7 +188,9 @@ def test_argilla_export_loads_with_argilla_and_datasets(
                 k: v for k, v in argilla_flat.items() if k in row
             }  # the `datasets` rows are the records as Argilla flattens them
             for field in settings.fields:
-                if name.endswith("-control"):
+                if row[field.name] is None and field.name not in stored["fields"]:
+                    assert not field.required  # a shorter ranking than the project's longest
+                elif name.endswith("-control"):
                     assert isinstance(field, rg.CustomField) and "<video" in field.template
                     src = row[field.name]["src"]
                     assert src.startswith("data:video/webm;base64,")
@@ -198,6 +201,7 @@ def test_argilla_export_loads_with_argilla_and_datasets(
     assert by_id["x0"]["correction.suggestion"] == "completion 2 <i>x</i>"  # Argilla pre-fills the edit with it
     ranking = rg.Settings.from_json(out / "ranking" / ".argilla" / "settings.json")
     assert ranking.questions["ranking"].values == ["item_1", "item_2", "item_3"]
+    assert [(f.name, f.required) for f in ranking.fields][-2:] == [("item_2", True), ("item_3", False)]  # k1 has 2
 
 
 def test_argilla_refuses_what_it_cannot_show_before_writing(store: FeedbackStore, tmp_path: Path) -> None:

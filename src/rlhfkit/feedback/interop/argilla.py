@@ -115,8 +115,7 @@ def export_argilla(
     media = render_media(projects, gens, render)
     written: dict[str, int] = {}
     for p in projects:
-        n_items = max(len(q.generation_ids) for q in p.queries)
-        settings = argilla_settings(p, scales, n_items)
+        settings = argilla_settings(p, scales)
         records = [_record(q, p, gens, media) for q in p.queries]
         target = out / p.name
         table = _flat_table(records, settings)
@@ -166,18 +165,23 @@ def _options(values: Sequence[Any], texts: Sequence[str] | None = None) -> list[
     return [{"value": v, "text": t} for v, t in zip(values, texts, strict=True)]
 
 
-def argilla_settings(p: Project, scales: Scales, n_items: int) -> dict[str, Any]:
-    """The dataset settings of a project, in the layout ``rg.Settings.to_json`` writes."""
-    names = item_names(p.kind, n_items)
+def argilla_settings(p: Project, scales: Scales) -> dict[str, Any]:
+    """The dataset settings of a project, in the layout ``rg.Settings.to_json`` writes.
+
+    A ranking has a field per item of its longest query; those beyond its
+    shortest are optional, since a record lacks them.
+    """
+    sizes = [len(q.generation_ids) for q in p.queries]
+    names = item_names(p.kind, max(sizes))
     titles = {"a": "A", "b": "B", "item": "Video" if p.control else "Completion"}
     fields = [] if p.control else [_with_settings("prompt", "Prompt", {"type": "text", "use_markdown": False})]
-    for name in names:
-        title = titles.get(name, name.removeprefix("item_"))
+    for i, name in enumerate(names):
+        title, required = titles.get(name, name.removeprefix("item_")), i < min(sizes)
         if p.control:
-            template = _VIDEO_TEMPLATE.format(name=name)
-            fields.append(_with_settings(name, title, {"type": "custom", "template": template, "advanced_mode": False}))
+            video = {"type": "custom", "template": _VIDEO_TEMPLATE.format(name=name), "advanced_mode": False}
+            fields.append(_with_settings(name, title, video, required=required))
         else:
-            fields.append(_with_settings(name, title, {"type": "text", "use_markdown": False}))
+            fields.append(_with_settings(name, title, {"type": "text", "use_markdown": False}, required=required))
     question = QUESTION[p.kind]
     if p.kind == "comparison":
         labels = ["A", "B", "equal", "incomparable"]
