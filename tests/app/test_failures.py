@@ -7,6 +7,7 @@ whose connections are cut and that refuses new ones, a SQLite file that is full
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import uuid
@@ -207,3 +208,17 @@ def test_an_unexpected_error_is_500_with_the_security_headers(env: Env, monkeypa
         r = client.get("/api/queue", headers=env.headers(env.alice))
     assert r.status_code == 500 and r.headers["content-security-policy"] == CSP
     assert r.json() == {"detail": "internal error; the server's log says more"}
+
+
+def test_a_media_folder_that_cannot_be_written_is_503_with_the_reason(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    (env.run_dir / "blocker").write_text("a file where the media folder's parent should be")
+    config = dataclasses.replace(_config(env.run_dir, env.store), media_dir=env.run_dir / "blocker" / "media")
+    caplog.set_level(logging.WARNING, logger="rlhfkit.app")
+    with TestClient(create_app(config, store=env.store)) as client:
+        r = client.get("/api/media/gif/c0a", headers=env.headers(env.alice))
+    assert r.status_code == 503 and r.headers["content-security-policy"] == CSP and r.headers["retry-after"]
+    assert r.json()["detail"] == "the video could not be written: Not a directory"
+    assert "rendering c0a.gif failed: Not a directory" in caplog.text
+    _assert_log_is_plain(caplog.text)
