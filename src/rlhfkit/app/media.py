@@ -67,7 +67,9 @@ def _private_runtime_dir() -> None:
 
     Without ``XDG_RUNTIME_DIR`` SDL prints "XDG_RUNTIME_DIR is invalid or not set"
     on every ``pygame.init()``, i.e. on every render. The folder it gets is this
-    user's own (mode 0700), as a login session's would be; nothing is written there.
+    user's own (mode 0700), as a login session's would be. SDL writes nothing there,
+    but the variable is set for the whole process: programs it starts later inherit
+    it (a browser keeps its settings under ``dconf/`` there).
     """
     if os.environ.get("XDG_RUNTIME_DIR"):
         return
