@@ -146,9 +146,9 @@ def _dpo(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from rlhfkit.app.server import AppConfig, serve, store_url_for
+    from rlhfkit.feedback.store import FeedbackStore
 
     url = store_url_for(args.run_dir, args.db)
-    print(f"serving {url.split('@')[-1]} on http://{args.host}:{args.port}/", file=sys.stderr)
     config = AppConfig(
         store_url=url,
         media_dir=Path(args.run_dir) / "media",
@@ -158,7 +158,12 @@ def _serve(args: argparse.Namespace) -> int:
         rating_scale=_pair_of_floats(args.rating_scale, "--rating-scale"),
         label_choices=tuple(c.strip() for c in args.labels.split(",") if c.strip()),
     )
-    serve(config, args.host, args.port)
+    store = FeedbackStore(url)  # one that cannot be opened (read-only, down, full) is one line and exit code 2
+    print(f"serving {url.split('@')[-1]} on http://{args.host}:{args.port}/", file=sys.stderr)
+    try:
+        serve(config, args.host, args.port, store=store)
+    finally:
+        store.close()
     return 0
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -312,6 +313,27 @@ class Comparison(FeedbackBase):
         )
 
 
+VISIBLE_PATTERN = (
+    r"[^\x00-\x20\x7f-\xa0\xad\u034f\u115f\u1160\u1680\u180e\u2000-\u200f\u2028-\u202f"
+    r"\u205f-\u206f\u2800\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb]"
+)
+"""One character that shows: not a space, a control, or an invisible character (zero-width
+spaces and joiners, bidi and other format marks, variation selectors, Hangul fillers, the
+blank Braille pattern). Written so that Python's ``re`` and JSON Schema (ECMA-262) read it
+alike: the web app's schema publishes it for utterances and corrected completions."""
+
+_VISIBLE_RE = re.compile(VISIBLE_PATTERN)
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether ``text`` holds a character of :data:`VISIBLE_PATTERN`.
+
+    ``str.strip`` keeps zero-width spaces and joiners (U+200B-U+200D, U+2060, U+FEFF),
+    so an answer made only of them would look empty to a person yet count as text.
+    """
+    return _VISIBLE_RE.search(text) is not None
+
+
 class InvalidFeedbackError(ValueError):
     """A feedback record that breaks its kind's rules (one clear message; nothing is stored)."""
 
@@ -491,8 +513,8 @@ class Correction(FeedbackBase):
                 raise InvalidFeedbackError("a corrected segment must hold finite numbers only")
         elif isinstance(c, Text):
             body = c.completion if isinstance(c.completion, str) else "".join(m["content"] for m in c.completion)
-            if not body.strip():
-                raise InvalidFeedbackError("a corrected text needs a non-empty completion")
+            if not has_visible_text(body):
+                raise InvalidFeedbackError("a corrected text needs a completion with visible text")
         else:
             raise InvalidFeedbackError(f"a correction holds a Segment or a Text, got {type(c).__name__}")
 
@@ -514,8 +536,9 @@ class Language(FeedbackBase):
     kind: ClassVar[str] = "language"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.utterance, str) or not self.utterance.strip():
-            raise InvalidFeedbackError(f"an utterance must be non-empty text, got {self.utterance!r}")
+        if not isinstance(self.utterance, str) or not has_visible_text(self.utterance):
+            # the text is not repeated: it is free input, and an error may reach a web reply
+            raise InvalidFeedbackError("an utterance must hold visible text (not only spaces or invisible characters)")
 
     @classmethod
     def make(cls, query_id: str, utterance: str, annotator_id: str, created_at: float | None = None) -> Language:

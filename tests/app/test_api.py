@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -45,7 +46,7 @@ def test_wrong_malformed_and_revoked_tokens_are_401(client: TestClient, env: Env
         "role": "annotator",
     }
     env.store.revoke_tokens("alice")
-    client.app.state.verifier._cache.clear()  # type: ignore[attr-defined]  # skip the 5 s cache in the test
+    client.app.state.verifier.forget()  # type: ignore[attr-defined]  # skip the 5 s cache in the test
     assert client.get("/api/me", headers=env.headers(env.alice)).status_code == 401
     r = _answer(client, env.alice, "q0", "A")
     assert r.status_code == 401  # type: ignore[attr-defined]
@@ -239,8 +240,55 @@ def test_pages_hold_no_inline_script_and_the_script_never_parses_html(client: Te
     js = client.get("/static/app.js").text
     for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"]:
         assert sink not in js
-    assert client.get("/static/../server.py").status_code == 404
     assert client.get("/static/nothing.js").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/../server.py",
+        "/static/..%2fserver.py",
+        "/static/%2e%2e/server.py",
+        "/static/%2e%2e%2fserver.py",
+        "/static/..%5cserver.py",
+        "/static/..",
+        "/static/../../app/server.py",
+        "/api/media/gif/..%2f..%2ffeedback.sqlite",
+    ],
+)
+def test_raw_traversal_paths_reach_no_file(env: Env, path: str) -> None:
+    """Sent byte for byte over a socket: HTTP clients resolve ``../`` before sending, servers may not."""
+    import socket
+
+    from rlhfkit.app.server import create_app, run_in_thread
+
+    server, thread, port = run_in_thread(create_app(app_config(env.run_dir, env.store)))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            auth = f"Authorization: Bearer {env.alice}\r\n"
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n".encode())
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    status = int(reply.split(b" ", 2)[1])
+    assert status in (404, 422), reply[:200]
+    assert b"def create_app" not in reply and b"SQLite format" not in reply
+
+
+def test_docs_are_a_local_page_that_links_the_schema(client: TestClient) -> None:
+    r = client.get("/docs")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.headers["content-security-policy"] == CSP
+    page = r.text
+    assert '<a href="/openapi.json">' in page and "<script" not in page and "style=" not in page
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)  # nothing from another host (a CDN)
+    assert "/api/queue" in page and "/api/admin/loop" in page and "admin token" in page
+    assert client.get("/redoc").status_code == 404
+    schema = client.get("/openapi.json").json()
+    assert "503" in schema["paths"]["/api/queue"]["get"]["responses"]
 
 
 # -- admin -------------------------------------------------------------------------------
@@ -289,6 +337,65 @@ def test_control_segments_are_rendered_once_and_cached(client: TestClient, env: 
     assert client.get("/api/media/webm/t0a", headers=headers).status_code == 404  # a text generation
     assert client.get("/api/media/webm/nope", headers=headers).status_code == 404
     assert client.get("/api/media/mp4/c0a", headers=headers).status_code == 422
+
+
+def test_only_generations_a_query_shows_are_rendered(client: TestClient, env: Env) -> None:
+    from apphelpers import pendulum_segment
+
+    from rlhfkit.types import Generation
+
+    env.store.add_generations([Generation("orphan", 1, "round-0", pendulum_segment(9))])
+    r = client.get("/api/media/gif/orphan", headers=env.headers(env.alice))
+    assert r.status_code == 404 and "no query shows" in r.json()["detail"]
+    assert client.app.state.media.renders == 0  # type: ignore[attr-defined]
+    assert not (env.run_dir / "media" / "orphan.gif").exists()
+
+
+def test_renders_beyond_the_limit_are_503_at_once(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from rlhfkit.app import media
+    from rlhfkit.app.server import create_app
+
+    started, release = threading.Event(), threading.Event()
+    real = media.render_frames
+
+    def slow(segment: object) -> object:
+        started.set()
+        assert release.wait(30)
+        return real(segment)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(media, "render_frames", slow)
+    config = dataclasses.replace(app_config(env.run_dir, env.store), max_waiting_renders=1)
+    headers = env.headers(env.alice)
+    with TestClient(create_app(config, store=env.store)) as client:
+        first: list[int] = []
+        worker = threading.Thread(
+            target=lambda: first.append(client.get("/api/media/gif/c0a", headers=headers).status_code)
+        )
+        worker.start()
+        assert started.wait(30)
+        r = client.get("/api/media/gif/c0b", headers=headers)
+        assert r.status_code == 503 and "busy rendering" in r.json()["detail"]
+        assert r.headers["retry-after"].isdigit() and r.headers["content-security-policy"] == CSP
+        release.set()
+        worker.join(60)
+        assert first == [200]
+        assert client.get("/api/media/gif/c0b", headers=headers).status_code == 200
+
+
+def test_an_utterance_of_only_invisible_characters_is_refused(client: TestClient, env: Env) -> None:
+    from rlhfkit.types import Query
+
+    env.store.add_queries([Query("z0", ("t2a", "t2b"), 2, kind="language", created_at=3003.0)])
+    h = env.headers(env.alice)
+    for blank in ["\u200b\u200c\u200d", "\u2060\ufeff", " \u200b\t\u3164 "]:
+        r = client.post("/api/answers", json={"kind": "language", "query_id": "z0", "utterance": blank}, headers=h)
+        assert r.status_code == 422 and "visible text" in r.json()["detail"] and blank not in r.text
+    assert env.store.count_feedback() == 0
+    body = {"kind": "language", "query_id": "z0", "utterance": "\u200bcalmer"}
+    ok = client.post("/api/answers", json=body, headers=h)
+    assert ok.status_code == 201
 
 
 # -- the other feedback kinds ------------------------------------------------------------

@@ -141,3 +141,31 @@ def test_served_logs_hold_no_token(run_dir: Path, capsys: pytest.CaptureFixture[
     for token in tokens:
         secret = token.split(".")[1]
         assert secret not in text and secret[:16] not in text
+
+
+def test_serve_on_a_read_only_folder_exits_with_one_line(run_dir: Path) -> None:
+    """Not a traceback: one line naming the store and why, exit code 2 (as for every CLI error)."""
+    import shutil
+
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # root writes anywhere: drop the capability that lets it
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("as root this needs setpriv (util-linux) to drop CAP_DAC_OVERRIDE")
+        caps = "-dac_override,-dac_read_search"
+        prefix = [setpriv, "--bounding-set", caps, "--inh-caps", caps]
+    run_dir.chmod(0o555)
+    (run_dir / "feedback.sqlite").chmod(0o444)
+    try:
+        r = subprocess.run(
+            [*prefix, sys.executable, "-m", "rlhfkit", "serve", str(run_dir), "--port", "0", "--no-prerender"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        run_dir.chmod(0o755)
+    assert r.returncode == 2, r.stderr
+    assert r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("rlhfkit: error: cannot open the feedback store sqlite:///")
+    assert r.stderr.rstrip().endswith("the database is read-only")

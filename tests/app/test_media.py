@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rlhfkit.app.media import HEIGHT, MediaCache, MediaError, encode, render_frames
+from rlhfkit.app.media import HEIGHT, MediaBusyError, MediaCache, MediaError, encode, render_frames
 from rlhfkit.types import Segment
 
 
@@ -67,3 +67,69 @@ def test_encoded_files_and_the_cache(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".render-*"))  # no temporary file left behind
     with pytest.raises(MediaError):
         cache.path("../etc/passwd", "webm")
+
+
+def test_a_symlink_in_the_cache_is_rendered_over_never_followed(tmp_path: Path) -> None:
+    seg, _ = _live("Pendulum-v1", 4)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for annotators")
+    cache = MediaCache(tmp_path / "media")
+    (tmp_path / "media").mkdir()
+    link = tmp_path / "media" / "abc.gif"
+    link.symlink_to(secret)
+    assert cache.cached("abc", "gif") is None
+    path = cache.get("abc", seg, "gif")
+    assert path == link and not path.is_symlink() and path.read_bytes()[:6] == b"GIF89a"
+    assert secret.read_text() == "not for annotators" and cache.renders == 1
+
+
+def test_renders_beyond_the_queue_limit_are_refused_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from rlhfkit.app import media
+
+    seg, _ = _live("Pendulum-v1", 3)
+    started, release = threading.Event(), threading.Event()
+    real = media.render_frames
+
+    def slow(segment: Segment) -> tuple[list[np.ndarray], float, bool]:
+        started.set()
+        assert release.wait(30)
+        return real(segment)
+
+    monkeypatch.setattr(media, "render_frames", slow)
+    cache = MediaCache(tmp_path)
+    worker = threading.Thread(target=cache.get, args=("first", seg, "gif"), kwargs={"queue_limit": 1})
+    worker.start()
+    assert started.wait(30)
+    with pytest.raises(MediaBusyError):
+        cache.get("second", seg, "gif", queue_limit=1)
+    release.set()
+    worker.join(30)
+    assert cache.get("second", seg, "gif", queue_limit=1).is_file() and cache.renders == 2
+
+
+def test_rendering_prints_no_runtime_dir_warning(tmp_path: Path) -> None:
+    """SDL complained "XDG_RUNTIME_DIR is invalid or not set" on every classic-control render."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from rlhfkit.app.media import render_frames\n"
+        "from rlhfkit.types import Segment\n"
+        "obs = np.stack([np.cos(np.linspace(0, 1, 4)), np.sin(np.linspace(0, 1, 4)), np.zeros(4)], axis=1)\n"
+        "seg = Segment(obs, np.zeros((4, 1)), np.zeros(4), info={'env_id': 'Pendulum-v1'})\n"
+        "for _ in range(2):\n"
+        "    frames, _, replay = render_frames(seg)\n"
+        "    assert replay and len(frames) == 4\n"
+        "print('rendered')\n"
+    )
+    import rlhfkit
+
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "SDL_VIDEODRIVER")}
+    env["PYTHONPATH"] = str(Path(rlhfkit.__file__).parents[1])  # this checkout's rlhfkit, whatever the folder
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert r.returncode == 0 and "rendered" in r.stdout, r.stderr
+    assert "XDG_RUNTIME_DIR" not in r.stderr, r.stderr

@@ -103,7 +103,9 @@ def test_none_of_these_is_stored() -> None:
         (lambda: Rating.make("rate", 8, "ann", scale=(1, 7)), r"rating 8 is outside its scale \[1, 7\]"),
         (lambda: Rating.make("rate", float("nan"), "ann"), "outside its scale"),
         (lambda: Label.make("lab", "great", "ann", choices=("bad", "ok", "good")), "'great' is not in its choice set"),
-        (lambda: Language.make("say", "   ", "ann"), "utterance must be non-empty"),
+        (lambda: Language.make("say", "   ", "ann"), "utterance must hold visible text"),
+        (lambda: Language.make("say", "\u200b\u200d\u2060\ufeff", "ann"), "utterance must hold visible text"),
+        (lambda: Correction.make("fix", Text("p", "\u200b \u200c"), "ann"), "completion with visible text"),
         (lambda: Ranking.make("rank", ["g0", "g1", "g0"], "ann"), r"each generation once; \['g0'\]"),
         (
             lambda: Correction.make(

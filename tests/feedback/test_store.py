@@ -260,3 +260,60 @@ def test_text_generations_round_trip(tmp_path: Path) -> None:
     assert back["c"].domain == "text" and back["c"].text.info == {"source": "test"}
     with pytest.raises(TypeError, match="holds text"):
         _ = back["t"].segment
+
+
+def test_a_new_sqlite_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """The file holds token hashes: owner-only, like its WAL and shared-memory files."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        s = FeedbackStore.in_dir(tmp_path)
+        s.add_generations([_generation("g0", 0)])
+        files = sorted(tmp_path.glob("feedback.sqlite*"))
+        assert [f.name for f in files] == ["feedback.sqlite", "feedback.sqlite-shm", "feedback.sqlite-wal"]
+        for f in files:
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+        s.close()
+    finally:
+        os.umask(old)
+
+
+def test_a_store_made_before_web_sessions_opens_and_gains_them(db_path: Path) -> None:
+    import time
+
+    import sqlalchemy as sa
+
+    from rlhfkit.app.auth import add_annotator
+
+    s = FeedbackStore(f"sqlite:///{db_path}")
+    s.add_generations([_generation("g0", 0)])
+    token = add_annotator(s, "ann")
+    with s.engine.begin() as conn:  # the previous version's schema: no web_sessions table
+        conn.execute(sa.text("DROP TABLE web_sessions"))
+    s.close()
+    s = FeedbackStore(f"sqlite:///{db_path}")
+    try:
+        assert set(s.generations()) == {"g0"} and s.tokens("ann")[0].revoked_at is None
+        s.add_session("f" * 64, token.split(".")[0], time.time() + 60)
+        assert s.session("f" * 64).annotator_id == "ann"  # type: ignore[union-attr]
+    finally:
+        s.close()
+
+
+def test_a_database_that_cannot_be_opened_is_one_plain_error(tmp_path: Path) -> None:
+    import socket
+
+    from rlhfkit.feedback.store import StoreUnavailableError
+
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(StoreUnavailableError) as e:
+        FeedbackStore(f"postgresql+psycopg://u:secret@127.0.0.1:{port}/db")
+    message = str(e.value)
+    assert message.endswith("the database server cannot be reached") and "\n" not in message
+    assert "secret" not in message and "SELECT" not in message
+    with pytest.raises(StoreUnavailableError, match="cannot be opened"):
+        FeedbackStore(f"sqlite:///{tmp_path / 'no-such-folder' / 'feedback.sqlite'}")

@@ -8,6 +8,7 @@ the PostgreSQL cases get their database.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,6 +162,20 @@ def test_tokens_and_loop_control(store: FeedbackStore) -> None:
     store.set_control("paused", False)
     store.set_control("loop_status", {"round": 3, "phase": "optimising"})
     assert store.control("paused") is False and store.control("loop_status")["round"] == 3
+
+
+def test_web_sessions_last_while_their_token_lives_and_until_they_end(store: FeedbackStore) -> None:
+    ann, other = add_annotator(store, "ann"), add_annotator(store, "other")
+    store.add_session("a" * 64, ann.split(".")[0], time.time() + 60)
+    store.add_session("b" * 64, ann.split(".")[0], time.time() + 60)
+    store.add_session("c" * 64, other.split(".")[0], time.time() + 60)
+    store.add_session("d" * 64, other.split(".")[0], time.time() - 1)  # already expired
+    assert store.session("a" * 64).annotator_id == "ann"  # type: ignore[union-attr]
+    assert store.session("d" * 64) is None and store.session("e" * 64) is None
+    assert store.end_session("a" * 64) and not store.end_session("a" * 64)
+    assert store.session("a" * 64) is None and store.session("b" * 64) is not None
+    store.revoke_tokens("ann")
+    assert store.session("b" * 64) is None and store.session("c" * 64).annotator_id == "other"  # type: ignore[union-attr]
 
 
 def test_the_app_on_this_database(store: FeedbackStore, tmp_path: Path) -> None:

@@ -23,10 +23,12 @@ can follow fast simulators. Frames are scaled to :data:`HEIGHT` pixels high.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 import re
+import stat
 import tempfile
 import threading
 from collections.abc import Callable
@@ -54,6 +56,32 @@ use, or even to import, from two threads at once."""
 
 class MediaError(ValueError):
     """A segment that cannot be rendered (no env id, unknown env)."""
+
+
+class MediaBusyError(RuntimeError):
+    """Too many renders are running or waiting; ask again in a moment."""
+
+
+def _private_runtime_dir() -> None:
+    """Give SDL (pygame, which classic-control envs draw with) a runtime folder when the session has none.
+
+    Without ``XDG_RUNTIME_DIR`` SDL prints "XDG_RUNTIME_DIR is invalid or not set"
+    on every ``pygame.init()``, i.e. on every render. The folder it gets is this
+    user's own (mode 0700), as a login session's would be. SDL writes nothing there,
+    but the variable is set for the whole process: programs it starts later inherit
+    it (a browser keeps its settings under ``dconf/`` there).
+    """
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return
+    path = Path(tempfile.gettempdir()) / f"rlhfkit-runtime-{os.getuid()}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = path.lstat()
+        if not path.is_dir() or path.is_symlink() or st.st_uid != os.getuid() or st.st_mode & 0o077:
+            path = Path(tempfile.mkdtemp(prefix="rlhfkit-runtime-"))
+    except OSError:
+        return  # only a warning line is at stake
+    os.environ["XDG_RUNTIME_DIR"] = str(path)
 
 
 # -- putting an env into the state an observation describes -------------------------
@@ -118,6 +146,8 @@ _CLASSIC: dict[str, Callable[[Any, np.ndarray, np.ndarray | None], None]] = {
 
 def _make_render_env(env_id: str) -> Any:
     import gymnasium as gym
+
+    _private_runtime_dir()
 
     if env_id not in gym.registry:
         raise MediaError(f"cannot render: unknown env id {env_id!r}")
@@ -229,13 +259,16 @@ class MediaCache:
     """Rendered segments on disk, ``ROOT/<generation id>.<format>``: each is rendered once.
 
     Concurrent requests for the same file wait for one render; files are written
-    to a temporary name and renamed, so a reader never sees half a file.
+    to a temporary name and renamed, so a reader never sees half a file. Only a
+    regular file counts as rendered: a symlink in its place (which could point out
+    of the run folder) is rendered over, never served.
     """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._waiting = 0
         self.renders = 0
 
     def path(self, generation_id: str, fmt: MediaFormat) -> Path:
@@ -245,24 +278,52 @@ class MediaCache:
             raise MediaError(f"unknown media format {fmt!r}")
         return self.root / f"{generation_id}.{fmt}"
 
-    def get(self, generation_id: str, segment: Segment, fmt: MediaFormat = "webm") -> Path:
-        """The cached file for this generation, rendering it first if needed."""
+    def cached(self, generation_id: str, fmt: MediaFormat) -> Path | None:
+        """The rendered file if there is one (a regular file, not a link), else None."""
         path = self.path(generation_id, fmt)
-        if path.exists():
+        try:
+            return path if stat.S_ISREG(path.lstat().st_mode) else None
+        except OSError:
+            return None
+
+    def get(
+        self, generation_id: str, segment: Segment, fmt: MediaFormat = "webm", queue_limit: int | None = None
+    ) -> Path:
+        """The cached file for this generation, rendering it first if needed.
+
+        Renders run one at a time (:data:`_RENDER_LOCK`). With ``queue_limit``,
+        a caller that would be the ``queue_limit + 1``-th running or waiting for a
+        render gets :class:`MediaBusyError` at once instead of a thread parked in
+        the queue (the web app passes it; the background pre-render waits).
+        """
+        path = self.cached(generation_id, fmt)
+        if path is not None:
             return path
-        key = path.name
+        path = self.path(generation_id, fmt)
         with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            if path.exists():
-                return path
-            with _RENDER_LOCK:
-                frames, fps, _replay = render_frames(segment)
-                data = encode(frames, fps, fmt)
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".render-", suffix=f".{fmt}")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-            self.renders += 1
+            if queue_limit is not None and self._waiting >= queue_limit:
+                raise MediaBusyError(f"{self._waiting} renders are already running or waiting")
+            self._waiting += 1
+            lock = self._locks.setdefault(path.name, threading.Lock())
+        try:
+            with lock:
+                if self.cached(generation_id, fmt) is not None:
+                    return path
+                with _RENDER_LOCK:
+                    frames, fps, _replay = render_frames(segment)
+                    data = encode(frames, fps, fmt)
+                self.root.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".render-", suffix=f".{fmt}")
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                    os.replace(tmp, path)  # replaces a link in the way, never writes through it
+                except BaseException:  # a full or read-only disk: leave no half file behind
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    raise
+                self.renders += 1
+        finally:
+            with self._guard:
+                self._waiting -= 1
         return path

@@ -9,11 +9,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    create_model,
+    field_validator,
+)
 
-from rlhfkit.types import NONE_OF_THESE
+from rlhfkit.types import NONE_OF_THESE, VISIBLE_PATTERN, has_visible_text
 
 QueryId = str
+
+
+def _visible(text: str) -> str:
+    if not has_visible_text(text):
+        raise ValueError("must hold visible text, not only spaces or invisible characters")
+    return text
+
+
+VisibleText = Annotated[str, AfterValidator(_visible), Field(json_schema_extra={"pattern": VISIBLE_PATTERN})]
+"""Free text that shows something (:func:`rlhfkit.types.has_visible_text`); the schema says so with a pattern."""
+
 ANSWERS = ("A", "B", "equal", "graded", "incomparable")
 
 
@@ -102,7 +122,7 @@ class LanguageIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     kind: Literal["language"]
     query_id: QueryId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    utterance: str = Field(min_length=1, max_length=2000)
+    utterance: VisibleText = Field(min_length=1, max_length=2000)
 
 
 class CorrectionIn(BaseModel):
@@ -111,7 +131,7 @@ class CorrectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     kind: Literal["correction"]
     query_id: QueryId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    completion: str = Field(min_length=1, max_length=4000)
+    completion: VisibleText = Field(min_length=1, max_length=4000)
 
 
 def _answer_tag(v: Any) -> str | None:

@@ -8,9 +8,13 @@ reads answers from it, the app serves the pending queries and writes answers
 Security, in one place:
 
 - every ``/api`` route but login and health needs a token, as
-  ``Authorization: Bearer TOKEN`` or the HttpOnly, SameSite=Strict cookie that
-  ``POST /api/session`` sets for the pages (cookie-authenticated writes must
-  also carry ``X-Requested-With``, which a cross-site form cannot send);
+  ``Authorization: Bearer TOKEN`` (scripts), or a session: ``POST /api/session``
+  checks a token and sets an HttpOnly, SameSite=Strict cookie holding a random
+  session id, never the token (:mod:`rlhfkit.app.auth`). Signing out
+  (``DELETE /api/session``) and revoking or rotating the token end the session
+  at the next request. Cookie-authenticated writes must also carry
+  ``X-Requested-With``, which a cross-site form cannot send, and an ``Origin``,
+  when the browser sends one, naming this server;
 - an annotator sees only their queue and their own answers; ``/api/admin/*``
   and other people's answers are for admins (403 otherwise);
 - request bodies are bounded (:attr:`AppConfig.max_body_bytes`, 413) and
@@ -18,8 +22,17 @@ Security, in one place:
 - pages run only the app's own script under a strict Content-Security-Policy
   and show model output with ``textContent``: HTML or script in a generation
   is displayed as text, never parsed;
-- tokens never reach a log: they travel only in headers, cookies and the login
-  body, never in a URL, and error messages never echo request input.
+- tokens never reach a log: they travel only in headers and the login body,
+  never in a URL; error messages never echo a token, a session id or free text
+  sent in a body (utterances, completions). They may name the short values a
+  request gave, each held to its schema first: query and generation ids
+  (``[A-Za-z0-9_.:-]``), annotator names, labels from the app's choices, ratings;
+- a database that is down, locked, full or read-only gets 503 with the reason
+  on every route (:mod:`rlhfkit.app.failures`), and the app recovers by itself
+  when the database is back;
+- media: only generations that a stored query shows are rendered, at most
+  :attr:`AppConfig.max_waiting_renders` renders run or wait at once (503
+  otherwise), and a symlink in the media folder is never served.
 
 Answers go through :class:`~rlhfkit.app.writer.AnswerWriter` (group commit):
 a request is answered only after its answer is committed.
@@ -34,6 +47,7 @@ import json
 import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -43,14 +57,16 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rlhfkit.app import failures
 from rlhfkit.app import schemas as s
-from rlhfkit.app.auth import Principal, TokenVerifier
-from rlhfkit.app.media import FORMATS, MediaCache, MediaError
+from rlhfkit.app.auth import Principal, TokenVerifier, end_session, open_session, session_principal
+from rlhfkit.app.docs import docs_page
+from rlhfkit.app.media import FORMATS, MediaBusyError, MediaCache, MediaError
 from rlhfkit.app.writer import AnswerWriter
 from rlhfkit.feedback.agreement import agreement
 from rlhfkit.feedback.store import FeedbackStore, StoreError
@@ -72,7 +88,10 @@ from rlhfkit.types import (
 log = logging.getLogger("rlhfkit.app")
 
 STATIC = Path(__file__).parent / "static"
-COOKIE = "rlhfkit_token"
+COOKIE = "rlhfkit_session"
+"""The session cookie: a random session id (see :mod:`rlhfkit.app.auth`)."""
+OLD_COOKIE = "rlhfkit_token"
+"""Where versions before sessions kept the token itself; signing in clears it."""
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
@@ -99,7 +118,11 @@ class AppConfig:
     max_body_bytes: int = 64 * 1024
     """Largest request body accepted; larger ones get 413 before they are read in full."""
     token_ttl_s: float = 5.0
-    """How long a checked token is remembered (a revoked token stops working within this)."""
+    """How long a checked ``Bearer`` token is remembered (a revoked token stops working within this)."""
+    session_ttl_s: float = 12 * 3600.0
+    """How long a sign-in on the pages lasts; signing out or revoking the token ends it at once."""
+    max_waiting_renders: int = 4
+    """Renders of control segments that may run or wait at once; a request beyond that gets 503."""
     secure_cookies: bool = False
     """Mark the login cookie Secure (set it when the app is served over HTTPS)."""
     prerender: bool = True
@@ -139,11 +162,25 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
             await send(message)
 
+        try:
+            await self._guarded(scope, receive, send_with_headers)
+        except Exception:
+            # A bug (store failures are answered 503 by the app's handlers): answer it
+            # with the headers, then let the server log the traceback.
+            if not started:
+                await _send_json(send_with_headers, 500, "internal error; the server's log says more")
+            raise
+
+    async def _guarded(self, scope: Scope, receive: Receive, send_with_headers: Send) -> None:
         declared: int | None = None
         for name, value in scope.get("headers", []):
             if name == b"content-length":
@@ -184,15 +221,19 @@ class GuardMiddleware:
         await self.app(scope, replay, send_with_headers)
 
     async def _too_large(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body too large: the limit is {self.max_body} bytes"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 413, f"request body too large: the limit is {self.max_body} bytes")
+
+
+async def _send_json(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 # -- the app ------------------------------------------------------------------------
@@ -202,6 +243,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": s.ErrorOut, "description": "the token's owner may not do this"},
     413: {"model": s.ErrorOut, "description": "request body too large"},
     422: {"model": s.ErrorOut, "description": "a malformed request; `detail` names the field"},
+}
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": s.ErrorOut, "description": "the store cannot be used now (down, full, read-only); try again"}
 }
 
 
@@ -230,27 +274,44 @@ def _describe(errors: list[Any]) -> str:
 
 
 async def principal(request: Request) -> Principal:
-    """The token's owner, from ``Authorization: Bearer`` or the login cookie (401 otherwise)."""
-    verifier: TokenVerifier = request.app.state.verifier
+    """The token's owner, from ``Authorization: Bearer`` or the session cookie (401 otherwise)."""
     header = request.headers.get("authorization")
-    token = None
-    from_cookie = False
     if header is not None:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value:
             raise HTTPException(401, "use the header 'Authorization: Bearer TOKEN'", {"WWW-Authenticate": "Bearer"})
-        token = value.strip()
-    else:
-        token = request.cookies.get(COOKIE)
-        from_cookie = token is not None
-    if not token:
+        verifier: TokenVerifier = request.app.state.verifier
+        who = verifier.verify(value.strip())
+        if who is None:
+            raise HTTPException(401, "unknown, wrong or revoked token", {"WWW-Authenticate": "Bearer"})
+        return who
+    session_id = request.cookies.get(COOKIE)
+    if not session_id:
         raise HTTPException(401, "log in: no token given", {"WWW-Authenticate": "Bearer"})
-    who = verifier.verify(token)
+    # read on every request, never cached: signing out or revoking the token ends the session at once
+    who = await run_in_threadpool(session_principal, request.app.state.store, session_id)
     if who is None:
-        raise HTTPException(401, "unknown, wrong or revoked token", {"WWW-Authenticate": "Bearer"})
-    if from_cookie and request.method not in ("GET", "HEAD") and request.headers.get("x-requested-with") != "rlhfkit":
-        raise HTTPException(403, "cookie-authenticated writes need the header 'X-Requested-With: rlhfkit'")
+        raise HTTPException(401, "signed out or expired session: log in again", {"WWW-Authenticate": "Bearer"})
+    if request.method not in ("GET", "HEAD"):
+        if request.headers.get("x-requested-with") != "rlhfkit":
+            raise HTTPException(403, "cookie-authenticated writes need the header 'X-Requested-With: rlhfkit'")
+        _check_origin(request)
     return who
+
+
+def _check_origin(request: Request) -> None:
+    """403 unless the request's ``Origin`` (when the browser sent one) names this server.
+
+    Browsers send ``Origin`` with every cross-origin write; an origin that is not
+    this server's host (``null`` included) is another site's page. Only the host
+    and port are compared: behind an HTTPS proxy the app itself hears plain HTTP.
+    """
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    host = (request.headers.get("host") or "").lower()
+    if not host or urllib.parse.urlsplit(origin).netloc.lower() != host:
+        raise HTTPException(403, "cross-origin request refused: its Origin is not this server")
 
 
 async def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
@@ -296,7 +357,11 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
         version="1",
         description="Pending queries for people to answer, and their answers, over the rlhfkit feedback store.",
         lifespan=lifespan,
+        responses=UNAVAILABLE,
+        docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN: see the /docs route below
+        redoc_url=None,
     )
+    failures.install(app)
     app.state.store = store
     app.state.verifier = verifier
     app.state.writer = writer
@@ -341,6 +406,10 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
     def admin_page() -> FileResponse:
         return page("admin.html")
 
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(docs_page(app.openapi()), headers={"cache-control": "no-cache"})
+
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:
         types = {".js": "text/javascript", ".css": "text/css"}
@@ -353,27 +422,35 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
 
     @app.get("/healthz", response_model=s.HealthOut, tags=["app"])
     def health() -> s.HealthOut:
+        """Whether the app and its store answer (503 with the reason when the store does not)."""
+        store.ping()
         return s.HealthOut(ok=True)
 
-    @app.post("/api/session", response_model=s.MeOut, responses=_errors(401, 413, 422), tags=["session"])
-    def login(body: s.LoginIn, response: Response) -> s.MeOut:
-        """Check a token and set it as an HttpOnly cookie for the pages."""
+    @app.post("/api/session", response_model=s.MeOut, responses=_errors(401, 403, 413, 422), tags=["session"])
+    def login(body: s.LoginIn, request: Request, response: Response) -> s.MeOut:
+        """Check a token and open a session: an HttpOnly cookie with a random session id for the pages."""
+        _check_origin(request)
         who = verifier.verify(body.token)
         if who is None:
             raise HTTPException(401, "unknown, wrong or revoked token", {"WWW-Authenticate": "Bearer"})
+        session_id = open_session(store, body.token, config.session_ttl_s)
         response.set_cookie(
             COOKIE,
-            body.token,
+            session_id,
             httponly=True,
             samesite="strict",
             secure=config.secure_cookies,
             path="/",
-            max_age=12 * 3600,
+            max_age=int(config.session_ttl_s),
         )
+        if OLD_COOKIE in request.cookies:
+            response.delete_cookie(OLD_COOKIE, path="/")
         return s.MeOut(annotator_id=who.annotator_id, role=who.role)  # type: ignore[arg-type]  # role is checked by the store
 
     @app.delete("/api/session", status_code=204, tags=["session"])
-    def logout(response: Response) -> Response:
+    def logout(request: Request, response: Response) -> Response:
+        """Sign out: the session ends at once (its cookie no longer works, even if kept)."""
+        end_session(store, request.cookies.get(COOKIE))
         response.delete_cookie(COOKIE, path="/")
         response.status_code = 204
         return response
@@ -441,9 +518,7 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
             message = str(e)
             # the query exists but asks for something else: a conflict with stored state, not a malformed body
             raise HTTPException(404 if "unknown query" in message else 409, message) from None
-        except Exception as e:
-            log.error("answer not stored: %s", type(e).__name__)
-            raise HTTPException(503, "the answer could not be stored; send it again") from None
+        # a database failure (down, full, read-only) goes on to rlhfkit.app.failures: 503 with the reason
         if stored:
             return s.AnswerOut(query_id=data.query_id, stored=True, duplicate=False)
         previous = await run_in_threadpool(store.answer_of, data.query_id, who.annotator_id)
@@ -485,7 +560,7 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
         "/api/media/{fmt}/{generation_id}",
         responses={
             200: {"content": {"video/webm": {}, "image/gif": {}}, "description": "the rendered segment"},
-            404: {"model": s.ErrorOut, "description": "no such control generation"},
+            404: {"model": s.ErrorOut, "description": "no control generation with this id that a query shows"},
             **_errors(401, 422),
         },
         tags=["annotate"],
@@ -495,14 +570,27 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
         fmt: Literal["webm", "gif"],
         generation_id: Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
     ) -> Response:
-        """A control segment as a short WebM video or animated GIF (rendered on first request, then cached)."""
+        """A control segment as a short WebM video or animated GIF (rendered on first request, then cached).
+
+        Only generations that a stored query shows are rendered; when
+        ``max_waiting_renders`` renders are already running or waiting, 503.
+        """
         gen = store.generations([generation_id]).get(generation_id)
         if gen is None or not isinstance(gen.content, Segment):
             return _error(404, "no control generation with this id")
-        try:
-            path = media.get(generation_id, gen.content, fmt)
-        except MediaError as e:
-            return _error(404, str(e))
+        path = media.cached(generation_id, fmt)
+        if path is None:
+            if not any(generation_id in q.generation_ids for q in store.queries()):
+                return _error(404, "no query shows this generation")
+            try:
+                path = media.get(generation_id, gen.content, fmt, queue_limit=config.max_waiting_renders)
+            except MediaBusyError:
+                return failures.unavailable("busy rendering other videos; try again in a moment")
+            except MediaError as e:
+                return _error(404, str(e))
+            except OSError as e:  # the media folder is full or read-only
+                log.warning("rendering %s.%s failed: %s", generation_id, fmt, e.strerror or type(e).__name__)
+                return failures.unavailable(f"the video could not be written: {e.strerror or 'disk error'}")
         return FileResponse(path, media_type=FORMATS[fmt], headers={"cache-control": "private, max-age=86400"})
 
     # -- admin --------------------------------------------------------------------------
@@ -634,7 +722,7 @@ def _prerender(store: FeedbackStore, media: MediaCache, stop: threading.Event) -
             if gen is not None and isinstance(gen.content, Segment):
                 media.get(gid, gen.content, "webm")
     except Exception as e:  # rendering is a convenience: a failure here must not stop the app
-        log.warning("pre-rendering stopped: %s: %s", type(e).__name__, e)
+        log.warning("pre-rendering stopped: %s", failures.describe(e))
 
 
 def store_url_for(run_dir: str | Path, db: str | None = None) -> str:
@@ -659,11 +747,18 @@ def store_url_for(run_dir: str | Path, db: str | None = None) -> str:
     return normalise_store_url(url)
 
 
-def serve(config: AppConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    """Run the app on uvicorn until interrupted."""
+def serve(
+    config: AppConfig,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    store: FeedbackStore | None = None,
+) -> None:
+    """Run the app (over ``store``, or the store at ``config.store_url``) on uvicorn until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False)
+    app = create_app(config, store=store)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False)
 
 
 def run_in_thread(

@@ -21,6 +21,7 @@ import queue
 import threading
 from dataclasses import dataclass
 
+from rlhfkit.feedback.database import database_problem
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.types import Feedback
 
@@ -92,7 +93,8 @@ class AnswerWriter:
         try:
             results = list(self.store.record_batch([p.answer for p in batch]))
         except Exception as e:  # the database is down or full: every waiting request hears it
-            log.error("storing %d answers failed: %s", len(batch), type(e).__name__)
+            n = len(batch)
+            log.warning("could not store %d answer%s: %s", n, "" if n == 1 else "s", database_problem(e))
             results = [e] * len(batch)
         self.batches += 1
         self.answers += len(batch)

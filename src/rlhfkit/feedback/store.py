@@ -30,6 +30,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from rlhfkit.feedback.database import create_private_file, database_problem
 from rlhfkit.types import (
     FEEDBACK_KINDS,
     Annotator,
@@ -121,6 +122,18 @@ loop_control_table = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
+web_sessions_table = sa.Table(
+    "web_sessions",
+    metadata,
+    # A browser's sign-in (the web app's cookie holds a random id; only its SHA-256 is
+    # stored). It lasts while its token is live and until ``expires_at``; signing out
+    # deletes the row. Added after the tokens table: older stores get it on open.
+    sa.Column("id_sha256", sa.String(64), primary_key=True),
+    sa.Column("selector", sa.String(32), nullable=False, index=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)
+
 TOKEN_ROLES = ("annotator", "admin")
 """Roles a login token can carry: an annotator sees their own queue and answers; an admin sees everything."""
 
@@ -139,6 +152,10 @@ class StoredToken:
 
 class StoreError(RuntimeError):
     """A write the store refused; nothing from it was stored."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be opened, reached or written (down, locked, full, read-only)."""
 
 
 def _content_to_bytes(content: Segment | Text) -> bytes:
@@ -274,8 +291,14 @@ class FeedbackStore:
         self.url = url
         self.engine = sa.create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
+            create_private_file(url)
             _enable_sqlite_wal(self.engine)
-        self._create_tables()
+        try:
+            self._create_tables()
+        except sa.exc.DBAPIError as e:
+            self.engine.dispose()
+            where = self.engine.url.render_as_string(hide_password=True)
+            raise StoreUnavailableError(f"cannot open the feedback store {where}: {database_problem(e)}") from None
 
     def _create_tables(self) -> None:
         # Two processes (the loop and the web app) may open a new store at once; the
@@ -568,15 +591,55 @@ class FeedbackStore:
             return [StoredToken(**r._asdict()) for r in conn.execute(stmt).all()]
 
     def revoke_tokens(self, annotator_id: str) -> int:
-        """Revoke every live token of an annotator; returns how many. Their answers stay."""
-        t = annotator_tokens_table
+        """Revoke every live token of an annotator and end their web sessions; returns how many tokens.
+
+        Their answers stay.
+        """
+        t, ws = annotator_tokens_table, web_sessions_table
         with self.engine.begin() as conn:
             result = conn.execute(
                 t.update()
                 .where(t.c.annotator_id == annotator_id, t.c.revoked_at.is_(None))
                 .values(revoked_at=time.time())
             )
+            conn.execute(
+                ws.delete().where(ws.c.selector.in_(sa.select(t.c.selector).where(t.c.annotator_id == annotator_id)))
+            )
         return int(result.rowcount)
+
+    def add_session(self, id_sha256: str, selector: str, expires_at: float) -> None:
+        """Store a web session opened with the token ``selector`` (and drop sessions that have expired)."""
+        ws = web_sessions_table
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(ws.delete().where(ws.c.expires_at <= now))
+            conn.execute(
+                ws.insert().values(id_sha256=id_sha256, selector=selector, created_at=now, expires_at=expires_at)
+            )
+
+    def session(self, id_sha256: str) -> StoredToken | None:
+        """The live token behind a web session, or None if the session ended, expired or its token was revoked."""
+        t, ws = annotator_tokens_table, web_sessions_table
+        stmt = (
+            sa.select(t)
+            .join(ws, ws.c.selector == t.c.selector)
+            .where(ws.c.id_sha256 == id_sha256, ws.c.expires_at > time.time(), t.c.revoked_at.is_(None))
+        )
+        with self.engine.connect() as conn:
+            r = conn.execute(stmt).first()
+        return None if r is None else StoredToken(**r._asdict())
+
+    def end_session(self, id_sha256: str) -> bool:
+        """End a web session (sign-out); False if there was none."""
+        ws = web_sessions_table
+        with self.engine.begin() as conn:
+            result = conn.execute(ws.delete().where(ws.c.id_sha256 == id_sha256))
+        return bool(result.rowcount)
+
+    def ping(self) -> None:
+        """Ask the database the simplest question; raises if it cannot answer."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
 
     def set_control(self, key: str, value: Any) -> None:
         """Set a shared loop-control value (JSON-able), e.g. ``set_control("paused", True)``."""
