@@ -65,7 +65,12 @@ function loginPage() {
 // -- annotate -------------------------------------------------------------------------
 
 const KINDS = ["comparison", "rating", "label", "ranking", "language", "correction"];
-const state = { queue: [], current: null, busy: false, timer: null, scale: [1, 7], choices: [], ranking: [] };
+// The run's instructions, rating scale and label choices come from GET /api/settings (the run's config, which the
+// loop wrote to the store); the page has no defaults of its own for them.
+const state = {
+  queue: [], current: null, busy: false, loading: false, timer: null, scale: [1, 7], choices: [], ranking: [],
+  prefetched: new Set(),
+};
 
 function letter(i) { return String.fromCharCode(65 + i); }
 
@@ -104,6 +109,7 @@ function showItems(items) {
   const pair = byId("pair");
   pair.replaceChildren();
   const videos = [];
+  const sides = [];
   items.forEach((item, i) => {
     const side = letter(i).toLowerCase();
     const article = el("article", "side");
@@ -131,13 +137,58 @@ function showItems(items) {
       content.appendChild(video);
       content.appendChild(el("p", "meta", `${item.steps} steps`));
       videos.push(video);
+      sides.push(article);
     }
     article.appendChild(content);
     pair.appendChild(article);
   });
   byId("media-controls").hidden = videos.length === 0;
   state.replay = null;
+  waitForMedia(videos, sides);
   if (videos.length) syncVideos(videos);
+}
+
+// The answers stay locked until every clip of the query can play through: a
+// person must not judge a black box. A clip that fails to load unlocks them with
+// a note (they may answer "can't compare" or reload).
+function waitForMedia(videos, sides) {
+  const wait = {};  // events of an earlier query's clips must not unlock this one
+  state.mediaWait = wait;
+  state.loading = videos.length > 0;
+  byId("media-wait").hidden = !state.loading;
+  let ready = 0;
+  const unlock = () => {
+    if (state.mediaWait !== wait || !state.loading) return;
+    state.loading = false;
+    byId("media-wait").hidden = true;
+    setBusy(state.busy);
+  };
+  videos.forEach((video, i) => {
+    sides[i].classList.add("loading");
+    video.addEventListener("canplaythrough", () => {
+      sides[i].classList.remove("loading");
+      ready += 1;
+      if (ready === videos.length) unlock();
+    }, { once: true });
+    video.addEventListener("error", () => {
+      if (state.mediaWait !== wait) return;
+      sides[i].classList.remove("loading");
+      setStatus(`Clip ${letter(i)} could not be loaded: answer "can't compare", or reload the page.`, true);
+      unlock();
+    }, { once: true });
+  });
+}
+
+// Fetch the clips of the next queued query now, so the server renders them (if it
+// has not already) and the browser holds them before the person gets there.
+function prefetchNext() {
+  const upcoming = state.queue[0];
+  if (!upcoming) return;
+  for (const item of upcoming.items) {
+    if (item.domain !== "control" || !item.video || state.prefetched.has(item.video)) continue;
+    state.prefetched.add(item.video);
+    fetch(item.video, { credentials: "same-origin" }).catch(() => state.prefetched.delete(item.video));
+  }
 }
 
 function showForm(query) {
@@ -219,9 +270,11 @@ function showQuery(query) {
   document.body.dataset.kind = query.kind;
   byId("query-id").textContent = query.id;
   byId("query-round").textContent = String(query.round);
+  setStatus("");  // a message about the previous query must not sit under this one
   showItems(query.items);
   showForm(query);
   setBusy(false);
+  prefetchNext();
 }
 
 // Play the videos in sync: all start together once all can play, the others
@@ -248,8 +301,9 @@ function syncVideos(videos) {
 
 function setBusy(busy) {
   state.busy = busy;
-  for (const button of document.querySelectorAll(".form button")) button.disabled = busy;
-  if (!busy && state.current && state.current.kind === "ranking") drawRanking(state.current);
+  const locked = busy || state.loading;
+  for (const button of document.querySelectorAll(".form button")) button.disabled = locked;
+  if (!locked && state.current && state.current.kind === "ranking") drawRanking(state.current);
 }
 
 function updateConfidence() {
@@ -260,8 +314,6 @@ async function refreshQueue() {
   const { data } = await api("GET", "/api/queue?limit=10");
   byId("progress").textContent = `${data.answered} answered · ${data.pending} to go`;
   byId("paused").hidden = !data.paused;
-  state.scale = data.rating_scale;
-  state.choices = data.label_choices;
   const answeredHere = new Set(state.done || []);
   state.queue = data.queries.filter((q) => !answeredHere.has(q.id));
   return data;
@@ -293,13 +345,14 @@ function describe(body) {
 
 async function sendBody(fields) {
   const query = state.current;
-  if (!query || state.busy) return;
+  if (!query || state.busy || state.loading) return;
   setBusy(true);
   const body = Object.assign({ query_id: query.id }, fields);
   try {
     const { data } = await api("POST", "/api/answers", body);
     state.done = (state.done || []).concat([query.id]).slice(-200);
-    setStatus(data.duplicate ? "Already saved." : `Saved: ${describe(body)}.`);
+    // said in the header, about that query: the status line under the next query starts empty
+    byId("saved").textContent = data.duplicate ? `Query ${query.id} was already saved.` : `Saved ${query.id}: ${describe(body)}.`;
     state.queue = state.queue.filter((q) => q.id !== query.id);
     await refreshQueue().catch(() => undefined);
     state.queue = state.queue.filter((q) => q.id !== query.id);
@@ -366,10 +419,18 @@ function onKey(event) {
   }
 }
 
+function showSettings(settings) {
+  byId("instructions").textContent = settings.instructions;  // plain text from the run's config, never parsed
+  state.scale = settings.rating_scale;
+  state.choices = settings.label_choices;
+  document.body.dataset.labels = settings.label_choices.join("|");
+}
+
 async function annotatePage() {
   try {
-    const { data } = await api("GET", "/api/me");
-    byId("who").textContent = data.annotator_id;
+    const [me, settings] = await Promise.all([api("GET", "/api/me"), api("GET", "/api/settings")]);
+    byId("who").textContent = me.data.annotator_id;
+    showSettings(settings.data);
   } catch (error) { return; }
   byId("logout").addEventListener("click", logout);
   for (const button of document.querySelectorAll("#answer-buttons button")) {
@@ -396,14 +457,86 @@ function fillTable(id, rows) {
   }));
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+  if (text !== undefined) node.textContent = String(text);
+  return node;
+}
+
+// A small chart of one value per round: bars (answers) or a line (returns). Drawn as
+// SVG elements from numbers only; no library, no inline script or style.
+function chart(title, rounds, values, kind, cls) {
+  const W = 300, H = 150, left = 46, right = 10, top = 20, bottom = 24;
+  const root = svg("svg", { class: "chart", width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img" });
+  root.dataset.title = title;
+  root.appendChild(svg("title", {}, title));
+  root.appendChild(svg("text", { x: left, y: 13 }, title));
+  const known = values.filter((v) => v !== null && v !== undefined);
+  if (!rounds.length || !known.length) {
+    root.appendChild(svg("text", { x: left, y: H / 2 }, "nothing yet"));
+    return root;
+  }
+  let lo = Math.min(...known), hi = Math.max(...known);
+  if (kind === "bar") lo = Math.min(0, lo);
+  if (hi === lo) { hi += 1; lo -= kind === "bar" ? 0 : 1; }
+  const x0 = Math.min(...rounds), x1 = Math.max(...rounds);
+  const step = (W - left - right) / Math.max(1, x1 - x0 + 1);
+  const x = (r) => left + (r - x0 + 0.5) * step;
+  const y = (v) => top + (H - top - bottom) * (1 - (v - lo) / (hi - lo));
+  root.appendChild(svg("line", { class: "axis", x1: left, y1: top, x2: left, y2: H - bottom }));
+  root.appendChild(svg("line", { class: "axis", x1: left, y1: H - bottom, x2: W - right, y2: H - bottom }));
+  root.appendChild(svg("text", { x: 2, y: top + 4 }, Number(hi.toPrecision(3))));
+  root.appendChild(svg("text", { x: 2, y: H - bottom }, Number(lo.toPrecision(3))));
+  const labelEvery = Math.ceil(rounds.length / 10);
+  rounds.forEach((r, i) => {
+    if (i % labelEvery === 0) root.appendChild(svg("text", { x: x(r) - 3, y: H - 8 }, r));
+  });
+  if (kind === "bar") {
+    rounds.forEach((r, i) => {
+      const v = values[i] || 0;
+      const h = y(lo) - y(v);
+      root.appendChild(svg("rect", { class: "bar", x: x(r) - step * 0.35, y: y(v), width: step * 0.7, height: Math.max(h, 0) }));
+    });
+  } else {
+    const points = rounds.map((r, i) => [r, values[i]]).filter(([, v]) => v !== null && v !== undefined);
+    root.appendChild(svg("polyline", { class: cls, points: points.map(([r, v]) => `${x(r)},${y(v)}`).join(" ") }));
+    for (const [r, v] of points) root.appendChild(svg("circle", { class: cls, cx: x(r), cy: y(v), r: 3 }));
+  }
+  return root;
+}
+
+function showRounds(data) {
+  const rounds = data.rounds.map((r) => r.round);
+  const charts = [chart("Answers per round", rounds, data.rounds.map((r) => r.answers), "bar", "answers")];
+  if (data.metrics) {
+    charts.push(chart("True return", rounds, data.rounds.map((r) => r.true_return), "line", "true"));
+    charts.push(chart("Learned return", rounds, data.rounds.map((r) => r.learned_return), "line", "learned"));
+  }
+  byId("charts").replaceChildren(...charts);
+  byId("no-metrics").hidden = data.metrics;
+  fillTable("rounds-table", data.rounds.map((r) => [
+    String(r.round), String(r.queries), String(r.answers), number(r.true_return), number(r.learned_return),
+  ]));
+  const link = byId("report-link");
+  link.hidden = !data.report;
+  if (data.report) link.href = data.report;
+}
+
 async function refreshAdmin() {
-  const [progress, agreement, loop] = await Promise.all([
+  const [progress, agreement, loop, rounds] = await Promise.all([
     api("GET", "/api/admin/progress"), api("GET", "/api/admin/agreement"), api("GET", "/api/admin/loop"),
+    api("GET", "/api/admin/rounds"),
   ]);
   const p = progress.data;
   byId("n-queries").textContent = String(p.queries);
   byId("n-answers").textContent = String(p.answers);
-  fillTable("progress-table", p.annotators.map((a) => [a.annotator_id, a.kind, String(a.answered)]));
+  fillTable("progress-table", p.annotators.map((a) => [
+    a.role === "admin" ? `${a.annotator_id} (admin)` : a.annotator_id, a.kind, String(a.answered),
+  ]));
+  showRounds(rounds.data);
   const g = agreement.data;
   byId("n-units").textContent = String(g.n_units);
   byId("n-pairs").textContent = String(g.n_pairs);
