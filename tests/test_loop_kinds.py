@@ -246,6 +246,9 @@ def test_web_humans_answer_every_posted_kind_and_the_loop_fits_on_them(tmp_path:
     assert {f.annotator_id for f in run.store.feedback()} == {"dana"}
 
 
+SCALE = '[feedback.teacher]\nrating_scale = [0, 10]\nlabel_choices = ["poor", "fine", "great"]\n'
+
+
 def test_people_answer_every_kind_of_a_text_run_over_http(tmp_path: Path) -> None:
     """The text loop with human = "web" and all six kinds; a bot answers each kind through the app's API."""
     from rlhfkit.app.auth import add_annotator
@@ -258,28 +261,37 @@ def test_people_answer_every_kind_of_a_text_run_over_http(tmp_path: Path) -> Non
     text = (
         TEXT.replace("rounds = 2", "rounds = 1")
         .replace("[feedback]\n", '[feedback]\nhuman = "web"\nweb_min_answers = 10\nweb_poll_s = 0.05\n')
-        .replace("[feedback.teacher]\nbeta = 4.0\n", "")
+        # the run's config is the one source of the scale and the choices: the app reads them from the store
+        .replace("[feedback.teacher]\nbeta = 4.0\n", SCALE)
     )
     run = TextRun.create(load_text_config(_write(tmp_path, "web-text.toml", text)), tmp_path / "run", progress=False)
     token = add_annotator(run.store, "erin")
-    app = AppConfig(run.store.url, tmp_path / "media", prerender=False, label_choices=("bad", "ok", "good"))
+    app = AppConfig(run.store.url, tmp_path / "media", prerender=False)  # no scale or labels given to the app
     server, thread, port = run_in_thread(create_app(app))
-    person = SimulatedHuman(
-        TeacherConfig(beta=4.0, return_range=return_range("describe")),  # the app's 1-7 scale, its 3 labels
-        reward_fn=lambda t: describe_task.true_reward(t.completion),
-        seed=2,
-        annotator_id="erin",
-        features=feature_set("describe"),
-        editor=editor("describe"),
-    )
-    answered: list[int] = []
+
+    def person(**scale: object) -> SimulatedHuman:
+        return SimulatedHuman(
+            TeacherConfig(beta=4.0, return_range=return_range("describe"), **scale),  # type: ignore[arg-type]
+            reward_fn=lambda t: describe_task.true_reward(t.completion),
+            seed=2,
+            annotator_id="erin",
+            features=feature_set("describe"),
+            editor=editor("describe"),
+        )
+
+    answered: list[int | str] = []
 
     def people() -> None:
         with AnnotationClient(f"http://127.0.0.1:{port}", token) as client:
             deadline = time.time() + 120
             while client.queue().pending < 12 and time.time() < deadline:
                 time.sleep(0.05)
-            answered.append(WebBot(client, person, run.store).answer_pending())
+            try:  # a bot on another scale than the run's is refused before it sends anything
+                WebBot(client, person(), run.store).answer_pending()
+            except ValueError as e:
+                answered.append(str(e))
+            bot = WebBot(client, person(rating_scale=(0.0, 10.0), label_choices=("poor", "fine", "great")), run.store)
+            answered.append(bot.answer_pending())
 
     worker = threading.Thread(target=people, daemon=True)
     worker.start()
@@ -293,7 +305,9 @@ def test_people_answer_every_kind_of_a_text_run_over_http(tmp_path: Path) -> Non
         server.should_exit = True
         thread.join(timeout=30)
     assert not loop.is_alive(), "the loop still waits for answers"
-    assert answered == [12]
+    assert len(answered) == 2 and "the app on [0.0, 10.0] with labels ['poor', 'fine', 'great']" in str(answered[0])
+    assert answered[1] == 12
+    assert {f.choices for f in run.store.feedback(kind="label")} == {("poor", "fine", "great")}  # type: ignore[union-attr]
     stored = Counter(f.kind for f in run.store.feedback())
     assert stored == Counter(split_queries(12, load_text_config(tmp_path / "web-text.toml").feedback.kinds))
     assert {f.annotator_id for f in run.store.feedback()} == {"erin"}

@@ -137,3 +137,10 @@ def test_every_builtin_task_steps_and_its_proxy_scores_a_segment(name: str) -> N
     # The proxy is a different objective from the true reward, not a rescaling of it.
     true = segments[0].true_rewards
     assert not np.allclose(proxy, true)
+
+
+def test_every_task_tells_people_what_better_means() -> None:
+    """Each built-in task has instructions for people (the default of feedback.instructions); any gymnasium id too."""
+    for task in TASKS.values():
+        assert len(task.instructions) > 80, task.name
+    assert "Pendulum-v1" in get_task("env:Pendulum-v1").instructions

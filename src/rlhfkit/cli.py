@@ -25,6 +25,7 @@ from rlhfkit.config import ConfigError, describe, is_text_config, load_config
 if TYPE_CHECKING:
     from rlhfkit.feedback.interop import ImportReport, Scales
     from rlhfkit.feedback.store import FeedbackStore
+    from rlhfkit.feedback.web import AnnotationSettings
     from rlhfkit.types import Annotator, Feedback
 
 
@@ -149,22 +150,51 @@ def _serve(args: argparse.Namespace) -> int:
     from rlhfkit.feedback.store import FeedbackStore
 
     url = store_url_for(args.run_dir, args.db)
+    store = FeedbackStore(url)  # one that cannot be opened (read-only, down, full) is one line and exit code 2
+    try:
+        settings, from_run = _run_settings(args, store)
+    except BaseException:
+        store.close()
+        raise
+    lo, hi = settings.rating_scale
+    scale = f"ratings {lo:g}-{hi:g}, labels {' / '.join(settings.label_choices)}"
+    if from_run:
+        print(f"people answer as the run's config asks (task {settings.task or '?'}; {scale})", file=sys.stderr)
+    else:
+        print(
+            f"no run has written its settings to this store: people see generic instructions and {scale} "
+            "(--rating-scale, --labels); a run writes its own when it starts: then restart serve",
+            file=sys.stderr,
+        )
     config = AppConfig(
         store_url=url,
         media_dir=Path(args.run_dir) / "media",
+        run_dir=Path(args.run_dir),
         max_body_bytes=args.max_body,
         secure_cookies=args.secure_cookies,
         prerender=not args.no_prerender,
-        rating_scale=_pair_of_floats(args.rating_scale, "--rating-scale"),
-        label_choices=tuple(c.strip() for c in args.labels.split(",") if c.strip()),
+        rating_scale=settings.rating_scale,
+        label_choices=settings.label_choices,
     )
-    store = FeedbackStore(url)  # one that cannot be opened (read-only, down, full) is one line and exit code 2
     print(f"serving {url.split('@')[-1]} on http://{args.host}:{args.port}/", file=sys.stderr)
     try:
         serve(config, args.host, args.port, store=store)
     finally:
         store.close()
     return 0
+
+
+def _run_settings(args: argparse.Namespace, store: FeedbackStore) -> tuple[AnnotationSettings, bool]:
+    """The run's settings for people, from its store (True); ``--rating-scale``/``--labels`` only for a store no
+    run has written (False). A flag that disagrees with the run is an error (:func:`settings_or_fallback`)."""
+    from rlhfkit.feedback.web import settings_or_fallback
+
+    scale = _pair_of_floats(args.rating_scale, "--rating-scale") if args.rating_scale else None
+    labels = tuple(c.strip() for c in args.labels.split(",") if c.strip()) if args.labels else None
+    try:
+        return settings_or_fallback(store, scale, labels)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _pair_of_floats(text: str, flag: str) -> tuple[float, float]:
@@ -202,12 +232,12 @@ def _annotators(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interop_scales(args: argparse.Namespace) -> Scales:
-    """The rating scale and label choices of ``--rating-scale`` and ``--labels``, read as ``serve`` reads them."""
+def _interop_scales(args: argparse.Namespace, store: FeedbackStore) -> Scales:
+    """The rating scale and label choices people answer on: the run's, as ``serve`` reads them."""
     from rlhfkit.feedback.interop import Scales
 
-    labels = tuple(c.strip() for c in args.labels.split(",") if c.strip())
-    return Scales(rating=_pair_of_floats(args.rating_scale, "--rating-scale"), labels=labels)
+    settings, _ = _run_settings(args, store)
+    return Scales(rating=settings.rating_scale, labels=settings.label_choices, ordinal=settings.label_ordinal)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -216,11 +246,11 @@ def _export(args: argparse.Namespace) -> int:
     from rlhfkit.feedback.interop import export_argilla, export_label_studio
     from rlhfkit.feedback.store import FeedbackStore
 
-    scales = _interop_scales(args)
     out = Path(args.out)
     render = segment_renderer(args.run_dir)
     store = FeedbackStore(store_url_for(args.run_dir, args.db))
     try:
+        scales = _interop_scales(args, store)
         if args.format == "labelstudio":
             report = export_label_studio(store, out, scales=scales, render=render, media_url=args.media_url)
             what = "Label Studio task"
@@ -258,13 +288,13 @@ def _import(args: argparse.Namespace) -> int:
     from rlhfkit.feedback.interop import InteropError, import_label_studio
     from rlhfkit.feedback.store import FeedbackStore
 
-    scales = _interop_scales(args)
     url = store_url_for(args.run_dir, args.db)
     data = Path(args.data)
     if not data.exists():
         raise FileNotFoundError(f"{data}: no such file or folder")
     store = FeedbackStore(url)
     try:
+        scales = _interop_scales(args, store)
         if args.format == "labelstudio":
             if data.is_dir():
                 raise InteropError(f"{data}: a folder; give the JSON file that Label Studio exported")
@@ -346,10 +376,9 @@ def _add_preference_args(parser: argparse.ArgumentParser, model_help: str) -> No
 
 
 def _add_interop_args(parser: argparse.ArgumentParser, export: bool = False) -> None:
-    """The arguments `export` and `import` share: the store, and the scales `serve` shows; and export's own."""
+    """The arguments `export` and `import` share: the store, the fallback scales `serve` takes; and export's own."""
     parser.add_argument("--db", metavar="URL", help="feedback store URL, e.g. postgresql://user:pw@host/db")
-    parser.add_argument("--rating-scale", default="1,7", metavar="LOW,HIGH", help="scale of rating queries")
-    parser.add_argument("--labels", default="bad,good", help="comma-separated choices of label queries (worst first)")
+    _add_fallback_scale_args(parser)
     if export:
         parser.add_argument(
             "--media-url",
@@ -358,6 +387,21 @@ def _add_interop_args(parser: argparse.ArgumentParser, export: bool = False) -> 
             help="labelstudio: how tasks refer to the videos in OUT/media, PREFIX<generation id>.webm "
             "(e.g. /data/local-files/?d=export/media/ with Label Studio's local files storage)",
         )
+
+
+def _add_fallback_scale_args(parser: argparse.ArgumentParser) -> None:
+    """``--rating-scale`` and ``--labels``: only for a store no run has written its settings to."""
+    parser.add_argument(
+        "--rating-scale",
+        metavar="LOW,HIGH",
+        help="scale of rating queries (default 1,7) for a store no run has written; a run's comes from its "
+        "feedback.teacher.rating_scale",
+    )
+    parser.add_argument(
+        "--labels",
+        help="comma-separated label choices, worst first (default bad,ok,good), for a store no run has written; "
+        "a run's come from its feedback.teacher.label_choices",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -398,8 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-body", type=int, default=64 * 1024, help="largest request body in bytes (413 above)")
     sv.add_argument("--secure-cookies", action="store_true", help="mark the login cookie Secure (behind HTTPS)")
     sv.add_argument("--no-prerender", action="store_true", help="render control segments only when first viewed")
-    sv.add_argument("--rating-scale", default="1,7", metavar="LOW,HIGH", help="scale of rating queries")
-    sv.add_argument("--labels", default="bad,good", help="comma-separated choices of label queries (worst first)")
+    _add_fallback_scale_args(sv)
     sv.set_defaults(func=_serve)
     an = sub.add_parser("annotators", help="add, list or revoke the people who answer in the web app")
     an.add_argument("action", choices=["add", "list", "revoke"])

@@ -51,6 +51,10 @@ class FeedbackConfig:
     store_url: str = ""
     """Feedback store URL shared with `rlhfkit serve` (e.g. postgresql://user:pw@host/db);
     empty = RUN_DIR/feedback.sqlite."""
+    instructions: str = ""
+    """What people in the web app are asked to look for (what "better" means), shown on every query; empty =
+    the task's default. The rating scale and label choices they answer on are teacher.rating_scale and
+    teacher.label_choices, the simulated human's too."""
     initial_comparisons: int = 40
     """Comparisons asked in round 1, about segments of the base policy (queries of every kind in `kinds`)."""
     comparisons_per_round: int = 20

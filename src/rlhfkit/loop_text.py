@@ -40,7 +40,7 @@ from rlhfkit.domains.text import Prompt, TextPolicy, load_causal_lm
 from rlhfkit.feedback.effort import EffortConfig
 from rlhfkit.feedback.mix import KindTools, check_kinds, comparisons_only, query_size, run_kind_setup, split_queries
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
-from rlhfkit.feedback.web import WebHuman, open_run_store
+from rlhfkit.feedback.web import AnnotationSettings, WebHuman, open_run_store, write_settings
 from rlhfkit.loop import ask_pending, existing_run_folder, load_latest_checkpoint, new_run_folder, save_checkpoint
 from rlhfkit.optimize.text_ppo import TextPPOConfig, TextPPOTrainer
 from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
@@ -79,6 +79,10 @@ class TextFeedbackConfig:
     """With human = 'web': seconds between looks at the store while waiting for answers or while paused."""
     store_url: str = ""
     """Feedback store URL shared with `rlhfkit serve --db`; empty = RUN_DIR/feedback.sqlite."""
+    instructions: str = ""
+    """What people in the web app are asked to look for (what "better" means), shown on every query; empty =
+    the task's default. The rating scale and label choices they answer on are teacher.rating_scale and
+    teacher.label_choices, the simulated human's too."""
     kinds: dict[str, float] = field(default_factory=lambda: {"comparison": 1.0})
     """Share of each round's queries per feedback kind, summing to 1, e.g. {comparison = 0.5, ranking = 0.25,
     correction = 0.25}. Kinds: comparison, ranking (4 completions of a prompt), rating, label, correction (an
@@ -178,8 +182,10 @@ class TextRun:
         self.mixed = not comparisons_only(fb.kinds)
         self.tools, teacher = text_kind_setup(config)
         self.store = open_run_store(run_dir, fb.store_url)
+        instructions = fb.instructions or describe_task.INSTRUCTIONS
+        write_settings(self.store, AnnotationSettings.of_run(fb.teacher, instructions, config.task))
         self.human: SimulatedHuman | WebHuman = (
-            WebHuman(self.store, fb.web_min_answers, fb.web_poll_s, log=print if progress else None)
+            WebHuman(self.store, fb.web_min_answers, fb.web_poll_s, log=print if progress else None, run_dir=run_dir)
             if fb.human == "web"
             else SimulatedHuman(
                 teacher,

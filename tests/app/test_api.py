@@ -301,7 +301,8 @@ def test_progress_agreement_and_pause(client: TestClient, env: Env) -> None:
     admin = env.headers(env.admin)
     progress = client.get("/api/admin/progress", headers=admin).json()
     assert progress["queries"] == 5 and progress["answers"] == 8
-    assert {a["annotator_id"]: a["answered"] for a in progress["annotators"]} == {"alice": 4, "bob": 4, "boss": 0}
+    # the admin answered nothing: not listed among the people who answer (tests/app/test_settings.py)
+    assert {a["annotator_id"]: a["answered"] for a in progress["annotators"]} == {"alice": 4, "bob": 4}
     g = client.get("/api/admin/agreement", headers=admin).json()
     # units: (A,A) (B,B) (A,B) (A,A): alpha = 1 - 7 * 2 / (2 * 5 * 3) = 8/15 (see tests/feedback/test_agreement.py)
     assert g["n_units"] == 4 and g["n_pairs"] == 4 and g["pairwise"] == pytest.approx(0.75)
@@ -416,7 +417,8 @@ def test_every_kind_is_answered_and_stored_as_its_record(client: TestClient, env
     )
     h = env.headers(env.alice)
     queue = client.get("/api/queue", params={"limit": 20}, headers=h).json()
-    assert queue["rating_scale"] == [1.0, 7.0] and queue["label_choices"] == ["bad", "good"]
+    # no run wrote settings to this store: the fallback, which is what a run with a default config writes
+    assert queue["rating_scale"] == [1.0, 7.0] and queue["label_choices"] == ["bad", "ok", "good"]
     kinds = [q["kind"] for q in queue["queries"]][-6:]
     assert kinds == ["rating", "label", "ranking", "language", "correction", "correction"]
 
@@ -426,7 +428,7 @@ def test_every_kind_is_answered_and_stored_as_its_record(client: TestClient, env
     assert post({"kind": "rating", "query_id": "r0", "value": 6}).status_code == 201  # type: ignore[attr-defined]
     assert post({"kind": "rating", "query_id": "r0", "value": 6}).status_code == 200  # type: ignore[attr-defined]
     bad = post({"kind": "label", "query_id": "l0", "label": "great"})
-    assert bad.status_code == 422 and "'bad', 'good' or 'none of these'" in bad.json()["detail"]  # type: ignore[attr-defined]
+    assert bad.status_code == 422 and "'bad', 'ok', 'good' or 'none of these'" in bad.json()["detail"]  # type: ignore[attr-defined]
     assert post({"kind": "label", "query_id": "l0", "label": "none of these"}).status_code == 201  # type: ignore[attr-defined]
     wrong = post({"kind": "ranking", "query_id": "k1", "ranked": ["t1a", "t1b", "t9"]})
     assert wrong.status_code == 409 and "must order exactly" in wrong.json()["detail"]  # type: ignore[attr-defined]

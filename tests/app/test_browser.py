@@ -126,10 +126,16 @@ def test_annotator_answers_with_keyboard_and_slider_and_model_output_stays_text(
 
 
 def test_admin_pauses_the_loop_and_sees_agreement(browser: object, base_url: str, env: Env) -> None:
+    import json
+
     from rlhfkit.types import Comparison
 
     env.store.record(Comparison.make("q0", "A", "alice"))
     env.store.record(Comparison.make("q0", "A", "bob"))
+    rows = [{"round": 0, "true_return": -900.0, "learned_return": 0.5}, {"round": 1, "true_return": -300.0}]
+    (env.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    report = '<title>run report</title><style>p{color:red}</style><p id="note">plots</p>'
+    (env.run_dir / "report.html").write_text(report, encoding="utf-8")
     page, problems = _login(browser, base_url, env.admin)
     page.wait_for_url(base_url + "/admin")
     page.wait_for_selector("body[data-ready='1']")
@@ -137,6 +143,27 @@ def test_admin_pauses_the_loop_and_sees_agreement(browser: object, base_url: str
     assert page.text_content("#pairwise") == "100.0%"
     rows = page.locator("#progress-table tbody tr").all_text_contents()
     assert any("alice" in r and "1" in r for r in rows)
+    assert not any("boss" in r for r in rows), rows  # the admin is not one of the people who answer
+    # progress per round: answers to each round's queries, the true and learned return, and the report
+    charts = page.locator("#charts svg")
+    assert [charts.nth(i).get_attribute("data-title") for i in range(charts.count())] == [
+        "Answers per round",
+        "True return",
+        "Learned return",
+    ]
+    assert charts.nth(0).locator("rect").count() == 2 and charts.nth(1).locator("circle").count() == 2
+    assert page.locator("#rounds-table tbody tr").all_text_contents() == [
+        "000-900.0000.500",
+        "152-300.000n/a",
+    ]
+    assert page.is_visible("#report-link")
+    with page.expect_navigation():
+        page.click("#report-link")
+    assert page.title() == "run report"
+    # the report's own inline style applies: it is served under its own policy (no script at all)
+    assert page.evaluate("getComputedStyle(document.getElementById('note')).color") == "rgb(255, 0, 0)"
+    page.go_back()
+    page.wait_for_selector("body[data-ready='1']")
     page.click("#pause-toggle")
     page.wait_for_function("() => document.getElementById('loop-state').textContent === 'paused'")
     assert env.store.control("paused") is True
@@ -177,7 +204,7 @@ def test_forms_for_every_other_kind(browser: object, base_url: str, env: Env) ->
     assert page.locator("#rating-buttons button").all_text_contents() == [str(v) for v in range(1, 8)]
     page.keyboard.press("6")
     page.wait_for_selector("body[data-query-id='l0']")
-    page.keyboard.press("2")  # the second label: "good"
+    page.keyboard.press("3")  # the third label: "good" (bad, ok, good: the fallback, a default run's choices)
     page.wait_for_selector("body[data-query-id='k1']")
     assert page.locator("#pair article").count() == 3
     page.click("#ranking-list li:nth-child(1) button:has-text('↓')")  # A below B
@@ -200,3 +227,92 @@ def test_forms_for_every_other_kind(browser: object, base_url: str, env: Env) ->
     assert got["x0"].corrected.completion == "a calm answer"  # type: ignore[union-attr]
     assert not [p for p in problems if "Content Security Policy" in p or "dialog" in p], problems
     page.close()
+
+
+def test_answers_wait_for_both_clips_and_the_saved_line_does_not_follow(
+    browser: object, base_url: str, env: Env
+) -> None:
+    from rlhfkit.types import Comparison
+
+    for qid in ("q0", "q1"):
+        env.store.record(Comparison.make(qid, "A", "alice"))
+    page, problems = _login(browser, base_url, env.alice)
+    held: list[object] = []  # clip B of the control pair is held back until released below
+    page.route("**/api/media/webm/c0b", lambda route: held.append(route))  # type: ignore[attr-defined]
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.get_attribute("body", "data-query-id") == "q2"
+    page.keyboard.press("1")
+    page.wait_for_selector("body[data-query-id='q3']")
+    # the confirmation names the query it was about, in the header; nothing is left under the new query
+    assert page.text_content("#saved") == "Saved q2: A."
+    assert page.text_content("#status") == ""
+    page.keyboard.press("2")
+    page.wait_for_selector("body[data-query-id='k0']")
+    assert page.text_content("#status") == "" and page.text_content("#saved") == "Saved q3: B."
+
+    # clip A can play, clip B has not arrived: no answer can be given yet, by button or key
+    page.wait_for_function("() => document.getElementById('video-a').readyState >= 3", timeout=60_000)
+    assert page.is_visible("#media-wait")
+    assert all(page.is_disabled(f"#answer-{a}") for a in ("A", "B", "equal", "incomparable"))
+    assert page.is_disabled("#answer-graded")
+    page.keyboard.press("1")
+    page.wait_for_timeout(300)
+    assert page.get_attribute("body", "data-query-id") == "k0"
+    assert env.store.answer_of("k0", "alice") is None
+    assert held, "the page never asked for clip B"
+    for route in held:
+        route.continue_()  # type: ignore[attr-defined]
+    page.wait_for_selector("#answer-A:not([disabled])", timeout=60_000)
+    ready = page.evaluate("() => ['video-a', 'video-b'].map(id => document.getElementById(id).readyState)")
+    assert min(ready) >= 3, ready  # unlocked only once both clips can play
+    assert not page.is_visible("#media-wait")
+    page.keyboard.press("2")
+    page.wait_for_selector("#empty:not([hidden])")
+    stored = env.store.answer_of("k0", "alice")
+    assert isinstance(stored, Comparison) and stored.answer.value == "B"
+    assert not [p for p in problems if "Content Security Policy" in p or "dialog" in p], problems
+    page.close()
+
+
+def test_the_page_shows_the_runs_instructions_and_label_choices(browser: object, env: Env) -> None:
+    from rlhfkit.feedback.web import AnnotationSettings, write_settings
+    from rlhfkit.types import Comparison, Query
+
+    for q in env.queries:
+        env.store.record(Comparison.make(q.id, "A", "alice"))
+    env.store.add_queries([Query("l0", ("t1a",), 2, kind="label"), Query("r0", ("t0a",), 2, kind="rating")])
+    instructions = "Prefer calm answers.\nA <script>kind</script> word counts."
+    # what the loop writes when it starts, from the run's config (feedback.instructions, feedback.teacher)
+    write_settings(
+        env.store,
+        AnnotationSettings(instructions=instructions, rating_scale=(1, 5), label_choices=("poor", "fine", "great")),
+    )
+    server, thread, port = run_in_thread(create_app(app_config(env.run_dir, env.store)))
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        page, problems = _login(browser, base_url, env.alice)
+        page.wait_for_selector("body[data-ready='1']")
+        assert page.text_content("#instructions") == instructions  # as text: nothing of it parsed
+        assert page.locator("#instructions script").count() == 0
+        assert page.is_visible("#instructions")
+        assert page.get_attribute("body", "data-kind") == "label"
+        assert page.locator("#label-buttons button").all_text_contents() == [
+            "poor 1",
+            "fine 2",
+            "great 3",
+            "none of these 0",
+        ]
+        assert page.is_visible("#form-label .help")
+        page.keyboard.press("3")
+        page.wait_for_selector("body[data-query-id='r0']")
+        assert page.locator("#rating-buttons button").all_text_contents() == ["1", "2", "3", "4", "5"]
+        page.keyboard.press("5")
+        page.wait_for_selector("#empty:not([hidden])")
+        labels = {f.query_id: f for f in env.store.feedback(annotator_id="alice") if f.kind != "comparison"}
+        assert labels["l0"].label == "great" and labels["l0"].choices == ("poor", "fine", "great")  # type: ignore[union-attr]
+        assert labels["r0"].value == 5.0 and labels["r0"].scale == (1.0, 5.0)  # type: ignore[union-attr]
+        assert not [p for p in problems if "Content Security Policy" in p], problems
+        page.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

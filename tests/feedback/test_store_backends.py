@@ -192,3 +192,23 @@ def test_the_app_on_this_database(store: FeedbackStore, tmp_path: Path) -> None:
         assert client.get("/api/queue", headers=headers).json()["pending"] == 3
     (c,) = store.comparisons()
     assert c.mu == pytest.approx((0.65, 0.35)) and c.annotator_id == "ann"
+
+
+def test_counts_per_round_and_the_oldest_pending_queries(store: FeedbackStore) -> None:
+    """What the admin page's progress per round and the app's rendering ahead read, on this database."""
+    from rlhfkit.feedback.web import AnnotationSettings, read_settings, write_settings
+
+    _fill(store)
+    store.add_generations(
+        [Generation("h0", 2, "round-1", Text("p", "b")), Generation("h1", 2, "round-1", Text("p", "c"))]
+    )
+    store.add_queries([Query("n0", ("h0", "h1"), 2, created_at=5.0)])
+    for qid, who in [("q0", "a"), ("q0", "b"), ("q1", "a"), ("n0", "b")]:
+        store.record(Comparison.make(qid, "A", who))
+    assert store.counts_by_round() == {1: (4, 3), 2: (1, 1)}
+    assert [q.id for q in store.queries(pending_for="a", limit=2)] == ["q2", "r0"]
+    assert [q.id for q in store.queries(limit=1)] == ["q0"]
+    # the run's settings for people round-trip through the store's JSON column
+    settings = AnnotationSettings("Be brief.", (0.0, 10.0), ("poor", "fine", "great"), task="text:describe")
+    write_settings(store, settings)
+    assert read_settings(store) == settings

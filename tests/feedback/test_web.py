@@ -111,6 +111,63 @@ def _wait(predicate: Any, timeout: float = 60.0) -> bool:
     return False
 
 
+def test_the_waiting_loop_says_how_to_let_people_in(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A web run that waits for answers names the commands that add an annotator and start the app, with its
+    run folder, once."""
+    path = tmp_path / "web.toml"
+    path.write_text(WEB_TINY, encoding="utf-8")
+    run_dir = tmp_path / "my run"
+    run = Run.create(load_config(path), run_dir, progress=True)
+    assert isinstance(run.human, WebHuman)
+    queries = run.sample_queries(1)  # round 1's queries, posted as the loop posts them
+    polls: list[float] = []
+
+    def people_answer(seconds: float) -> None:  # on the third look, six answers have arrived
+        polls.append(seconds)
+        if len(polls) == 3:
+            for q in queries[:6]:
+                run.store.record(Comparison.make(q.id, "A", "carol"))
+
+    run.human.sleep = people_answer
+    capsys.readouterr()
+    assert run.human.wait_for_answers(1) == 6
+    out = capsys.readouterr().out
+    assert out.count("rlhfkit annotators add NAME --run") == 1, out  # said once, not at every look
+    assert f"rlhfkit annotators add NAME --run '{run_dir}'" in out
+    assert f"rlhfkit serve '{run_dir}'" in out
+    assert "0 of 6 usable answers stored" in out
+
+
+def test_a_run_writes_what_people_are_asked_for_the_app(tmp_path: Path) -> None:
+    """The run's config is the one source of the instructions, rating scale and label choices: the loop writes
+    them to the store, where `rlhfkit serve` (on any machine) reads them."""
+    from rlhfkit.feedback.web import read_settings
+    from rlhfkit.tasks import get_task
+
+    path = tmp_path / "web.toml"
+    path.write_text(WEB_TINY, encoding="utf-8")
+    run = Run.create(load_config(path), tmp_path / "default", progress=False)
+    settings = read_settings(run.store)
+    assert settings is not None and settings.task == "pendulum"
+    assert settings.instructions == get_task("pendulum").instructions  # the task's default
+    assert settings.rating_scale == (1.0, 7.0) and settings.label_choices == ("bad", "ok", "good")  # the teacher's
+
+    custom = WEB_TINY.replace(
+        "[reward]",
+        'instructions = "Upright and still wins."\n\n[feedback.teacher]\nrating_scale = [0, 10]\n'
+        'label_choices = ["poor", "fine", "great", "superb"]\nlabel_thresholds = [-0.5, 0.0, 0.5]\n\n[reward]',
+    )
+    path.write_text(custom, encoding="utf-8")
+    run = Run.create(load_config(path), tmp_path / "custom", progress=False)
+    settings = read_settings(run.store)
+    assert settings is not None and settings.instructions == "Upright and still wins."
+    assert settings.rating_scale == (0.0, 10.0) and settings.label_choices == ("poor", "fine", "great", "superb")
+
+    path.write_text(custom.replace('"superb"]', '"none of these"]'), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"teacher\.label_choices"):
+        load_config(path)
+
+
 def test_the_loop_goes_on_while_people_answer_through_the_app(tmp_path: Path) -> None:
     """The loop fits round 1 on the first 6 of 12 answers, keeps optimising while the rest
     arrive over HTTP, holds while an admin pauses it, and the app restarts without losing one."""

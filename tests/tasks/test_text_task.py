@@ -40,3 +40,10 @@ def test_corpus_is_seeded_and_mixed() -> None:
     neg = sum(w.strip(",") in text.NEGATIVE for w in words)
     assert 0.4 < pos / (pos + neg) < 0.6
     assert len(text.prompts()) == len(text.SUBJECTS)
+
+
+def test_the_instructions_state_the_true_reward_in_words() -> None:
+    """People are told what the simulated human judges by: the kind and unkind words, brevity, the full stop."""
+    for word in (*text.POSITIVE, *text.NEGATIVE):
+        assert word in text.INSTRUCTIONS
+    assert "three" in text.INSTRUCTIONS and "full stop" in text.INSTRUCTIONS

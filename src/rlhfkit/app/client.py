@@ -108,6 +108,11 @@ class AnnotationClient:
         data: dict[str, str] = self._request("GET", "/api/me").json()
         return data
 
+    def settings(self) -> dict[str, Any]:
+        """The run's instructions, rating scale and label choices, as the app offers them (``GET /api/settings``)."""
+        data: dict[str, Any] = self._request("GET", "/api/settings").json()
+        return data
+
     def queue(self, limit: int = 10) -> Queue:
         """The oldest queries this annotator has not answered, with counts."""
         d = self._request("GET", "/api/queue", params={"limit": limit}).json()
@@ -180,6 +185,11 @@ class AnnotationClient:
 
     def progress(self) -> dict[str, Any]:
         data: dict[str, Any] = self._request("GET", "/api/admin/progress").json()
+        return data
+
+    def rounds(self) -> dict[str, Any]:
+        """Per round: queries, answers, true and learned return (``GET /api/admin/rounds``)."""
+        data: dict[str, Any] = self._request("GET", "/api/admin/rounds").json()
         return data
 
     def agreement(self) -> dict[str, Any]:

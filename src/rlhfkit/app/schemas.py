@@ -235,6 +235,35 @@ class AnnotatorProgress(BaseModel):
     annotator_id: str
     kind: str
     answered: int
+    role: Literal["annotator", "admin", "none"] = Field(
+        default="annotator", description="the role of the person's login tokens; 'none': answered without one"
+    )
+
+
+class SettingsOut(BaseModel):
+    """What people are asked and how they may answer: the run's, from its config (``source = "run"``), or the
+    app's fallback for a store no run has written (``"fallback"``)."""
+
+    instructions: str = Field(description="what 'better' means for this run (plain text)")
+    rating_scale: list[float] = Field(description="(low, high) of the rating scale")
+    label_choices: list[str] = Field(description="the label choices; 'none of these' is always allowed too")
+    label_ordinal: bool = Field(description="whether the label choices are ordered worst to best")
+    task: str
+    source: Literal["run", "fallback"]
+
+
+class RoundOut(BaseModel):
+    round: int
+    queries: int = Field(description="queries the loop posted in this round")
+    answers: int = Field(description="answers stored to this round's queries, by everyone")
+    true_return: float | None = Field(default=None, description="the task's true return after this round")
+    learned_return: float | None = Field(default=None, description="the learned reward's return after this round")
+
+
+class RoundsOut(BaseModel):
+    rounds: list[RoundOut]
+    metrics: bool = Field(description="whether the run's metrics.jsonl was readable (returns are null otherwise)")
+    report: str | None = Field(description="URL of the run's report.html, null until the loop has written one")
 
 
 class ProgressOut(BaseModel):

@@ -21,7 +21,8 @@ Security, in one place:
   validated field by field (422 naming the field); nothing is stored then;
 - pages run only the app's own script under a strict Content-Security-Policy
   and show model output with ``textContent``: HTML or script in a generation
-  is displayed as text, never parsed;
+  is displayed as text, never parsed; the run's report (admins only) has its
+  own policy, which allows its inline style and no script at all;
 - tokens never reach a log: they travel only in headers and the login body,
   never in a URL; error messages never echo a token, a session id or free text
   sent in a body (utterances, completions). They may name the short values a
@@ -45,6 +46,7 @@ import dataclasses
 import gc
 import json
 import logging
+import re
 import threading
 import time
 import urllib.parse
@@ -67,10 +69,12 @@ from rlhfkit.app import schemas as s
 from rlhfkit.app.auth import Principal, TokenVerifier, end_session, open_session, session_principal
 from rlhfkit.app.docs import docs_page
 from rlhfkit.app.media import FORMATS, MediaBusyError, MediaCache, MediaError
+from rlhfkit.app.prerender import Prerenderer
+from rlhfkit.app.runview import people_progress, rounds_view, run_settings, settings_out
 from rlhfkit.app.writer import AnswerWriter
 from rlhfkit.feedback.agreement import agreement
 from rlhfkit.feedback.store import FeedbackStore, StoreError
-from rlhfkit.feedback.web import PAUSED_KEY, STATUS_KEY, normalise_store_url
+from rlhfkit.feedback.web import PAUSED_KEY, STATUS_KEY, AnnotationSettings, normalise_store_url
 from rlhfkit.types import (
     Comparison,
     Correction,
@@ -97,6 +101,13 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
+REPORT_CSP = {
+    "content-security-policy": (
+        "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+}
+"""The run report's policy: its own inline style and plots, no script at all."""
 SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -126,13 +137,23 @@ class AppConfig:
     secure_cookies: bool = False
     """Mark the login cookie Secure (set it when the app is served over HTTPS)."""
     prerender: bool = True
-    """Render pending control segments in the background at start-up."""
-    rating_scale: tuple[float, float] = (1.0, 7.0)
-    """The scale of rating queries, (low, high); the form offers each whole number in it."""
-    label_choices: tuple[str, ...] = ("bad", "good")
-    """The choices of label queries ("none of these" is always offered too)."""
+    """Render the control segments of queued queries in the background, ahead of the people who will see them."""
+    prerender_ahead: int = 16
+    """Pending queries per person kept rendered ahead (see :mod:`rlhfkit.app.prerender`)."""
+    prerender_poll_s: float = 5.0
+    """Seconds between the pre-renderer's looks at the store for new queries."""
+    run_dir: Path | None = None
+    """The run folder, for the admin page's ``metrics.jsonl`` and ``report.html``; None = ``media_dir``'s parent."""
+    # The run writes its instructions, rating scale and label choices to the store
+    # (feedback/web.py: AnnotationSettings); the app uses those. The three fields below
+    # are only a fallback for a store no run has written, defaulting to what a run with
+    # a default config writes.
+    rating_scale: tuple[float, float] = AnnotationSettings.rating_scale
+    """Fallback scale of rating queries, (low, high), for a store no run has written settings to."""
+    label_choices: tuple[str, ...] = AnnotationSettings.label_choices
+    """Fallback choices of label queries ("none of these" is always offered too), for a store no run has written."""
     label_ordinal: bool = True
-    """Whether the label choices are ordered worst to best."""
+    """Fallback: whether the label choices are ordered worst to best."""
 
 
 # -- a plain ASGI guard: security headers on every response, and the body limit ------
@@ -168,7 +189,9 @@ class GuardMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                headers = list(message.get("headers", []))
+                own = {name.lower() for name, _ in headers}  # the report sets its own, stricter about scripts
+                message["headers"] = headers + [h for h in SECURITY_HEADERS if h[0] not in own]
             await send(message)
 
         try:
@@ -331,7 +354,15 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
     verifier = TokenVerifier(store, config.token_ttl_s)
     writer = AnswerWriter(store)
     media = MediaCache(config.media_dir)
-    stop_prerender = threading.Event()
+    prerenderer = Prerenderer(store, media, config.prerender_ahead, config.prerender_poll_s)
+    run_dir = config.run_dir if config.run_dir is not None else config.media_dir.parent
+    # The run's settings for people, read once, when the app starts: the answer schema below is built from them.
+    fallback = AnnotationSettings(
+        rating_scale=config.rating_scale, label_choices=config.label_choices, label_ordinal=config.label_ordinal
+    )
+    settings, from_run = run_settings(store, fallback)
+    if not from_run:
+        log.warning("no run has written its settings to this store: using the fallback scale and labels")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -340,17 +371,13 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
         # and stalled requests for 250 ms at a time under load.
         gc.freeze()
         writer.start()
-        worker = None
         if config.prerender:
-            worker = threading.Thread(target=_prerender, args=(store, media, stop_prerender), daemon=True)
-            worker.start()
+            prerenderer.start()
         try:
             yield
         finally:
-            stop_prerender.set()
+            prerenderer.stop()
             writer.stop()
-            if worker is not None:
-                worker.join(timeout=30)
 
     app = FastAPI(
         title="rlhfkit annotation app",
@@ -470,8 +497,8 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
         total = store.count_queries()
         return s.QueueOut(
             annotator_id=who.annotator_id,
-            rating_scale=list(config.rating_scale),
-            label_choices=list(config.label_choices),
+            rating_scale=list(settings.rating_scale),
+            label_choices=list(settings.label_choices),
             pending=len(pending),
             answered=total - len(pending),  # each answer is to one stored query, at most one per annotator
             total=total,
@@ -483,7 +510,12 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
             ],
         )
 
-    AnswerBody = s.answer_model(config.rating_scale, config.label_choices)
+    @app.get("/api/settings", response_model=s.SettingsOut, responses=_errors(401), tags=["annotate"])
+    def settings_view(who: Who) -> s.SettingsOut:
+        """What people are asked (the run's instructions) and how they may answer (its scale and label choices)."""
+        return settings_out(settings, from_run)
+
+    AnswerBody = s.answer_model(settings.rating_scale, settings.label_choices)
 
     @app.post(
         "/api/answers",
@@ -533,9 +565,9 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
             mu_a = body.mu_a if isinstance(body, s.ComparisonGradedIn) else None
             return Comparison.make(body.query_id, body.answer, annotator_id, mu_a=mu_a)
         if isinstance(body, s.RatingIn):
-            return Rating.make(body.query_id, body.value, annotator_id, scale=config.rating_scale)
+            return Rating.make(body.query_id, body.value, annotator_id, scale=settings.rating_scale)
         if isinstance(body, s.LabelIn):
-            return Label.make(body.query_id, body.label, annotator_id, config.label_choices, config.label_ordinal)
+            return Label.make(body.query_id, body.label, annotator_id, settings.label_choices, settings.label_ordinal)
         if isinstance(body, s.RankingIn):
             return Ranking.make(body.query_id, body.ranked, annotator_id)
         if isinstance(body, s.LanguageIn):
@@ -597,17 +629,29 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
 
     @app.get("/api/admin/progress", response_model=s.ProgressOut, responses=_errors(401, 403), tags=["admin"])
     def progress(who: Admin) -> s.ProgressOut:
-        counts = store.feedback_counts()
-        people = {a.id: a.kind for a in store.annotators()}
-        ids = sorted(set(people) | set(counts))
-        return s.ProgressOut(
-            queries=store.count_queries(),
-            answers=sum(counts.values()),
-            annotators=[
-                s.AnnotatorProgress(annotator_id=a, kind=people.get(a, "unknown"), answered=counts.get(a, 0))
-                for a in ids
-            ],
-        )
+        """Answers per annotator (admins who have answered nothing are left out)."""
+        people = people_progress(store)
+        return s.ProgressOut(queries=store.count_queries(), answers=store.count_feedback(), annotators=people)
+
+    @app.get("/api/admin/rounds", response_model=s.RoundsOut, responses=_errors(401, 403), tags=["admin"])
+    def rounds(who: Admin) -> s.RoundsOut:
+        """Per round: queries posted, answers to them, true and learned return (when metrics.jsonl is readable)."""
+        return rounds_view(store, run_dir, "/report/")
+
+    @app.get("/report/", include_in_schema=False)
+    def report(who: Admin) -> Response:
+        """The run's report.html (admins only: it shows the config, which may hold the store's URL)."""
+        path = run_dir / "report.html"
+        if not path.is_file():
+            return _error(404, "no report yet: the loop writes report.html after each round")
+        return FileResponse(path, media_type="text/html", headers={"cache-control": "no-store", **REPORT_CSP})
+
+    @app.get("/report/plots/{name}", include_in_schema=False)
+    def report_plot(who: Admin, name: str) -> Response:
+        path = run_dir / "plots" / name
+        if not re.fullmatch(r"[a-z0-9_]{1,64}\.png", name) or not path.is_file():
+            return _error(404, "no such plot")
+        return FileResponse(path, media_type="image/png", headers={"cache-control": "no-cache"})
 
     @app.get("/api/admin/agreement", response_model=s.AgreementOut, responses=_errors(401, 403), tags=["admin"])
     def agreement_view(who: Admin) -> s.AgreementOut:
@@ -707,22 +751,6 @@ def _item(g: Generation) -> s.ItemOut:
         return v if isinstance(v, str) else [s.Message(role=m["role"], content=m["content"]) for m in v]
 
     return s.ItemOut(generation_id=g.id, domain="text", prompt=plain(c.prompt), completion=plain(c.completion))
-
-
-def _prerender(store: FeedbackStore, media: MediaCache, stop: threading.Event) -> None:
-    """Render the control segments of pending queries, so the first person to open one does not wait."""
-    try:
-        queries = store.queries()
-        answered = {c.query_id for c in store.comparisons()}
-        ids = [g for q in queries if q.id not in answered for g in q.generation_ids]
-        for gid in ids:
-            if stop.is_set():
-                return
-            gen = store.generations([gid]).get(gid)
-            if gen is not None and isinstance(gen.content, Segment):
-                media.get(gid, gen.content, "webm")
-    except Exception as e:  # rendering is a convenience: a failure here must not stop the app
-        log.warning("pre-rendering stopped: %s", failures.describe(e))
 
 
 def store_url_for(run_dir: str | Path, db: str | None = None) -> str:

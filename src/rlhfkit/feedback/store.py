@@ -465,10 +465,12 @@ class FeedbackStore:
             for r in rows
         }
 
-    def queries(self, round: int | None = None, pending_for: str | None = None) -> list[Query]:
+    def queries(
+        self, round: int | None = None, pending_for: str | None = None, limit: int | None = None
+    ) -> list[Query]:
         """Stored queries in creation order.
 
-        ``pending_for``: only queries that this annotator has not answered yet.
+        ``pending_for``: only queries that this annotator has not answered yet; ``limit``: the oldest so many.
         """
         stmt = sa.select(queries_table).order_by(queries_table.c.created_at, queries_table.c.id)
         if round is not None:
@@ -476,6 +478,8 @@ class FeedbackStore:
         if pending_for is not None:
             answered = sa.select(feedback_table.c.query_id).where(feedback_table.c.annotator_id == pending_for)
             stmt = stmt.where(queries_table.c.id.not_in(answered))
+        if limit is not None:
+            stmt = stmt.limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         return [
@@ -668,6 +672,17 @@ class FeedbackStore:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(t.c.annotator_id, sa.func.count()).group_by(t.c.annotator_id)).all()
         return {r[0]: int(r[1]) for r in rows}
+
+    def counts_by_round(self) -> dict[int, tuple[int, int]]:
+        """``{round: (queries, answers)}``: the queries posted in each round and the answers stored to them."""
+        q, f = queries_table, feedback_table
+        with self.engine.connect() as conn:
+            posted = conn.execute(sa.select(q.c.round, sa.func.count()).group_by(q.c.round)).all()
+            answered = conn.execute(
+                sa.select(q.c.round, sa.func.count()).select_from(f.join(q, f.c.query_id == q.c.id)).group_by(q.c.round)
+            ).all()
+        answers = {int(r[0]): int(r[1]) for r in answered}
+        return {int(r[0]): (int(r[1]), answers.get(int(r[0]), 0)) for r in posted}
 
     def count_queries(self) -> int:
         with self.engine.connect() as conn:

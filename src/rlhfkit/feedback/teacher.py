@@ -121,7 +121,8 @@ class TeacherConfig:
     return_range: tuple[float, float] | None = None
     """Returns (R_lo, R_hi) mapped onto the ends of the rating scale; needed for ratings and labels."""
     rating_scale: tuple[float, float] = (1.0, 7.0)
-    """The declared rating scale (low, high)."""
+    """The declared rating scale (low, high); also the scale people rate on in the web app (the run writes it
+    to the store, `rlhfkit serve` reads it there)."""
     rating_gain: float = 1.0
     """This annotator's scale: how far from the middle a given return is put (per-annotator calibration)."""
     rating_offset: float = 0.0
@@ -131,7 +132,8 @@ class TeacherConfig:
     rating_step: float = 1.0
     """Ratings are rounded to multiples of this above the low end (0: not rounded)."""
     label_choices: tuple[str, ...] = ("bad", "ok", "good")
-    """Ordinal label set, worst first."""
+    """Ordinal label set, worst first; also the label buttons people see in the web app ("none of these" is
+    always offered too)."""
     label_thresholds: tuple[float, ...] = (-0.33, 0.33)
     """Thresholds on the normalised return z in [-1, 1] between consecutive labels (one fewer than labels)."""
     label_noise: float = 0.0
@@ -164,6 +166,17 @@ class TeacherConfig:
             raise ValueError(f"teacher.rating_scale must be (low, high) with low < high, got {self.rating_scale}")
         if not (self.rating_gain > 0 and self.rating_noise >= 0 and self.rating_step >= 0 and self.label_noise >= 0):
             raise ValueError("teacher.rating_gain must be > 0; rating_noise, rating_step, label_noise >= 0")
+        choices = self.label_choices
+        if (
+            len(choices) < 2
+            or len(set(choices)) != len(choices)
+            or NONE_OF_THESE in choices
+            or not all(c.strip() for c in choices)
+        ):
+            raise ValueError(
+                f"teacher.label_choices must be 2 or more distinct, non-empty names without {NONE_OF_THESE!r} "
+                f"(always offered), got {list(choices)}"
+            )
         if len(self.label_thresholds) != len(self.label_choices) - 1 or list(self.label_thresholds) != sorted(
             self.label_thresholds
         ):

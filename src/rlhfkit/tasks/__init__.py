@@ -72,6 +72,9 @@ class Task:
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Settings that work for this task, by config section ("ppo", "reward"); the config can override each."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    instructions: str = ""
+    """What people in the web app are asked to look for (what "better" means on this task): the default of
+    ``feedback.instructions``. Empty = a generic text."""
 
     def make_env(self) -> gym.Env[Any, Any]:
         env = make_gym_env(self.env_id, **self.env_kwargs)
@@ -134,6 +137,11 @@ TASKS: dict[str, Task] = {
             description="Swing a pendulum up and hold it upright with little torque (fast; tests and demo).",
             segment_length=50,
             proxy_reward=pendulum_proxy,
+            instructions=(
+                "The goal: swing the pendulum up and hold it still, pointing straight up, using little force "
+                "(the arrow shows the torque applied). Prefer the clip that ends closer to upright and steadier; "
+                "when both hang down, prefer the one that swings higher. Wild spinning is worse than a calm swing."
+            ),
             defaults={
                 "ppo": {"n_envs": 4, "n_steps": 1024, "gamma": 0.9, "learning_rate": 1e-3},
                 # With actions as input, 200 comparisons teach the reward model to credit
@@ -149,6 +157,11 @@ TASKS: dict[str, Task] = {
             segment_length=25,
             true_reward=cartpole_true,
             proxy_reward=cartpole_proxy,
+            instructions=(
+                "The goal: keep the pole upright and the cart near the middle of the track. Prefer the clip where "
+                "the pole stays closer to vertical and the cart drifts less; a pole that falls, or a cart that "
+                "runs off to the edge, is worse."
+            ),
             defaults={"ppo": {"n_envs": 4, "n_steps": 256, "gamma": 0.99, "learning_rate": 3e-4}},
         ),
         Task(
@@ -157,6 +170,10 @@ TASKS: dict[str, Task] = {
             description="Move a 2-link arm's fingertip to a random target (MuJoCo).",
             segment_length=25,
             proxy_reward=reacher_proxy,
+            instructions=(
+                "The goal: bring the arm's fingertip to the target and keep it there, with smooth, small movements. "
+                "Prefer the clip that gets closer to the target sooner; flailing is worse than a calm reach."
+            ),
             defaults={"ppo": {"n_envs": 4, "n_steps": 512, "gamma": 0.99, "learning_rate": 3e-4}},
         ),
         Task(
@@ -165,6 +182,10 @@ TASKS: dict[str, Task] = {
             description="Run forward with a planar cheetah (MuJoCo).",
             segment_length=50,
             proxy_reward=halfcheetah_proxy,
+            instructions=(
+                "The goal: run forward (to the right) fast, with a smooth, efficient gait. Prefer the clip that "
+                "covers more ground with less effort; running backwards or thrashing in place is worse."
+            ),
             defaults={"ppo": {"n_envs": 4, "n_steps": 512, "gamma": 0.99, "learning_rate": 3e-4}},
         ),
     ]
@@ -176,7 +197,13 @@ def get_task(name: str) -> Task:
     if name.startswith("env:"):
         env_id = name[4:]
         make_gym_env(env_id).close()  # fails early, with a suggestion, on an unknown id
-        return Task(name=name, env_id=env_id, description=f"gymnasium {env_id} with its own reward", segment_length=50)
+        return Task(
+            name=name,
+            env_id=env_id,
+            description=f"gymnasium {env_id} with its own reward",
+            segment_length=50,
+            instructions=f"Prefer the clip where the agent does the task of {env_id} better.",
+        )
     if name not in TASKS:
         close = difflib.get_close_matches(name, list(TASKS), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""

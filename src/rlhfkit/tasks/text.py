@@ -28,6 +28,15 @@ SUBJECTS = ("cat", "dog", "bird", "fox", "girl", "boy", "king", "tree", "owl", "
 
 _WORD = re.compile(r"[a-z]+|\.")
 
+INSTRUCTIONS = (
+    "Each answer describes a character. A good one is nice and brief: up to three kind words ("
+    + ", ".join(POSITIVE)
+    + "), no unkind ones ("
+    + ", ".join(NEGATIVE)
+    + "), and it ends with a full stop. Piling on more adjectives, even nice ones, makes it worse."
+)
+"""What people are asked to judge on this task (the default of ``feedback.instructions``): the true reward in words."""
+
 
 def prompts() -> list[str]:
     """The task's prompts: one per subject."""

@@ -65,7 +65,12 @@ function loginPage() {
 // -- annotate -------------------------------------------------------------------------
 
 const KINDS = ["comparison", "rating", "label", "ranking", "language", "correction"];
-const state = { queue: [], current: null, busy: false, timer: null, scale: [1, 7], choices: [], ranking: [] };
+// The run's instructions, rating scale and label choices come from GET /api/settings (the run's config, which the
+// loop wrote to the store); the page has no defaults of its own for them.
+const state = {
+  queue: [], current: null, busy: false, loading: false, timer: null, scale: [1, 7], choices: [], ranking: [],
+  prefetched: new Set(),
+};
 
 function letter(i) { return String.fromCharCode(65 + i); }
 
@@ -104,6 +109,7 @@ function showItems(items) {
   const pair = byId("pair");
   pair.replaceChildren();
   const videos = [];
+  const sides = [];
   items.forEach((item, i) => {
     const side = letter(i).toLowerCase();
     const article = el("article", "side");
@@ -131,13 +137,58 @@ function showItems(items) {
       content.appendChild(video);
       content.appendChild(el("p", "meta", `${item.steps} steps`));
       videos.push(video);
+      sides.push(article);
     }
     article.appendChild(content);
     pair.appendChild(article);
   });
   byId("media-controls").hidden = videos.length === 0;
   state.replay = null;
+  waitForMedia(videos, sides);
   if (videos.length) syncVideos(videos);
+}
+
+// The answers stay locked until every clip of the query can play through: a
+// person must not judge a black box. A clip that fails to load unlocks them with
+// a note (they may answer "can't compare" or reload).
+function waitForMedia(videos, sides) {
+  const wait = {};  // events of an earlier query's clips must not unlock this one
+  state.mediaWait = wait;
+  state.loading = videos.length > 0;
+  byId("media-wait").hidden = !state.loading;
+  let ready = 0;
+  const unlock = () => {
+    if (state.mediaWait !== wait || !state.loading) return;
+    state.loading = false;
+    byId("media-wait").hidden = true;
+    setBusy(state.busy);
+  };
+  videos.forEach((video, i) => {
+    sides[i].classList.add("loading");
+    video.addEventListener("canplaythrough", () => {
+      sides[i].classList.remove("loading");
+      ready += 1;
+      if (ready === videos.length) unlock();
+    }, { once: true });
+    video.addEventListener("error", () => {
+      if (state.mediaWait !== wait) return;
+      sides[i].classList.remove("loading");
+      setStatus(`Clip ${letter(i)} could not be loaded: answer "can't compare", or reload the page.`, true);
+      unlock();
+    }, { once: true });
+  });
+}
+
+// Fetch the clips of the next queued query now, so the server renders them (if it
+// has not already) and the browser holds them before the person gets there.
+function prefetchNext() {
+  const upcoming = state.queue[0];
+  if (!upcoming) return;
+  for (const item of upcoming.items) {
+    if (item.domain !== "control" || !item.video || state.prefetched.has(item.video)) continue;
+    state.prefetched.add(item.video);
+    fetch(item.video, { credentials: "same-origin" }).catch(() => state.prefetched.delete(item.video));
+  }
 }
 
 function showForm(query) {
@@ -219,9 +270,11 @@ function showQuery(query) {
   document.body.dataset.kind = query.kind;
   byId("query-id").textContent = query.id;
   byId("query-round").textContent = String(query.round);
+  setStatus("");  // a message about the previous query must not sit under this one
   showItems(query.items);
   showForm(query);
   setBusy(false);
+  prefetchNext();
 }
 
 // Play the videos in sync: all start together once all can play, the others
@@ -248,8 +301,9 @@ function syncVideos(videos) {
 
 function setBusy(busy) {
   state.busy = busy;
-  for (const button of document.querySelectorAll(".form button")) button.disabled = busy;
-  if (!busy && state.current && state.current.kind === "ranking") drawRanking(state.current);
+  const locked = busy || state.loading;
+  for (const button of document.querySelectorAll(".form button")) button.disabled = locked;
+  if (!locked && state.current && state.current.kind === "ranking") drawRanking(state.current);
 }
 
 function updateConfidence() {
@@ -260,8 +314,6 @@ async function refreshQueue() {
   const { data } = await api("GET", "/api/queue?limit=10");
   byId("progress").textContent = `${data.answered} answered · ${data.pending} to go`;
   byId("paused").hidden = !data.paused;
-  state.scale = data.rating_scale;
-  state.choices = data.label_choices;
   const answeredHere = new Set(state.done || []);
   state.queue = data.queries.filter((q) => !answeredHere.has(q.id));
   return data;
@@ -293,13 +345,14 @@ function describe(body) {
 
 async function sendBody(fields) {
   const query = state.current;
-  if (!query || state.busy) return;
+  if (!query || state.busy || state.loading) return;
   setBusy(true);
   const body = Object.assign({ query_id: query.id }, fields);
   try {
     const { data } = await api("POST", "/api/answers", body);
     state.done = (state.done || []).concat([query.id]).slice(-200);
-    setStatus(data.duplicate ? "Already saved." : `Saved: ${describe(body)}.`);
+    // said in the header, about that query: the status line under the next query starts empty
+    byId("saved").textContent = data.duplicate ? `Query ${query.id} was already saved.` : `Saved ${query.id}: ${describe(body)}.`;
     state.queue = state.queue.filter((q) => q.id !== query.id);
     await refreshQueue().catch(() => undefined);
     state.queue = state.queue.filter((q) => q.id !== query.id);
@@ -366,10 +419,18 @@ function onKey(event) {
   }
 }
 
+function showSettings(settings) {
+  byId("instructions").textContent = settings.instructions;  // plain text from the run's config, never parsed
+  state.scale = settings.rating_scale;
+  state.choices = settings.label_choices;
+  document.body.dataset.labels = settings.label_choices.join("|");
+}
+
 async function annotatePage() {
   try {
-    const { data } = await api("GET", "/api/me");
-    byId("who").textContent = data.annotator_id;
+    const [me, settings] = await Promise.all([api("GET", "/api/me"), api("GET", "/api/settings")]);
+    byId("who").textContent = me.data.annotator_id;
+    showSettings(settings.data);
   } catch (error) { return; }
   byId("logout").addEventListener("click", logout);
   for (const button of document.querySelectorAll("#answer-buttons button")) {
@@ -382,68 +443,6 @@ async function annotatePage() {
   byId("send-correction").addEventListener("click", () => sendText("correction"));
   document.addEventListener("keydown", onKey);
   await next();
-  document.body.dataset.ready = "1";
-}
-
-// -- admin ----------------------------------------------------------------------------
-
-function fillTable(id, rows) {
-  const body = document.querySelector(`#${id} tbody`);
-  body.replaceChildren(...rows.map((cells) => {
-    const tr = el("tr");
-    for (const cell of cells) tr.appendChild(el("td", null, cell));
-    return tr;
-  }));
-}
-
-async function refreshAdmin() {
-  const [progress, agreement, loop] = await Promise.all([
-    api("GET", "/api/admin/progress"), api("GET", "/api/admin/agreement"), api("GET", "/api/admin/loop"),
-  ]);
-  const p = progress.data;
-  byId("n-queries").textContent = String(p.queries);
-  byId("n-answers").textContent = String(p.answers);
-  fillTable("progress-table", p.annotators.map((a) => [a.annotator_id, a.kind, String(a.answered)]));
-  const g = agreement.data;
-  byId("n-units").textContent = String(g.n_units);
-  byId("n-pairs").textContent = String(g.n_pairs);
-  byId("pairwise").textContent = percent(g.pairwise);
-  byId("alpha-nominal").textContent = number(g.alpha_nominal);
-  byId("alpha-interval").textContent = number(g.alpha_interval);
-  fillTable("pairs-table", g.by_pair.map((r) => [r.annotators.join(" · "), String(r.agree), String(r.pairs)]));
-  showLoop(loop.data);
-}
-
-function showLoop(loop) {
-  byId("loop-state").textContent = loop.paused ? "paused" : "running";
-  const status = loop.status || {};
-  const parts = [];
-  if (status.round !== undefined) parts.push(`round ${status.round}`);
-  if (status.phase) parts.push(String(status.phase));
-  byId("loop-status").textContent = parts.length ? `(${parts.join(", ")})` : "";
-  const toggle = byId("pause-toggle");
-  toggle.textContent = loop.paused ? "Resume the loop" : "Pause the loop";
-  toggle.dataset.paused = loop.paused ? "1" : "0";
-}
-
-async function adminPage() {
-  try {
-    const { data } = await api("GET", "/api/me");
-    byId("who").textContent = data.annotator_id;
-  } catch (error) { return; }
-  byId("logout").addEventListener("click", logout);
-  byId("pause-toggle").addEventListener("click", async () => {
-    const paused = byId("pause-toggle").dataset.paused !== "1";
-    try {
-      const { data } = await api("POST", "/api/admin/loop", { paused });
-      showLoop(data);
-    } catch (error) { setStatus(error.message, true); }
-  });
-  const tick = async () => {
-    try { await refreshAdmin(); setStatus(""); } catch (error) { setStatus(error.message, true); }
-  };
-  await tick();
-  setInterval(tick, 5000);
   document.body.dataset.ready = "1";
 }
 
