@@ -154,4 +154,4 @@ def test_serve_and_export_flags_cannot_disagree_with_the_run(env: Env, capsys: p
     assert main(["export", run, "--format", "labelstudio", "--out", str(out), "--labels", "poor,fine,great"]) == 0
     env.store.add_queries([Query("l0", ("t1a",), 2, kind="label")])
     assert main(["export", run, "--format", "labelstudio", "--out", str(env.run_dir / "ls2")]) == 0
-    assert 'value="great"' in (env.run_dir / "ls2" / "label_config_label.xml").read_text(encoding="utf-8")
+    assert 'value="great"' in (env.run_dir / "ls2" / "label" / "label_config.xml").read_text(encoding="utf-8")
