@@ -56,8 +56,9 @@ def _true_returns(run_dir: Path) -> list[float]:
 def test_the_control_loop_raises_the_true_return_over_the_base(tmp_path: Path) -> None:
     """Pendulum from a fresh policy: 150 comparisons from a noise-free simulated human, 4 x 12,288 PPO steps.
 
-    Measured (2026-12-02): seed 0 -1056.6 -> -168.7 (+888), and with the same config seeds 1 and 2
-    -1172.7 -> -259.8 (+913) and -1114.5 -> -248.0 (+867); about 30 s of one core. Three rounds
+    Measured (2026-12-02): seed 0 -1056.6 -> -168.7 (+888), and with the same config seeds 1, 2 and 3
+    -1172.7 -> -259.8 (+913), -1114.5 -> -248.0 (+867) and -1163.0 -> -238.8 (+924); about 30 s of
+    one core. Three rounds
     instead of four gained only +305 to +554: the policy finds the swing-up late.
     """
     path = tmp_path / "pendulum.toml"
