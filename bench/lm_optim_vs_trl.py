@@ -18,23 +18,33 @@ The reward is a known function of the completion text that a random tiny model c
 learn to raise: the share of its characters that are vowels (``aeiou``).
 
 Throughput = generated completion tokens (the eos token counted, padding not) over
-the wall time of the whole training call, generation included:
+the wall time of the training steps, generation included. Both sides are timed
+alike: each repeat runs in a fresh child process (ours in the project's Python,
+TRL in ``bench/.venv-trl``, see ``bench/_peer_env.py``); the child imports,
+loads the policy and the reference from the folder and builds its trainer, and
+only then does the clock start, so set-up and imports are outside it on both
+sides and the first step's one-off costs (lazy kernel initialisation) inside it
+on both:
 
-- TRL: ``trainer.train()`` (its dataloader, ``generate``, reward call, reference
-  and policy forward passes, backward, optimiser step, per-step metrics). The
-  tokens are counted in the reward function from TRL's ``completion_ids``.
-- ours: ``GroupPGTrainer.train(...)`` (sampling with log-probs, reward, reference
-  forward, policy forward and backward, optimiser step). Tokens counted from the
+- TRL: from the start of its first step to the end of its last (a
+  ``TrainerCallback``'s ``on_step_begin`` / ``on_step_end``): its dataloader,
+  ``generate``, reward call, reference and policy forward passes, backward,
+  optimiser step and per-step metrics. The optimiser and ``accelerate``'s wrapping,
+  which ``trainer.train()`` builds before its first step, are set-up and not
+  timed (the whole call's time is reported as ``trl_train_call_s``). The tokens
+  are counted in the reward function from TRL's ``completion_ids``.
+- ours: ``GroupPGTrainer.train(...)``, which is only the steps (sampling with
+  log-probs, reward, reference forward, policy forward and backward, optimiser
+  step; the optimiser is built with the trainer). Tokens counted from the
   completion masks.
 
 Reward gain: mean reward over the last ``--window`` steps minus the first ``--window``.
 
 Both sides run with ``torch.set_num_threads(--threads)`` (default 1), alternately
-(ours, TRL, ours, TRL, ...) ``--repeats`` times, TRL in a fresh process each time;
-the throughput of each side is its best repeat (the one least disturbed by other
-work on the machine), and the median of the per-pair ratios is printed as well. TRL runs in ``bench/.venv-trl`` (see
-``bench/_peer_env.py``), never in the project's ``.venv``. The last line printed is
-one JSON object.
+(ours, TRL, ours, TRL, ...) ``--repeats`` times. The headline ``ratio`` is the
+median over repeats of the paired ratio ours / TRL (each pair ran back to back,
+under about the same load); ``best_ratio`` is best repeat against best repeat.
+The last line printed is one JSON object.
 
     .venv/bin/python bench/lm_optim_vs_trl.py [--steps 40] [--threads 1]
 """
@@ -44,6 +54,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,17 +89,28 @@ def make_texts(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 # ----------------------------------------------------------------------------- TRL side (peer venv)
 
 
-def trl_child(in_path: str, out_path: str) -> None:
-    """Runs in the peer venv: ``GRPOTrainer`` for ``steps`` steps; writes timings and rewards."""
-    from _peer_env import CPU_TRAINER_ARGS, quiet_peer_child
-
-    spec = json.loads(Path(in_path).read_text())
-    quiet_peer_child(spec["threads"])
+def trl_side(spec: dict) -> dict[str, object]:
+    """In the peer venv: build ``GRPOTrainer``, then time its ``steps`` training steps."""
     import datasets
     import torch
     import trl
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+    from _peer_env import CPU_TRAINER_ARGS
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
+
+    class StepClock(TrainerCallback):
+        """Wall time from the start of the first training step to the end of the last."""
+
+        def __init__(self) -> None:
+            self.start: float | None = None
+            self.end = 0.0
+
+        def on_step_begin(self, *_: object, **__: object) -> None:
+            if self.start is None:
+                self.start = time.perf_counter()
+
+        def on_step_end(self, *_: object, **__: object) -> None:
+            self.end = time.perf_counter()
 
     tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
     tokenizer.padding_side = "left"
@@ -125,37 +147,45 @@ def trl_child(in_path: str, out_path: str) -> None:
         **CPU_TRAINER_ARGS,
     )
     train = datasets.Dataset.from_list([{"prompt": p} for p in spec["prompts"]])
-    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=cfg, train_dataset=train, processing_class=tokenizer)
+    clock = StepClock()
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward,
+        args=cfg,
+        train_dataset=train,
+        processing_class=tokenizer,
+        callbacks=[clock],
+    )
     trainer.remove_callback(PrinterCallback)
     torch.set_num_threads(spec["threads"])
     t0 = time.perf_counter()
     trainer.train()
-    seconds = time.perf_counter() - t0
-    out = {
+    call_seconds = time.perf_counter() - t0
+    assert clock.start is not None, "TRL ran no training step"
+    seconds = clock.end - clock.start
+    return {
         "trl_version": trl.__version__,
         "torch_threads": torch.get_num_threads(),
         "seconds": seconds,
+        "train_call_seconds": call_seconds,
         "tokens": tokens[0],
         "tokens_per_s": tokens[0] / seconds,
         "steps": int(trainer.state.global_step),
         "rewards": step_rewards,
     }
-    Path(out_path).write_text(json.dumps(out))
 
 
-# ----------------------------------------------------------------------------- ours
+# ----------------------------------------------------------------------------- ours (project venv)
 
 
-def run_ours(spec: dict) -> dict[str, object]:
+def ours_side(spec: dict) -> dict[str, object]:
+    """In the project's venv: build ``GroupPGTrainer``, then time its ``steps`` training steps."""
     import numpy as np
     import torch
-    from transformers.utils import logging as hf_logging
 
     from rlhfkit.domains.text import TextPolicy, load_causal_lm
     from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
 
-    hf_logging.disable_progress_bar()
-    torch.set_num_threads(spec["threads"])
     torch.manual_seed(spec["seed"])
     model, tokenizer = load_causal_lm(spec["model_dir"])
     ref_model, _ = load_causal_lm(spec["model_dir"])
@@ -177,6 +207,7 @@ def run_ours(spec: dict) -> dict[str, object]:
     def reward(_prompts: object, completions: list[str]) -> np.ndarray:
         return np.array([vowel_share(c) for c in completions])
 
+    torch.set_num_threads(spec["threads"])
     t0 = time.perf_counter()
     logs = trainer.train(spec["prompts"], reward, spec["steps"])
     seconds = time.perf_counter() - t0
@@ -189,6 +220,24 @@ def run_ours(spec: dict) -> dict[str, object]:
         "rewards": [log["reward"] for log in logs],
         "kl_last": logs[-1]["kl"],
     }
+
+
+def child(side: str, in_path: str, out_path: str) -> None:
+    """One repeat of one side, in a fresh process: reads the spec, writes that side's timings and rewards."""
+    from _peer_env import quiet_peer_child
+
+    spec = json.loads(Path(in_path).read_text())
+    quiet_peer_child(spec["threads"])
+    result = trl_side(spec) if side == "trl" else ours_side(spec)
+    Path(out_path).write_text(json.dumps(result))
+
+
+def run_child(python: str, side: str, in_path: str, out_path: str, env: dict[str, str]) -> dict:
+    """Run :func:`child` for ``side`` under ``python`` and return what it wrote."""
+    cmd = [python, str(Path(__file__).resolve()), "--child", side, in_path, out_path]
+    subprocess.run(cmd, check=True, env=env)
+    result: dict = json.loads(Path(out_path).read_text())
+    return result
 
 
 # ----------------------------------------------------------------------------- main
@@ -210,26 +259,25 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--window", type=int, default=5, help="steps averaged at each end for the reward gain")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3, help="alternating runs per side; the best of each counts")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs per side, each in a fresh process")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-trl", action="store_true", help="only time ours (development)")
-    parser.add_argument("--trl-child", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("SIDE", "IN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.trl_child:
-        trl_child(*args.trl_child)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if args.child:
+        child(*args.child)
         return 0
     if args.beta <= 0:
         parser.error("--beta must be > 0: the comparison includes the reference model")
 
     import torch
-
-    torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _peer_env import ensure_peer_venv
     from transformers.utils import logging as hf_logging
 
     from rlhfkit.domains.text import tiny_gpt2, train_tiny_tokenizer
 
+    torch.set_num_threads(args.threads)
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     t_start = time.perf_counter()
@@ -257,28 +305,24 @@ def main() -> int:
             "lr": args.lr,
             "seed": args.seed,
         }
-        in_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "trl.json")
+        in_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
         Path(in_path).write_text(json.dumps(spec))
-        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
-        env["OMP_NUM_THREADS"] = str(args.threads)
+        # Ours runs as this process does (its PYTHONPATH kept); TRL's venv must not see the project's paths.
+        ours_env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        trl_env = {k: v for k, v in ours_env.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
         ours_runs: list[dict] = []
         trl_runs: list[dict] = []
         for _ in range(args.repeats):
-            ours_runs.append(run_ours(spec))
+            ours_runs.append(run_child(sys.executable, "ours", in_path, out_path, ours_env))
             if peer_python is not None:
-                subprocess.run(
-                    [str(peer_python), str(Path(__file__).resolve()), "--trl-child", in_path, out_path],
-                    check=True,
-                    env=env,
-                )
-                trl_runs.append(json.loads(Path(out_path).read_text()))
+                trl_runs.append(run_child(str(peer_python), "trl", in_path, out_path, trl_env))
     ours = max(ours_runs, key=lambda r: r["tokens_per_s"])
     trl = max(trl_runs, key=lambda r: r["tokens_per_s"]) if trl_runs else None
-    pair_ratios = sorted(o["tokens_per_s"] / t["tokens_per_s"] for o, t in zip(ours_runs, trl_runs, strict=False))
+    pair_ratios = [o["tokens_per_s"] / t["tokens_per_s"] for o, t in zip(ours_runs, trl_runs, strict=False)]
 
     w = min(args.window, max(1, args.steps // 2))  # first and last w steps never overlap
     for i, run in enumerate(ours_runs):
-        t_run = f" | TRL {trl_runs[i]['tokens_per_s']:8.1f} tokens/s" if trl_runs else ""
+        t_run = f" | TRL {trl_runs[i]['tokens_per_s']:8.1f} tokens/s | ratio {pair_ratios[i]:.3f}" if trl_runs else ""
         print(f"repeat {i + 1}: ours {run['tokens_per_s']:8.1f} tokens/s{t_run}", file=sys.stderr)
     print(
         f"best: ours {ours['tokens_per_s']:8.1f} tokens/s ({ours['tokens']} tokens, {ours['steps']} steps, "
@@ -290,7 +334,8 @@ def main() -> int:
         return 0
     print(
         f"best: TRL {trl['trl_version']} {trl['tokens_per_s']:8.1f} tokens/s ({trl['tokens']} tokens, {trl['steps']} "
-        f"steps, {trl['seconds']:.1f} s), reward gain {gain(trl['rewards'], w):+.3f}",
+        f"steps, {trl['seconds']:.1f} s of steps in a {trl['train_call_seconds']:.1f} s train() call), "
+        f"reward gain {gain(trl['rewards'], w):+.3f}",
         file=sys.stderr,
     )
     print(
@@ -299,10 +344,14 @@ def main() -> int:
         file=sys.stderr,
     )
     result = {
+        "ratio": statistics.median(pair_ratios),
+        "best_ratio": ours["tokens_per_s"] / trl["tokens_per_s"],
+        "pair_ratios": pair_ratios,
         "ours_tokens_per_s": ours["tokens_per_s"],
         "trl_tokens_per_s": trl["tokens_per_s"],
-        "ratio": ours["tokens_per_s"] / trl["tokens_per_s"],
-        "median_pair_ratio": pair_ratios[len(pair_ratios) // 2],
+        "ours_tokens_per_s_per_repeat": [r["tokens_per_s"] for r in ours_runs],
+        "trl_tokens_per_s_per_repeat": [r["tokens_per_s"] for r in trl_runs],
+        "trl_train_call_s": [r["train_call_seconds"] for r in trl_runs],
         "repeats": args.repeats,
         "ours_reward_gain": gain(ours["rewards"], w),
         "trl_reward_gain": gain(trl["rewards"], w),

@@ -76,9 +76,11 @@ def test_rankings_and_ratings_alone_teach_the_transformer_reward(tokenizer: Any)
     """No comparisons: 60 rankings of 4 and 120 ratings from two annotators, fitted into the transformer.
 
     Held out: 20% of the answers (by query id), and 500 pairs from a disjoint pool of texts scored
-    against the true reward. Fixed seeds; measured 0.78 held-out pair accuracy against the annotators'
-    noisy answers (0.85 against the true reward) and 0.83 agreement on the disjoint pool (0.46 before
-    the fit); the test asks for 0.7 (chance 0.5) and for more than the untrained model.
+    against the true reward. Fixed seeds; measured (2026-12-02) 0.861 held-out pair accuracy against
+    the annotators' noisy answers (0.909 against the true reward) and 0.853 agreement on the disjoint
+    pool, 0.459 before the fit. The test asks for 0.7 (chance 0.5) and for a gain of 0.2 over the
+    untrained model; other seeds of the network and the fit gained 0.279 (0.552 -> 0.831) and 0.433
+    (0.402 -> 0.835).
     """
     setup = make_setup("describe", seed=0, pool_size=300, test_size=150, test_pairs=500)
     queries, feedback = ask(setup, {"ranking": 60, "rating": 120}, seed=1)
@@ -98,4 +100,5 @@ def test_rankings_and_ratings_alone_teach_the_transformer_reward(tokenizer: Any)
     print(f"held-out {metrics.heldout_accuracy:.3f} ({metrics.true_accuracy:.3f} true); {before:.3f} -> {after:.3f}")
     assert set(metrics.counts) == {"ranking", "rating"}
     assert 0 < metrics.n_heldout < 60 and sum(metrics.counts.values()) + metrics.n_heldout == 180
-    assert metrics.heldout_accuracy >= 0.7 and after >= 0.7 and after > before
+    assert metrics.heldout_accuracy >= 0.7 and after >= 0.7
+    assert after - before >= 0.2, (before, after)
