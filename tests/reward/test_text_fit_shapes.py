@@ -166,6 +166,10 @@ def test_defaults_reach_a_plain_loop_on_few_prompts_with_many_pairs(tmp_path: Pa
 
     plain = _plain_loop_accuracy(train, held)
     ours = _fit_reward_defaults(tmp_path, train, held)
+    print(
+        f"Bayes ceiling {ceiling:.3f}, plain loop {plain:.3f}, "
+        f"fit-reward {ours['accuracy']:.3f} ({ours['steps']} steps)"
+    )
     assert plain >= 0.83, plain  # the reference this shape is judged by
     assert ours["accuracy"] >= 0.83 and ours["accuracy"] >= plain - 0.02, (ours, plain, ceiling)
     assert ours["steps"] >= 4080 / 32, ours  # the steps follow the pairs (one step per few prompts before)
@@ -181,6 +185,10 @@ def test_defaults_reach_a_plain_loop_on_many_prompts_with_one_pair(tmp_path: Pat
 
     plain = _plain_loop_accuracy(train, held)
     ours = _fit_reward_defaults(tmp_path, train, held)
+    print(
+        f"Bayes ceiling {ceiling:.3f}, plain loop {plain:.3f}, "
+        f"fit-reward {ours['accuracy']:.3f} ({ours['steps']} steps)"
+    )
     assert plain >= 0.83, plain
     assert ours["accuracy"] >= 0.83 and ours["accuracy"] >= plain - 0.02, (ours, plain, ceiling)
     assert ours["steps"] >= 4000 / 32, ours
