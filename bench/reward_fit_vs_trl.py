@@ -27,43 +27,43 @@ Timing (pairs/s = the data set's training pairs / seconds of the whole fit):
 - TRL: wall time of ``trainer.train()`` (dataloader, collation, forward, backward,
   optimizer step and TRL's per-step metric bookkeeping; model loading and dataset
   tokenisation happen before, in ``RewardTrainer.__init__``, and are excluded).
-- ours: wall time of the ``fit_text_reward`` call with no eval set (length
+- ours: wall time of the ``fit_text_reward`` call with no eval set (splitting and
   batching, padding, cached-prefix forward, backward, optimizer step); model
   loading and tokenisation (``pairs_to_groups``) are excluded, held-out accuracy is
   computed afterwards with ``pair_accuracy``. Its own ``pairs_per_second`` metric
-  (which leaves out building the batch index lists) is printed too.
+  (pair passes, pairs times epochs, leaving out building the batch index lists) is
+  printed too.
 
-Batches and epochs: TRL takes ``--batch`` pairs per step, one epoch (its fastest
-configuration). Ours takes a padded-token budget per step:
+Epochs and batches: **both sides train the same number of epochs** in each shape,
+``--pairs-epochs`` (default 1) in (a) and ``--group-epochs`` (default 2) in (b), and
+take the same ``--batch`` labelled pairs per optimiser step: TRL's
+``per_device_train_batch_size``, ours ``TextRewardFitConfig.max_pairs`` (with a
+padded-token budget, ``--max-tokens``, that by default always fits ``--batch``
+pairs, so the pair count is what cuts our batches). In (a) both make
+``pairs / batch`` steps an epoch; in (b) ours packs whole prompt groups (6 pairs
+each) under the pair cap, so it makes a few more steps than TRL (5 groups, 30
+pairs, a step). A prompt group is seen once an epoch by ours; TRL sees each
+completion three times an epoch (in three of its six pair rows). The JSON line
+gives both sides' epochs and optimiser steps (``ours_epochs``, ``trl_epochs``,
+``ours_steps``, ``trl_steps``; steps are means over the seeds).
 
-- shape (a): the budget TRL's batch pads to at mean lengths, one epoch, so both
-  sides make about the same number of optimiser steps (73-74 against 63);
-- shape (b): the tokens of ``--batch / 3`` prompt groups (4 rows each, about 64
-  pairs) per step, over ``--group-epochs`` (default 2) epochs: about the same number
-  of optimiser steps as TRL's one epoch (about 89 against 75), each group seen
-  twice (TRL sees each completion three times in one epoch, in three of its six
-  pair rows). That is our configuration, chosen for accuracy: one epoch of
-  ``--batch / 6`` groups per step (TRL's pairs per step, the first version of this
-  benchmark) gave 0.004 lower held-out accuracy than TRL over eight seeds, with
-  one seed of eight stuck on the loss plateau at ln 2 for its first 60 steps.
-  ``--group-epochs 1 --group-batch-scale 0.5`` runs that configuration.
-
-pairs/s is always the data set's training pairs over the wall time of the whole
-fit, on both sides: the time to fit the data, so our second epoch in shape (b)
-counts against us. Our own ``pairs_per_second`` metric counts pair passes (pairs
-times epochs) and is printed too.
+(Until issue 10 the accuracy comparison was at unequal training: ours two epochs
+and more pairs per step in (b), TRL one epoch. ``docs/benchmarks.md`` keeps those
+figures, marked as such.)
 
 Seeds: each of ``--seeds`` (default 0 to 7) makes its own data, initial model and
 batch order, and both sides run on it. One seed's held-out accuracy moves by about
-0.02 with the batch order alone, so the accuracies compared are the means over the
-seeds, and pairs/s is all pairs over all seconds.
+0.02 with the batch order alone, so accuracy is compared per seed: the JSON's
+``accuracy_diff`` holds, per shape, the paired differences ours − TRL of each seed,
+their mean and their standard deviation over the seeds. pairs/s is all pairs over
+all seconds.
 
 Both processes run with ``torch.set_num_threads(--threads)`` (default 1). TRL runs in
 ``bench/.venv-trl`` (see ``bench/_peer_env.py``), never in the project's ``.venv``.
 The last line printed is one JSON object.
 
     .venv/bin/python bench/reward_fit_vs_trl.py [--pairs 2000] [--prompts 400] [--seeds 0 1 2] [--threads 1]
-        [--group-epochs 2] [--group-batch-scale 1]
+        [--pairs-epochs 1] [--group-epochs 2] [--batch 32]
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def make_data(args: argparse.Namespace) -> dict[str, list[dict[str, str]]]:
 
 
 def trl_child(in_path: str, out_path: str) -> None:
-    """Runs in the peer venv: RewardTrainer, one epoch per shape, then held-out accuracy."""
+    """Runs in the peer venv: RewardTrainer, each shape's epochs, then held-out accuracy."""
     from _peer_env import CPU_TRAINER_ARGS, quiet_peer_child
 
     spec = json.loads(Path(in_path).read_text())
@@ -165,7 +165,7 @@ def trl_child(in_path: str, out_path: str) -> None:
         model = AutoModelForSequenceClassification.from_pretrained(spec["model_dir"], num_labels=1)
         cfg = RewardConfig(
             output_dir=os.path.join(spec["tmp"], f"trl-{shape}"),
-            num_train_epochs=1,
+            num_train_epochs=spec["epochs"][shape],
             per_device_train_batch_size=spec["batch"],
             learning_rate=spec["lr"],
             max_grad_norm=0.0,  # no clipping (ours does not clip)
@@ -203,6 +203,7 @@ def trl_child(in_path: str, out_path: str) -> None:
             "seconds": seconds,
             "pairs_per_second": n_pairs / seconds,
             "steps": int(trainer.state.global_step),
+            "epochs": spec["epochs"][shape],
             "tokens": tokens,
             "accuracy": correct / len(held),
             "n_eval": len(held),
@@ -232,11 +233,14 @@ def run_ours(spec: dict) -> dict[str, object]:
             for rows in (spec["data"][f"{shape}_train"], spec["data"][f"{shape}_eval"])
         )
         n_pairs = sum(len(g.pairs) for g in train)
+        # TRL's pairs per step; a token budget that always fits them (each pair adds at most two rows)
+        max_tokens = spec["max_tokens"] or 2 * spec["batch"] * max(g.n_tokens for g in train)
         # center_coef 0: TRL's center_rewards_coefficient is None by default
         config = TextRewardFitConfig(
-            epochs=spec["group_epochs"] if shape == "groups" else 1,
+            epochs=spec["epochs"][shape],
             lr=spec["lr"],
-            max_tokens=spec["max_tokens"][shape],
+            max_tokens=max_tokens,
+            max_pairs=spec["batch"],
             seed=spec["seed"],
             center_coef=0.0,
         )
@@ -257,6 +261,8 @@ def run_ours(spec: dict) -> dict[str, object]:
             "pairs_per_second": n_pairs / seconds,
             "metric_pairs_per_second": metrics.pairs_per_second,
             "steps": len(metrics.losses),
+            "epochs": config.epochs,
+            "max_tokens": max_tokens,
             "tokens": tokens,
             "tokens_as_rows": as_rows,
             "accuracy": pair_accuracy(model, held, pad),
@@ -278,14 +284,14 @@ def main() -> int:
     parser.add_argument("--eval-prompts", type=int, default=100, help="shape (b): held-out prompts (6 pairs each)")
     parser.add_argument("--prompt-len", type=int, default=48, help="mean prompt length in words (+-8)")
     parser.add_argument("--resp-len", type=int, default=16, help="mean response length in words (+-4)")
-    parser.add_argument("--batch", type=int, default=32, help="TRL per_device_train_batch_size (pairs)")
     parser.add_argument(
-        "--max-tokens", type=int, default=0, help="our padded-token budget per step; 0: TRL's pairs/step"
+        "--batch", type=int, default=32, help="pairs per step: TRL's per_device_train_batch_size, our max_pairs"
     )
     parser.add_argument(
-        "--group-batch-scale", type=float, default=1.0, help="shape (b): our groups per step are --batch / 3 times this"
+        "--max-tokens", type=int, default=0, help="our padded-token budget per step; 0: one that fits --batch pairs"
     )
-    parser.add_argument("--group-epochs", type=int, default=2, help="shape (b): our epochs (TRL: 1)")
+    parser.add_argument("--pairs-epochs", type=int, default=1, help="shape (a): epochs, both sides")
+    parser.add_argument("--group-epochs", type=int, default=2, help="shape (b): epochs, both sides")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(8)), help="data, model and order seeds")
@@ -308,13 +314,7 @@ def main() -> int:
     hf_logging.set_verbosity_error()
     t_start = time.perf_counter()
     peer_python = ensure_peer_venv("trl", TRL_REQUIREMENTS)
-    # TRL's batch of B pairs is 2B rows of prompt + response (+ eos); ours counts rows * longest.
-    # Groups: B / 3 groups of 4 rows per step over two epochs: about TRL's number of optimiser steps.
-    row = args.prompt_len + args.resp_len + 1
-    max_tokens = {
-        "pairs": args.max_tokens or 2 * args.batch * row,
-        "groups": args.max_tokens or round(args.batch / 3 * args.group_batch_scale * 4 * row),
-    }
+    epochs = {"pairs": args.pairs_epochs, "groups": args.group_epochs}
     runs: list[tuple[dict, dict]] = []
     for seed in args.seeds:
         data = make_data(argparse.Namespace(**{**vars(args), "seed": seed}))
@@ -331,9 +331,9 @@ def main() -> int:
                 "data": data,
                 "threads": args.threads,
                 "batch": args.batch,
-                "max_tokens": max_tokens,
+                "max_tokens": args.max_tokens,
                 "lr": args.lr,
-                "group_epochs": args.group_epochs,
+                "epochs": epochs,
                 "seed": seed,
             }
             in_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "trl.json")
@@ -353,10 +353,11 @@ def main() -> int:
             o, t = ours[shape], trl[shape]
             print(
                 f"seed {seed} {shape:6s}: ours {o['pairs_per_second']:8.1f} pairs/s ({o['pairs']} pairs, "
-                f"{o['groups']} groups, {o['steps']} steps, {o['seconds']:.1f} s, {o['tokens']} tokens, own metric "
-                f"{o['metric_pairs_per_second']:.1f}), acc {o['accuracy']:.3f} | TRL {t['pairs_per_second']:8.1f} "
-                f"pairs/s ({t['pairs']} pairs, {t['steps']} steps, {t['seconds']:.1f} s, {t['tokens']} tokens), "
-                f"acc {t['accuracy']:.3f} (held-out {o['n_eval']}/{t['n_eval']} pairs)",
+                f"{o['groups']} groups, {o['epochs']} epochs, {o['steps']} steps, {o['seconds']:.1f} s, "
+                f"{o['tokens']} tokens, own metric {o['metric_pairs_per_second']:.1f}), acc {o['accuracy']:.3f} | "
+                f"TRL {t['pairs_per_second']:8.1f} pairs/s ({t['pairs']} pairs, {t['epochs']} epochs, "
+                f"{t['steps']} steps, {t['seconds']:.1f} s, {t['tokens']} tokens), acc {t['accuracy']:.3f} "
+                f"(held-out {o['n_eval']}/{t['n_eval']} pairs)",
                 file=sys.stderr,
                 flush=True,
             )
@@ -372,11 +373,23 @@ def main() -> int:
     (tp, ta), (tg, tb) = pooled(1, "pairs"), pooled(1, "groups")
     print(
         f"TRL {runs[0][1]['trl_version']}, model {n_params} params, seeds {args.seeds}, threads {args.threads}, "
-        f"TRL batch {args.batch} pairs, our max_tokens {max_tokens}, our group epochs {args.group_epochs}, "
-        f"lr {args.lr}; "
+        f"{args.batch} pairs per step both sides (our max_tokens {runs[0][0]['pairs']['max_tokens']} / "
+        f"{runs[0][0]['groups']['max_tokens']} in seed {args.seeds[0]}), epochs {epochs} both sides, lr {args.lr}; "
         f"total {time.perf_counter() - t_start:.1f} s",
         file=sys.stderr,
     )
+
+    def paired_difference(shape: str) -> dict[str, object]:
+        """Per-seed held-out accuracy ours − TRL, with its mean and sample standard deviation."""
+        diffs = [r[0][shape]["accuracy"] - r[1][shape]["accuracy"] for r in runs]
+        mean = sum(diffs) / len(diffs)
+        std = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5 if len(diffs) > 1 else None
+        return {"mean": mean, "std": std, "per_seed": diffs}
+
+    def mean_steps(side: int, shape: str) -> float:
+        return sum(r[side][shape]["steps"] for r in runs) / len(runs)
+
+    shapes = ("pairs", "groups")
     result = {
         "ratio_pairs": op / tp,
         "ratio_groups": og / tg,
@@ -385,6 +398,11 @@ def main() -> int:
         "ours_pairs_per_s": {"pairs": op, "groups": og},
         "trl_pairs_per_s": {"pairs": tp, "groups": tg},
         "accuracy": {"ours": {"pairs": oa, "groups": ob}, "trl": {"pairs": ta, "groups": tb}},
+        "accuracy_diff": {shape: paired_difference(shape) for shape in shapes},
+        "ours_epochs": epochs,
+        "trl_epochs": {shape: runs[0][1][shape]["epochs"] for shape in shapes},
+        "ours_steps": {shape: mean_steps(0, shape) for shape in shapes},
+        "trl_steps": {shape: mean_steps(1, shape) for shape in shapes},
         "accuracy_per_seed": {
             side: {shape: [r[k][shape]["accuracy"] for r in runs] for shape in ("pairs", "groups")}
             for k, side in ((0, "ours"), (1, "trl"))

@@ -80,17 +80,36 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _fit_reward(args: argparse.Namespace) -> int:
-    from rlhfkit.reward.text import TextRewardFitConfig
-    from rlhfkit.reward.text_fit import fit_reward_files
+    import math
 
-    config = TextRewardFitConfig(epochs=args.epochs, lr=args.lr, max_tokens=args.max_tokens, seed=args.seed)
+    from rlhfkit.reward.text import TextRewardFitConfig
+    from rlhfkit.reward.text_fit import fit_reward_files, not_measured, preference_file, skipped_note
+
+    data = preference_file(args.data, "--data")
+    eval_data = preference_file(args.eval_data, "--eval-data") if args.eval_data else None
+    try:
+        config = TextRewardFitConfig(
+            epochs=args.epochs, lr=args.lr, max_tokens=args.max_tokens, max_pairs=args.max_pairs, seed=args.seed
+        )
+    except ValueError as e:  # a bad option value, named as the config field (max_pairs for --max-pairs)
+        raise ConfigError(f"fit-reward: {e}") from None
     result = fit_reward_files(
-        args.data, args.model, args.out, args.eval_data, args.format, args.skip_bad_rows, args.eval_frac, config
+        data, args.model, args.out, eval_data, args.format, args.skip_bad_rows, args.eval_frac, config
     )
-    if result.skipped_rows:
-        print(f"skipped {result.skipped_rows} bad rows", file=sys.stderr)
+    for note in (
+        skipped_note(result.skipped_rows - result.skipped_eval_rows, "--data", data),
+        skipped_note(result.skipped_eval_rows, "--eval-data", eval_data),
+    ):
+        if note:
+            print(note, file=sys.stderr)
+    if math.isnan(result.accuracy):
+        why = not_measured(eval_data, result.skipped_eval_rows, result.n_eval, args.eval_frac)
+        print(f"warning: held-out accuracy not measured: {why}", file=sys.stderr)
+        measured = "held-out accuracy not measured"
+    else:
+        measured = f"held-out accuracy {result.accuracy:.3f} on {result.n_eval} pairs"
     print(
-        f"held-out accuracy {result.accuracy:.3f} on {result.n_eval} pairs; trained on {result.n_train} pairs "
+        f"{measured}; trained on {result.n_train} pairs in {result.steps} steps "
         f"({result.pairs_per_second:.1f} pairs/s); model and metrics.json in {args.out}"
     )
     return 0
@@ -98,16 +117,34 @@ def _fit_reward(args: argparse.Namespace) -> int:
 
 def _dpo(args: argparse.Namespace) -> int:
     import json
+    import math
 
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from rlhfkit.data.preferences import DataFormatError
     from rlhfkit.domains.text import TextPolicy, load_causal_lm, tiny_gpt2, train_tiny_tokenizer
     from rlhfkit.files import atomic_write_bytes
     from rlhfkit.optimize.dpo import DPOConfig, train_dpo
-    from rlhfkit.reward.text_fit import read_preferences
+    from rlhfkit.reward.text_fit import not_measured, preference_file, read_preferences, skipped_note
 
-    report = read_preferences(args.data, args.format, args.skip_bad_rows)
-    eval_records = read_preferences(args.eval_data, args.format, args.skip_bad_rows).records if args.eval_data else []
+    try:
+        config = DPOConfig(loss=args.loss, beta=args.beta, epochs=args.epochs, lr=args.lr, seed=args.seed)
+    except ValueError as e:  # a bad option value, named as the config field
+        raise ConfigError(f"dpo: {e}") from None
+    data = preference_file(args.data, "--data")
+    eval_data = preference_file(args.eval_data, "--eval-data") if args.eval_data else None
+    report = read_preferences(data, args.format, args.skip_bad_rows)
+    eval_report = read_preferences(eval_data, args.format, args.skip_bad_rows) if eval_data else None
+    eval_records = eval_report.records if eval_report else []
+    for note in (
+        skipped_note(report.skipped, "--data", data),
+        skipped_note(eval_report.skipped if eval_report else 0, "--eval-data", eval_data),
+    ):
+        if note:
+            print(note, file=sys.stderr)
+    if not any(r.mu is not None for r in report.records):
+        what = f"all {report.skipped} rows skipped as bad" if report.skipped else "every record is incomparable"
+        raise DataFormatError(data, 0, "<file>", f"no usable training pairs ({what})")
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     if args.model == "tiny":
@@ -121,7 +158,6 @@ def _dpo(args: argparse.Namespace) -> int:
     else:
         model, tokenizer = load_causal_lm(args.model)
     policy = TextPolicy(model, tokenizer, value_head=False)
-    config = DPOConfig(loss=args.loss, beta=args.beta, epochs=args.epochs, lr=args.lr, seed=args.seed)
     metrics = train_dpo(policy, None, report.records, config, eval_records)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -138,9 +174,15 @@ def _dpo(args: argparse.Namespace) -> int:
         "final_loss": metrics.losses[-1] if metrics.losses else None,
     }
     atomic_write_bytes(out / "metrics.json", (json.dumps(summary, indent=2) + "\n").encode())
+    if math.isnan(metrics.eval_reward_accuracy):
+        why = not_measured(eval_data, eval_report.skipped if eval_report else 0, metrics.n_eval, None)
+        print(f"warning: held-out implicit-reward accuracy not measured: {why}", file=sys.stderr)
+        measured = "held-out implicit-reward accuracy not measured"
+    else:
+        measured = f"held-out implicit-reward accuracy {metrics.eval_reward_accuracy:.3f} on {metrics.n_eval} pairs"
     print(
-        f"{args.loss}: held-out implicit-reward accuracy {metrics.eval_reward_accuracy:.3f} on {metrics.n_eval} pairs; "
-        f"trained on {metrics.n_train} pairs ({metrics.pairs_per_second:.1f} pairs/s); model in {out}"
+        f"{args.loss}: {measured}; trained on {metrics.n_train} pairs ({metrics.pairs_per_second:.1f} pairs/s); "
+        f"model in {out}"
     )
     return 0
 
@@ -423,6 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--epochs", type=int, default=1)
     fr.add_argument("--lr", type=float, default=5e-4)
     fr.add_argument("--max-tokens", type=int, default=4096, help="padded token positions per batch")
+    fr.add_argument(
+        "--max-pairs",
+        type=int,
+        default=32,
+        help="labelled pairs per optimiser step; a prompt with more pairs is split across steps",
+    )
     fr.add_argument("--seed", type=int, default=0)
     fr.set_defaults(func=_fit_reward)
     dp = sub.add_parser("dpo", help="train a language model directly on preferences (DPO or IPO)")

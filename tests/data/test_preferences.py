@@ -327,7 +327,25 @@ def test_malformed_row_names_file_line_and_field(
         read(path, format)
     err = info.value
     assert (err.path, err.line, err.field) == (str(path), 3, field)
-    assert str(err).startswith(f"{path}:3: field {field!r}: ")
+    named = "" if field == "<row>" else f"field {field!r}: "  # a fault of the whole row names no field
+    assert str(err).startswith(f"{path}:3: {named}")
+    assert str(err) == f"{path}:3: {named}{err.message}"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"prompt": "x", "chosen": "a", "rejected": "b"', "the line ends before the JSON value does"),
+        ('{"prompt": "x" "chosen": "a", "rejected": "b"}', "Expecting ',' delimiter at column 16"),
+        ("prompt,chosen,rejected", "Expecting value at column 1"),
+    ],
+)
+def test_a_line_that_is_not_json_says_where_in_the_line(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps(TRL_ROWS[0]) + "\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(DataFormatError) as info:
+        read_trl(path)
+    assert str(info.value).startswith(f"{path}:2: not valid JSON: {message}")
 
 
 def test_hh_mismatched_prefix_is_an_error(tmp_path: Path) -> None:
@@ -348,7 +366,7 @@ def test_skip_bad_rows_counts_them(tmp_path: Path) -> None:
     assert report.skipped == 2
     assert [r.source_line for r in report.records] == [1, 3, 5]
     assert len(report.errors) == 2
-    assert report.errors[0].startswith(f"{path}:2: field '<row>': invalid JSON")
+    assert report.errors[0].startswith(f"{path}:2: not valid JSON")
     assert report.errors[1] == f"{path}:4: field 'rejected': missing"
 
 

@@ -75,7 +75,9 @@ def fit_learned_vowel_reward(policy_tokenizer: PreTrainedTokenizerFast) -> Learn
             pairs_to_groups(items, tokenizer),
             pairs_to_groups(held, tokenizer),
             int(tokenizer.pad_token_id),
-            TextRewardFitConfig(epochs=8, lr=1e-3, seed=0),
+            # 10 prompts carry the 1,920 pairs: 2 epochs are 120 steps of up to 32 pairs (held-out accuracy
+            # 0.742); 8 epochs over-fit (0.663) now that a prompt's pairs are split across steps
+            TextRewardFitConfig(epochs=2, lr=1e-3, seed=0),
         )
         return LearnedReward(RewardModelScorer(model, tokenizer), metrics.accuracy, len(items))
     finally:

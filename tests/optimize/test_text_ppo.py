@@ -193,7 +193,7 @@ def _trainer(tokenizer: PreTrainedTokenizerFast, **overrides: Any) -> TextPPOTra
 
 KL_TARGET = 8.0
 """Nats per completion of 8 tokens (1 nat per token). With beta = 0.7 on the learned reward the runs below peak at
-2.8 (k1) and 7.0 (k3); without the penalty (beta = 0) the same run reaches 16.7."""
+2.4 (k1) and 6.9 (k3); without the penalty (beta = 0) the same run reaches 25.1."""
 
 
 @pytest.mark.parametrize("estimator", ["k1", "k3"])
@@ -214,8 +214,8 @@ def test_ppo_raises_the_learned_reward_while_the_kl_stays_below_target(
         f"{estimator}: learned reward {learned[0]:.3f} -> {learned[1]:.3f}, true {true[0]:.3f} -> {true[1]:.3f}, "
         f"max kl per completion {max_kl:.2f}"
     )
-    # Seen (1 thread): k1 learned 0.33 -> 2.82, true 0.284 -> 0.439, max KL 2.8 nats per completion;
-    # k3 learned 0.33 -> 3.94, true 0.284 -> 0.494, max KL 7.0. k3 moves further at the same beta: as a
+    # Seen (1 thread): k1 learned 0.48 -> 1.92, true 0.284 -> 0.433, max KL 2.4 nats per completion;
+    # k3 learned 0.48 -> 2.40, true 0.284 -> 0.515, max KL 6.9. k3 moves further at the same beta: as a
     # reward its own-token penalty barely pulls back (see TextPPOTrainer), so it is held less tightly, but held.
     assert learned[1] >= learned[0] + 1.0, learned
     assert true[1] >= true[0] + 0.05, true  # the learned reward carried the human's preference
@@ -235,7 +235,7 @@ def test_without_the_penalty_the_same_run_leaves_the_target(
     logs = _trainer(policy_tokenizer, beta=0.0).train(text_task.prompts(), learned_vowel_reward.scorer, 40)
     max_kl = max(log["kl_k1"] for log in logs)
     print("beta = 0: max kl per completion", max_kl)
-    assert max_kl > 1.5 * KL_TARGET, max_kl  # seen: 16.7, so the bound above is the penalty's doing
+    assert max_kl > 1.5 * KL_TARGET, max_kl  # seen: 25.1, so the bound above is the penalty's doing
 
 
 @pytest.mark.parametrize("estimator", ["k1", "k3"])

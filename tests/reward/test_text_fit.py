@@ -150,3 +150,69 @@ def test_reward_model_scorer_equals_scoring_each_pair_alone() -> None:
     assert len(set(np.round(got, 6))) == 7  # distinct scores: a mix-up of rows would show
     with pytest.raises(ValueError, match="one prompt per completion"):
         scorer(prompts, completions[:2])
+
+
+@pytest.mark.parametrize("command", ["fit-reward", "dpo"])
+def test_a_missing_or_folder_data_file_names_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    good = _write(tmp_path / "d.jsonl", list(_pairs(5, seed=3)))
+    out = ["--model", "tiny", "--out", str(tmp_path / "o")]
+    missing = tmp_path / "nope.jsonl"
+    for args, said in (
+        (["--data", str(missing)], f"--data {missing}: no such file"),
+        (["--data", str(tmp_path)], f"--data {tmp_path}: a folder"),
+        (["--data", str(good), "--eval-data", str(missing)], f"--eval-data {missing}: no such file"),
+    ):
+        assert main([command, *args, *out]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"rlhfkit: error: {said}") and "Errno" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["fit-reward", "dpo"])
+@pytest.mark.parametrize("bad_line", [1, 3])  # the first row (format detection) or a later one (the reader)
+def test_a_line_that_is_not_json_is_named_by_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, bad_line: int
+) -> None:
+    lines = [json.dumps(r) for r in _pairs(4, seed=2)]
+    lines[bad_line - 1] = lines[bad_line - 1][:-1]  # the closing brace lost
+    path = tmp_path / "cut.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main([command, "--data", str(path), "--model", "tiny", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"rlhfkit: error: {path}:{bad_line}: not valid JSON: the line ends before the JSON value does; "
+        "each line must hold one whole JSON object"
+    )
+
+
+@pytest.mark.parametrize("command", ["fit-reward", "dpo"])
+def test_nothing_held_out_is_a_warning_not_a_nan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    train = _write(tmp_path / "train.jsonl", list(_pairs(40, seed=6)))
+    held = tmp_path / "held.jsonl"
+    held.write_text('{"prompt": "the cat is", "chosen": " kind ."}\nnot json\n', encoding="utf-8")
+    args = [command, "--data", str(train), "--eval-data", str(held), "--model", "tiny", "--out", str(tmp_path / "o")]
+    assert main([*args, "--skip-bad-rows"]) == 0
+    captured = capsys.readouterr()
+    assert "nan" not in captured.out and "not measured" in captured.out
+    assert f"skipped 2 bad rows of --eval-data {held}" in captured.err
+    assert f"warning: held-out {'' if command == 'fit-reward' else 'implicit-reward '}accuracy not measured: " in (
+        captured.err
+    )
+    assert f"--eval-data {held} holds no usable pairs (its 2 bad rows were skipped)" in captured.err
+
+
+def test_fit_reward_with_no_prompt_held_out_says_which_option_to_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = _write(tmp_path / "train.jsonl", list(_pairs(20, seed=7)))  # 10 prompts at most
+    assert (
+        main(["fit-reward", "--data", str(train), "--model", "tiny", "--out", str(tmp_path / "o"), "--eval-frac", "0"])
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert "nan" not in captured.out
+    assert "--eval-frac 0 held out none of the prompts; give --eval-data FILE or a larger --eval-frac" in captured.err

@@ -19,6 +19,7 @@ from rlhfkit.reward.text import (
     pair_accuracy,
     pair_tensors,
     plain_rewards,
+    split_groups,
 )
 
 PAD = 0
@@ -178,3 +179,47 @@ def test_dropout_is_off_while_fitting_unless_asked_for(disable: bool) -> None:
         a, b = (torch.cat(group_rewards(model, train[:4], PAD)) for _ in range(2))
     # without dropout a training-mode forward is deterministic; with GPT-2's 0.1 dropout it is not
     assert torch.equal(a, b) == disable
+
+
+def test_split_groups_keeps_every_pair_once_within_both_budgets() -> None:
+    rng = np.random.default_rng(6)
+    comps = tuple(_ids(rng, int(n)) for n in rng.integers(1, 9, size=40))
+    pairs = tuple((int(a), int(b)) for a, b in (rng.choice(40, size=2, replace=False) for _ in range(130)))
+    mu = tuple((float(m), 1.0 - float(m)) for m in rng.random(130))
+    big = PromptGroup(_ids(rng, 6), comps, pairs, mu)
+    small = _groups(rng)
+    max_tokens = 20 * big.n_tokens  # room for 20 completions of the big group
+    pieces = split_groups([*small, big], max_pairs=32, max_tokens=max_tokens, rng=np.random.default_rng(0))
+    assert pieces[: len(small)] == small  # groups within both budgets stay as they are
+    cut = pieces[len(small) :]
+    assert len(cut) >= 5  # ceil(130 / 32)
+    assert all(p.prompt_ids == big.prompt_ids for p in cut)  # each piece still encodes its prompt once
+    assert all(len(p.pairs) <= 32 and len(p.completion_ids) * p.n_tokens <= max_tokens for p in cut)
+    assert max(len(p.pairs) for p in cut) - min(len(p.pairs) for p in cut) <= len(cut)  # about equal pieces
+
+    def labelled(groups: list[PromptGroup]) -> list[tuple[tuple[int, ...], tuple[int, ...], tuple[float, float]]]:
+        return sorted(
+            (g.completion_ids[a], g.completion_ids[b], m)
+            for g in groups
+            for (a, b), m in zip(g.pairs, g.mu, strict=True)
+        )
+
+    assert labelled(cut) == labelled([big])  # the same labelled pairs of the same texts, each once
+    again = split_groups([big], 32, max_tokens, np.random.default_rng(1))
+    assert [p.pairs for p in again] != [p.pairs for p in cut]  # a new draw each epoch
+
+
+def test_optimiser_steps_follow_pairs_not_prompts() -> None:
+    """Three prompts with 100 pairs each: ~pairs / max_pairs steps an epoch, not one step per prompt."""
+    rng = np.random.default_rng(7)
+    groups = []
+    for _ in range(3):
+        flat = _preference_data(rng, 100)
+        comps = tuple(c for g in flat for c in g.completion_ids)
+        pairs = tuple((2 * i + a, 2 * i + b) for i, g in enumerate(flat) for a, b in g.pairs)
+        groups.append(PromptGroup(_ids(rng, 8), comps, pairs, tuple(m for g in flat for m in g.mu)))
+    config = TextRewardFitConfig(epochs=2, max_pairs=32, max_tokens=100_000)
+    metrics = fit_text_reward(_model(), groups, [], PAD, config)
+    assert 2 * 10 <= len(metrics.losses) <= 2 * 12  # 300 pairs / 32 = 9.4, in pieces of 25 pairs: 12 a epoch
+    one_step_each = fit_text_reward(_model(), groups, [], PAD, TextRewardFitConfig(epochs=2, max_pairs=300))
+    assert len(one_step_each.losses) == 2 * 3

@@ -67,6 +67,7 @@ __all__ = [
     "PreferenceRecord",
     "ScoredMode",
     "export_store",
+    "first_row",
     "import_into_store",
     "read_hh",
     "read_rows",
@@ -86,6 +87,7 @@ ScoredMode = Literal["all_pairs", "best_vs_worst"]
 
 _FORMATS: tuple[str, ...] = ("trl", "trl_conversational", "hh", "scored")
 _ROW = "<row>"  # the "field" named when the row as a whole is at fault
+_FILE = "<file>"  # ... and when the file as a whole is
 
 
 # -- records ------------------------------------------------------------------
@@ -198,8 +200,10 @@ class DataFormatError(ValueError):
     """A malformed row: ``str(err)`` reads ``FILE:LINE: field FIELD: what is wrong``.
 
     ``field`` is a path into the row (``"chosen"``, ``"prompt[2].content"``,
-    ``"completions[1].score"``) or ``"<row>"`` when the row as a whole is at
-    fault (not JSON, not an object).
+    ``"completions[1].score"``), or ``"<row>"`` when the row as a whole is at
+    fault (not JSON, not an object), or ``"<file>"`` when the file is (no
+    rows); those two name no field: ``FILE:LINE: what is wrong`` and
+    ``FILE: what is wrong``.
     """
 
     def __init__(self, path: str, line: int, field: str, message: str) -> None:
@@ -207,7 +211,12 @@ class DataFormatError(ValueError):
         self.line = line
         self.field = field
         self.message = message
-        super().__init__(f"{path}:{line}: field {field!r}: {message}")
+        if field == _FILE:
+            super().__init__(f"{path}: {message}")
+        elif field == _ROW:
+            super().__init__(f"{path}:{line}: {message}")
+        else:
+            super().__init__(f"{path}:{line}: field {field!r}: {message}")
 
 
 @dataclass(frozen=True)
@@ -463,14 +472,40 @@ def _json_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 def _decode(raw: bytes) -> Any:
+    """One line's JSON value; columns in errors count from the line's first character.
+
+    The line ending is cut off first: left on, a row cut short (``{"prompt": "x"``)
+    fails at the newline, which ``json`` reports as column 1 of a second line.
+    """
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as e:
-        raise _RowError(_ROW, f"not valid UTF-8 (byte {e.start})") from None
+        raise _RowError(_ROW, f"not valid UTF-8 (byte {e.start + 1} of the line)") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise _RowError(_ROW, f"invalid JSON: {e.msg} (column {e.colno})") from None
+        if e.pos >= len(text.rstrip()):
+            why = "the line ends before the JSON value does; each line must hold one whole JSON object"
+        else:
+            why = f"{e.msg} at column {e.pos + 1}"
+        raise _RowError(_ROW, f"not valid JSON: {why}") from None
+
+
+def first_row(path: str | Path) -> tuple[int, Mapping[str, Any]]:
+    """``(line, row)`` of the first non-blank line of a JSON Lines file, for telling its format.
+
+    Raises :class:`DataFormatError` when that line is not a JSON object or the
+    file holds no rows, in the words the readers use.
+    """
+    for line, raw in _json_lines(Path(path)):
+        try:
+            row = _decode(raw)
+            if not isinstance(row, Mapping):
+                raise _RowError(_ROW, f"must be a JSON object, got {type(row).__name__}")
+        except _RowError as e:
+            raise DataFormatError(str(path), line, e.field, e.message) from None
+        return line, row
+    raise DataFormatError(str(path), 0, _FILE, "the file holds no rows")
 
 
 def _collect(where: str, rows: Iterable[tuple[int, Any]], parse: _RowParser, ctx: _Context, skip: bool) -> ImportReport:

@@ -17,6 +17,9 @@ Batches are cut under a budget of padded token positions (:func:`length_batches`
 each padded to its own longest group, never to the longest in the data: scoring
 sorts by length first (the least padding); training shuffles (batches of one
 length band learned worse), or sorts within shuffled pools with ``length_pool``.
+A training batch also holds at most ``max_pairs`` labelled pairs, and a prompt
+with more pairs than that is split across batches (:func:`split_groups`), so the
+number of optimiser steps follows the number of pairs, not of prompts.
 """
 
 from __future__ import annotations
@@ -136,37 +139,46 @@ def plain_rewards(model: nn.Module, sequences: Sequence[Sequence[int]], pad_id: 
     return _score(model, out.last_hidden_state[:, -1])
 
 
-def _cut_by_budget(groups: Sequence[PromptGroup], order: Sequence[int], max_tokens: int) -> list[list[int]]:
-    """Consecutive runs of ``order`` whose padded size (``rows * longest``) stays within ``max_tokens``."""
+def _cut_by_budget(
+    groups: Sequence[PromptGroup], order: Sequence[int], max_tokens: int, max_pairs: int = 0
+) -> list[list[int]]:
+    """Consecutive runs of ``order`` whose padded size (``rows * longest``) stays within ``max_tokens``
+    and, with ``max_pairs > 0``, whose labelled pairs number at most ``max_pairs``."""
     batches: list[list[int]] = []
     current: list[int] = []
-    longest = 0
-    rows = 0
+    longest = rows = pairs = 0
     for i in order:
         g = groups[i]
         new_longest = max(longest, g.n_tokens)
         new_rows = rows + len(g.completion_ids)
-        if current and new_longest * new_rows > max_tokens:
+        new_pairs = pairs + len(g.pairs)
+        if current and (new_longest * new_rows > max_tokens or 0 < max_pairs < new_pairs):
             batches.append(current)
-            current, new_longest, new_rows = [], g.n_tokens, len(g.completion_ids)
+            current, new_longest, new_rows, new_pairs = [], g.n_tokens, len(g.completion_ids), len(g.pairs)
         current.append(i)
-        longest, rows = new_longest, new_rows
+        longest, rows, pairs = new_longest, new_rows, new_pairs
     if current:
         batches.append(current)
     return batches
 
 
 def length_batches(
-    groups: Sequence[PromptGroup], max_tokens: int, rng: np.random.Generator | None = None, pool: int = 0
+    groups: Sequence[PromptGroup],
+    max_tokens: int,
+    rng: np.random.Generator | None = None,
+    pool: int = 0,
+    max_pairs: int = 0,
 ) -> Iterator[list[int]]:
-    """Indices of groups in batches of similar length, each under ``max_tokens`` padded positions.
+    """Indices of groups in batches, each under ``max_tokens`` padded positions (and ``max_pairs`` pairs).
 
     Without ``rng`` (scoring): all groups sorted by length and cut into
     consecutive runs whose padded size (``count * longest``, completions
     counted) stays within the budget — the least padding.
 
     With ``rng`` (training): the groups are shuffled and cut in that order under
-    the budget, so each batch is padded to its own longest group only. With
+    the budgets (``max_pairs > 0`` caps the labelled pairs of a batch; a group
+    with more pairs than that is a batch of its own, so cut large groups first
+    with :func:`split_groups`), so each batch is padded to its own longest group only. With
     ``pool > 0`` the shuffled groups are first dealt into pools of about ``pool``
     batches' worth of tokens and each pool is sorted by length before it is cut
     (less padding); the batches are shuffled either way. Batches of one narrow
@@ -176,7 +188,9 @@ def length_batches(
     the four-completion groups with the whole data set sorted (0.985 shuffled).
     """
     if rng is None:
-        yield from _cut_by_budget(groups, sorted(range(len(groups)), key=lambda i: groups[i].n_tokens), max_tokens)
+        yield from _cut_by_budget(
+            groups, sorted(range(len(groups)), key=lambda i: groups[i].n_tokens), max_tokens, max_pairs
+        )
         return
     order = [int(i) for i in rng.permutation(len(groups))]
     batches: list[list[int]] = []
@@ -188,10 +202,70 @@ def length_batches(
             tokens += g.n_tokens * len(g.completion_ids)
             stop += 1
         chunk = sorted(order[start:stop], key=lambda i: groups[i].n_tokens) if pool > 0 else order[start:stop]
-        batches.extend(_cut_by_budget(groups, chunk, max_tokens))
+        batches.extend(_cut_by_budget(groups, chunk, max_tokens, max_pairs))
         start = stop
     rng.shuffle(batches)  # shuffles the list of batches in place
     yield from batches
+
+
+def _piece(group: PromptGroup, pair_index: Sequence[int]) -> PromptGroup:
+    """``group``'s prompt with the pairs ``pair_index`` only, and only the completions they compare."""
+    used = sorted({c for i in pair_index for c in group.pairs[i]})
+    new = {c: j for j, c in enumerate(used)}
+    return PromptGroup(
+        group.prompt_ids,
+        tuple(group.completion_ids[c] for c in used),
+        tuple((new[group.pairs[i][0]], new[group.pairs[i][1]]) for i in pair_index),
+        tuple(group.mu[i] for i in pair_index),
+    )
+
+
+def split_groups(
+    groups: Sequence[PromptGroup], max_pairs: int, max_tokens: int, rng: np.random.Generator
+) -> list[PromptGroup]:
+    """Each group with more than ``max_pairs`` pairs, or too many completions for ``max_tokens``, in pieces.
+
+    A piece is the group's prompt with a share of its pairs, drawn at random
+    (``rng``; a new draw each call, so each epoch), and the completions those
+    pairs compare: it still encodes its prompt once, and each of its completions
+    once. The pieces of a group are about equal: ``ceil(pairs / max_pairs)`` of
+    them at least, more when ``rows * longest`` would pass ``max_tokens``. Groups
+    within both limits are returned as they are.
+
+    Why: a batch is cut from whole groups, and a group never spans two batches,
+    so without this the number of optimiser steps follows the number of
+    prompts, not of pairs. On 30 prompts with 17 completions and all 136 pairs
+    each (4,080 pairs), whole groups under a 4,096-position budget made 3 steps
+    an epoch against the 128 of a plain loop over 32-pair batches, and held-out
+    accuracy was 0.752 against its 0.896; split, 150 steps and 0.881
+    (``tests/reward/test_text_fit_shapes.py``). Splitting by pairs keeps the
+    prefix cache (one prompt encoding per piece) and keeps a step near
+    ``max_pairs`` pairs whatever the shape. The price: a completion that several
+    pieces compare is encoded once per piece. Smaller pieces, so that a batch
+    mixes prompts, were tried: pieces of 8 pairs (four prompts a batch) gave
+    0.837 held-out accuracy on average over three data seeds of that shape (the
+    test's teacher at ``beta = 1``) against 0.845 for pieces of up to
+    ``max_pairs`` and 0.845 for the plain loop, and ran slower.
+    """
+    out: list[PromptGroup] = []
+    for g in groups:
+        rows_cap = max(2, max_tokens // g.n_tokens)
+        if len(g.pairs) <= max_pairs and len(g.completion_ids) <= rows_cap:
+            out.append(g)
+            continue
+        n_pieces = max(-(-len(g.pairs) // max_pairs), -(-len(g.completion_ids) // rows_cap))
+        target = -(-len(g.pairs) // n_pieces)
+        piece: list[int] = []
+        used: set[int] = set()
+        for i in (int(j) for j in rng.permutation(len(g.pairs))):
+            grown = used | set(g.pairs[i])
+            if piece and (len(piece) >= target or len(grown) > rows_cap):
+                out.append(_piece(g, piece))
+                piece, grown = [], set(g.pairs[i])
+            piece.append(i)
+            used = grown
+        out.append(_piece(g, piece))
+    return out
 
 
 def pair_tensors(groups: Sequence[PromptGroup], rewards: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -219,6 +293,9 @@ class TextRewardFitConfig:
     """AdamW weight decay."""
     max_tokens: int = 4096
     """Padded token positions per batch (prompt + completions); each batch is padded to its own longest group."""
+    max_pairs: int = 32
+    """Labelled pairs per optimiser step, at most: a prompt with more pairs is split across steps (each step
+    still encodes its prompt once), so the number of steps is about pairs / max_pairs whatever the data's shape."""
     center_coef: float = 1e-3
     """Weight of mean(r)^2, which pins the free offset of Bradley–Terry rewards."""
     length_pool: int = 0
@@ -238,6 +315,7 @@ class TextRewardFitConfig:
                 "lr": (positive, "> 0"),
                 "weight_decay": (non_negative, ">= 0"),
                 "max_tokens": (positive, ">= 1"),
+                "max_pairs": (positive, ">= 1"),
                 "center_coef": (non_negative, ">= 0"),
                 "length_pool": (non_negative, ">= 0"),
             },
@@ -281,7 +359,13 @@ def fit_text_reward(
     pad_id: int,
     config: TextRewardFitConfig,
 ) -> TextRewardMetrics:
-    """Train ``model`` in place with the soft-label Bradley–Terry loss on cached-prefix batches."""
+    """Train ``model`` in place with the soft-label Bradley–Terry loss on cached-prefix batches.
+
+    Each epoch splits the prompt groups that exceed ``config.max_pairs`` pairs
+    (:func:`split_groups`), shuffles the pieces and cuts them into batches of at
+    most ``max_pairs`` pairs and ``max_tokens`` padded positions: one AdamW step
+    per batch, about ``pairs / max_pairs`` steps an epoch on any data shape.
+    """
     n_pairs = sum(len(g.pairs) for g in train)
     if n_pairs == 0:
         raise ValueError("no usable training pairs")
@@ -295,9 +379,10 @@ def fit_text_reward(
     seconds = 0.0
     for _ in range(config.epochs):
         model.train()
-        for batch in length_batches(train, config.max_tokens, rng, pool=config.length_pool):
+        pieces = split_groups(train, config.max_pairs, config.max_tokens, rng)
+        for batch in length_batches(pieces, config.max_tokens, rng, config.length_pool, config.max_pairs):
             t0 = time.perf_counter()
-            gs = [train[i] for i in batch]
+            gs = [pieces[i] for i in batch]
             rewards = group_rewards(model, gs, pad_id)
             ra, rb, mu = pair_tensors(gs, rewards)
             loss = bradley_terry_loss(ra, rb, mu).loss + config.center_coef * torch.cat(rewards).mean() ** 2

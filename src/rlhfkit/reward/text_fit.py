@@ -37,6 +37,7 @@ from rlhfkit.data.preferences import (
     DataFormatError,
     ImportReport,
     PreferenceRecord,
+    first_row,
     read_hh,
     read_scored,
     read_trl,
@@ -58,26 +59,50 @@ Format = Literal["auto", "trl", "trl_conversational", "hh", "scored"]
 TextValue = str | tuple[Message, ...]
 
 
+def preference_file(path: str, option: str) -> str:
+    """``path`` when it names a readable file; otherwise one error naming the command-line ``option`` and the path."""
+    p = Path(path)
+    if p.is_dir():
+        raise FileNotFoundError(f"{option} {path}: a folder; give a preference file (JSON Lines)")
+    try:
+        p.open("rb").close()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{option} {path}: no such file") from None
+    except OSError as e:
+        raise FileNotFoundError(f"{option} {path}: cannot be read ({e.strerror})") from None
+    return path
+
+
+def skipped_note(n: int, option: str, path: str | None) -> str | None:
+    """What ``--skip-bad-rows`` left out of the file given as ``option``, or None when nothing."""
+    return f"skipped {n} bad row{'s' if n != 1 else ''} of {option} {path} (--skip-bad-rows)" if n else None
+
+
+def not_measured(eval_data: str | None, skipped_eval: int, n_eval: int, eval_frac: float | None) -> str:
+    """Why a held-out accuracy is NaN and what to do: the warning the commands print in its place.
+
+    ``eval_frac`` is None for a command that holds out nothing without ``--eval-data``.
+    """
+    if n_eval > 0:
+        return f"the {n_eval} held-out pairs are all ties (mu = 0.5, 0.5)"
+    if eval_data is not None:
+        bad = f" (its {skipped_eval} bad rows were skipped)" if skipped_eval else ""
+        return f"--eval-data {eval_data} holds no usable pairs{bad}"
+    if eval_frac is None:
+        return "no held-out data; give --eval-data FILE"
+    return f"--eval-frac {eval_frac:g} held out none of the prompts; give --eval-data FILE or a larger --eval-frac"
+
+
 def detect_format(path: str | Path) -> str:
     """The format of a preference file, from the keys and types of its first row."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(str(path), number, "<row>", f"not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataFormatError(str(path), number, "<row>", "a row must be a JSON object")
-            if "completions" in row:
-                return "scored"
-            if isinstance(row.get("chosen"), list):
-                return "trl_conversational"
-            if "prompt" not in row and str(row.get("chosen", "")).lstrip("\n").startswith("Human:"):
-                return "hh"
-            return "trl"
-    raise DataFormatError(str(path), 0, "<file>", "the file holds no rows")
+    _, row = first_row(path)
+    if "completions" in row:
+        return "scored"
+    if isinstance(row.get("chosen"), list):
+        return "trl_conversational"
+    if "prompt" not in row and str(row.get("chosen", "")).lstrip("\n").startswith("Human:"):
+        return "hh"
+    return "trl"
 
 
 def read_preferences(path: str | Path, format: Format = "auto", skip_bad_rows: bool = False) -> ImportReport:
@@ -248,6 +273,10 @@ class FitRewardResult:
     skipped_rows: int
     incomparable: int
     epochs: int
+    steps: int
+    """Optimiser steps taken (all epochs)."""
+    skipped_eval_rows: int = 0
+    """Of ``skipped_rows``, those of the held-out file."""
 
 
 def fit_reward_files(
@@ -266,7 +295,8 @@ def fit_reward_files(
     eval_report = read_preferences(eval_data, format, skip_bad_rows) if eval_data is not None else None
     records = train_report.records
     if not records:
-        raise DataFormatError(str(data), 0, "<file>", "no usable rows")
+        bad = f" (all {train_report.skipped} rows skipped as bad)" if train_report.skipped else ""
+        raise DataFormatError(str(data), 0, "<file>", f"no usable rows{bad}")
     reward_model, tokenizer = load_reward_model(model, _texts(records), config.seed)
     groups = records_to_groups(records, tokenizer)
     if eval_report is not None:
@@ -274,6 +304,13 @@ def fit_reward_files(
     else:
         train = [g for g in groups if not _held_out(g.prompt_ids, eval_frac, config.seed)]
         held = [g for g in groups if _held_out(g.prompt_ids, eval_frac, config.seed)]
+    if not train:
+        why = (
+            f"all {len(groups)} prompts fell in the held-out share (eval_frac {eval_frac:g})"
+            if groups and eval_report is None
+            else "every record is incomparable or compares a text with itself"
+        )
+        raise DataFormatError(str(data), 0, "<file>", f"no usable training pairs: {why}")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     metrics: TextRewardMetrics = fit_text_reward(reward_model, train, held, pad, config)
     out_dir = Path(out)
@@ -289,6 +326,8 @@ def fit_reward_files(
         skipped_rows=train_report.skipped + (eval_report.skipped if eval_report else 0),
         incomparable=sum(r.mu is None for r in records),
         epochs=config.epochs,
+        steps=len(metrics.losses),
+        skipped_eval_rows=eval_report.skipped if eval_report else 0,
     )
     payload: dict[str, Any] = asdict(result)
     payload["accuracy"] = None if np.isnan(result.accuracy) else result.accuracy
