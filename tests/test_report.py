@@ -222,8 +222,9 @@ def _learned_vs_true(true: list[float], learned: list[float]) -> list[dict[str, 
 def test_note_when_the_learned_return_outruns_a_flat_true_return(tmp_path: Path) -> None:
     flat = _learned_vs_true([-1100, -600, -250, -200, -195, -198, -196], [0, 5, 9, 14, 20, 27, 35])
     note = learned_outruns_true(flat)  # type: ignore[arg-type]
-    assert note is not None and "round 4 to round 6" in note and "stayed about flat" in note
-    assert "-195.0 → -196.0" in note and "20 → 35" in note
+    # Rounds 4-6 show it; it began at round 3, where the true return had already flattened.
+    assert note is not None and "From round 3 to round 6" in note and "stayed about flat" in note
+    assert "(-200.0 → -196.0)" in note and "(14 → 35)" in note
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flat))
     assert 'class="note"' in write_report(tmp_path).read_text()
     # Both still rising together, or the learned one flat: nothing to explain.
@@ -232,7 +233,7 @@ def test_note_when_the_learned_return_outruns_a_flat_true_return(tmp_path: Path)
     assert learned_outruns_true(_learned_vs_true([-1100, -600, -250, -200, -195, -198, -196], [0] * 7)) is None  # type: ignore[arg-type]
     assert learned_outruns_true(flat[:3]) is None  # type: ignore[arg-type]  # too few rounds to call a trend
     falling = _learned_vs_true([-1100, -600, -250, -300, -400, -500], [0, 5, 9, 14, 20, 27])
-    assert "fell" in (learned_outruns_true(falling) or "")  # type: ignore[arg-type]
+    assert "true return fell (-300.0 → -500.0)" in (learned_outruns_true(falling) or "")  # type: ignore[arg-type]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rising))
     assert 'class="note"' not in write_report(tmp_path).read_text()
 
@@ -281,3 +282,12 @@ def test_control_rollouts_of_base_and_latest_are_drawn_side_by_side(tmp_path: Pa
     stamp = gif.stat().st_mtime_ns
     write_report(run)
     assert gif.stat().st_mtime_ns == stamp
+
+
+def test_a_rollout_that_cannot_be_drawn_is_named_and_the_report_still_written(tmp_path: Path) -> None:
+    run = _make_run(tmp_path)
+    data = {"domain": "control", "env_id": "NoSuchEnv-v0", "observations": [[0.0, 1.0]] * 3, "actions": [[0.0]] * 3}
+    write_samples(run, 0, {**data, "true_rewards": [-1.0, -1.0, -1.0]})
+    page = write_report(run).read_text()
+    assert "base policy (round 0): true return -3 over its first 3 steps" in page
+    assert "could not draw this rollout: cannot render: unknown env id &#x27;NoSuchEnv-v0&#x27;" in page

@@ -225,7 +225,9 @@ def learned_outruns_true(rows: list[Row]) -> str | None:
     Looks at the last half of the rounds after round 0 (at least 3 rounds): the learned
     return must rise over that stretch (in at least two thirds of its steps, by at least a
     fifth of its whole range) while the true return gains less than a tenth of its own
-    range, or falls.
+    range, or falls. The stretch named then reaches back over earlier rounds while the
+    learned return was rising into it and the true return was already within a twentieth
+    of its range of where it ends (where it flattened).
     """
     pts = [
         (int(r["round"]), t, lr)
@@ -236,8 +238,9 @@ def learned_outruns_true(rows: list[Row]) -> str | None:
     ]
     if len(pts) < 3:
         return None
-    window = pts[-max(3, len(pts) // 2) :]
-    (k0, t0, l0), (k1, t1, l1) = window[0], window[-1]
+    start = len(pts) - max(3, len(pts) // 2)
+    window = pts[start:]
+    (_, t0, l0), (k1, t1, l1) = window[0], window[-1]
     steps = [b[2] - a[2] for a, b in itertools.pairwise(window)]
     learned_range = max(p[2] for p in pts) - min(p[2] for p in pts)
     true_all = [v for v in _series(rows, "true_return") if math.isfinite(v)]
@@ -245,6 +248,9 @@ def learned_outruns_true(rows: list[Row]) -> str | None:
     rising = l1 - l0 > 0.2 * learned_range > 0 and sum(d > 0 for d in steps) >= 2 * len(steps) / 3
     if not rising or t1 - t0 > 0.1 * true_range:
         return None
+    while start > 0 and abs(t1 - pts[start - 1][1]) <= 0.05 * true_range and pts[start - 1][2] < pts[start][2]:
+        start -= 1
+    k0, t0, l0 = pts[start]
     went = "fell" if t1 < t0 - 0.1 * true_range else "stayed about flat"
     return (
         f"From round {k0} to round {k1} the learned return kept rising ({number(l0)} → {number(l1)}) while the "

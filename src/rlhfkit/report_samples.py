@@ -44,7 +44,7 @@ def samples_section(run_dir: Path, rounds: list[int]) -> str:
 
 
 def _label(k: int) -> str:
-    return "base policy (round 0)" if k == 0 else f"round {k}"
+    return "base policy (round 0)" if k == 0 else f"policy of round {k}"  # a run resumed from before samples
 
 
 def _text(base: dict[str, Any], latest: dict[str, Any], k0: int, k1: int) -> str:
