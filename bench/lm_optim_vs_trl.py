@@ -192,7 +192,6 @@ def ours_side(spec: dict) -> dict[str, object]:
     policy = TextPolicy(model, tokenizer, value_head=False)
     ref = TextPolicy(ref_model, tokenizer, value_head=False).requires_grad_(False).eval()
     config = GroupPGConfig(
-        algorithm="grpo",
         n_per_prompt=spec["n_per_prompt"],
         prompts_per_step=spec["prompts_per_step"],
         max_new_tokens=spec["max_new_tokens"],
@@ -202,7 +201,7 @@ def ours_side(spec: dict) -> dict[str, object]:
         beta=spec["beta"],
         max_grad_norm=1.0,
     )
-    trainer = GroupPGTrainer(policy, ref, config, seed=spec["seed"])
+    trainer = GroupPGTrainer(policy, ref, config, seed=spec["seed"], algorithm="grpo")
 
     def reward(_prompts: object, completions: list[str]) -> np.ndarray:
         return np.array([vowel_share(c) for c in completions])

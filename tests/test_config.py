@@ -298,3 +298,18 @@ def test_out_of_range_values_are_rejected_at_load(tmp_path: Path, text: str, fie
         load_config(_write(tmp_path, text + "\n"))
     assert section in str(e.value)
     assert leaf in str(e.value)
+
+
+def test_config_help_lists_the_fields_of_control_and_text_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from rlhfkit.cli import main
+
+    assert main(["config-help"]) == 0
+    out = capsys.readouterr().out
+    control, text = out.split("# Text runs: task = 'text:describe'\n")
+    assert control.startswith("# Control runs:")
+    assert "[feedback]  (control runs)  # Step 1" in control and "env_steps_per_round = 20000" in control
+    assert "[feedback]  (text runs)  # Step 1" in text and "[optim]  (text runs)" in text
+    assert "steps_per_round = 30" in text and "optimizer = 'grpo'" in text and "algorithm" not in out
+    # A section's defaults are the ones its run gives it, not those of the bare section class.
+    assert "\noptim.max_new_tokens = 24 " in text and "\nfeedback.teacher.beta = 4.0 " in text
+    assert "\nreward.epochs = 3 " in text

@@ -21,6 +21,7 @@ from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import RewardValueError, TeacherConfig
 from rlhfkit.loop import Run
 from rlhfkit.reward.fit import NoUsableFeedbackError
+from rlhfkit.samples import ROLLOUT_STEPS, read_samples
 from rlhfkit.types import Segment
 
 REQUIRED = {"round", "n_feedback", "true_return", "learned_return", "kl_to_base", "rm_accuracy"}
@@ -47,13 +48,24 @@ def test_tiny_run_end_to_end_through_the_cli(tiny_config: Path, tmp_path: Path) 
     assert rows[-1]["kl_to_base"] > 0.0
     base_eval = run.state.policy.frozen_copy()
     base_eval.load_state_dict(run.state.base.state_dict())
-    from rlhfkit.domains.control import evaluate_policy
+    from rlhfkit.domains.control import evaluate_policy, policy_rollout
 
     task = run.task
     learned_base = evaluate_policy(base_eval, task.make_env, 4, 10_000, reward_fn=run.learned_reward)["learned_return"]
     learned_new = evaluate_policy(run.state.policy, task.make_env, 4, 10_000, reward_fn=run.learned_reward)
     assert learned_new["learned_return"] > learned_base
     assert main(["report", str(out)]) == 0
+    for key in ("round", "n_feedback", "env_steps"):  # counts are written as ints
+        assert all(type(r[key]) is int for r in rows), key
+    # Each round kept the opening of its first evaluation episode: round 0 is the base policy's.
+    samples = read_samples(out)
+    assert sorted(samples) == [0, 1, 2]
+    base_rollout = policy_rollout(base_eval, task.make_env, 10_000, ROLLOUT_STEPS, task.env_id)
+    assert np.allclose(samples[0]["actions"], base_rollout.actions, atol=1e-5)
+    assert len(samples[2]["observations"]) == ROLLOUT_STEPS and samples[2]["env_id"] == "Pendulum-v1"
+    assert not np.allclose(samples[2]["actions"], samples[0]["actions"])  # the policy moved
+    page = (out / "report.html").read_text()
+    assert 'src="samples/round_0000.gif"' in page and 'src="samples/round_0002.gif"' in page
 
 
 def test_seeded_runs_store_identical_answers(tiny_config: Path, tmp_path: Path) -> None:
@@ -110,6 +122,7 @@ def test_resume_after_kill_loses_and_repeats_no_answer(tiny_config: Path, tmp_pa
     for qid, c in before.items():
         assert by_query[qid] == c, "a stored answer changed"
     assert [r["round"] for r in _metrics(out)] == [0, 1, 2]
+    assert sorted(read_samples(out)) == [0, 1, 2], "the resumed run must keep the samples of its rounds"
 
 
 def test_unknown_field_is_named_and_nothing_is_created(

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import html
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
 from rlhfkit.cli import main
+from rlhfkit.config import ConfigError, config_to_toml
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.loop_text import TextRun, load_text_config
+from rlhfkit.samples import TEXT_SAMPLES, read_samples
+from rlhfkit.tasks import text as describe_task
 
 TINY_TEXT = """
 task = "text:describe"
@@ -59,6 +64,21 @@ def test_text_run_end_to_end_and_resume(text_config: Path, tmp_path: Path) -> No
     assert [r["round"] for r in rows] == [0, 1, 2]
     for key in ("true_return", "learned_return", "kl_to_base", "rm_accuracy", "length_words", "proxy_return"):
         assert key in rows[-1]
+    for key in ("round", "n_feedback", "generated_tokens", "rm_train_pairs"):  # counts are written as ints
+        assert all(type(r[key]) is int for r in rows if key in r), key
+    # Each round, the resumed one included, kept its completions of the same prompts for the report.
+    samples = read_samples(out)
+    assert sorted(samples) == [0, 1, 2]
+    prompts = [[s["prompt"] for s in samples[k]["samples"]] for k in (0, 1, 2)]
+    assert prompts[0] == prompts[1] == prompts[2] == describe_task.prompts()[:TEXT_SAMPLES]
+    base, latest = ([s["completion"] for s in samples[k]["samples"]] for k in (0, 2))
+    assert base != latest  # the policy moved
+    for k in (0, 2):
+        for s in samples[k]["samples"]:
+            assert s["true_reward"] == describe_task.true_reward(s["completion"])
+    page = (out / "report.html").read_text()
+    assert "<th>base policy (round 0)</th><th>latest (round 2)</th>" in page
+    assert html.escape(base[0]) in page and html.escape(latest[0]) in page
     after = {c.query_id: c for c in store.comparisons()}
     assert len(after) == 16 and all(after[q] == c for q, c in before.items())
     assert rows[-1]["kl_to_base"] != 0.0  # the policy moved off the base model
@@ -114,3 +134,48 @@ kl_horizon = 20.0
     assert [r["round"] for r in rows] == [0, 1, 2]
     assert rows[1]["beta"] == beta_after_1 and rows[2]["beta"] != beta_after_1
     assert rows[-1]["kl_to_base"] != 0.0
+
+
+def test_the_optimizer_is_named_once_and_older_configs_still_load(text_config: Path, tmp_path: Path) -> None:
+    cfg = load_text_config(text_config)
+    assert cfg.optimizer == "grpo"
+    resolved = config_to_toml(cfg)
+    assert 'optimizer = "grpo"' in resolved and "algorithm" not in resolved and "group" not in resolved
+
+    def load(head: str, optim: str) -> str:
+        path = tmp_path / "old.toml"
+        path.write_text(text_config.read_text().replace('task = "text:describe"', head).replace("[optim]", optim))
+        return load_text_config(path).optimizer
+
+    # Run folders written before: optimizer = "group" beside [optim] algorithm.
+    assert load('task = "text:describe"\noptimizer = "group"', '[optim]\nalgorithm = "rloo"') == "rloo"
+    assert load('task = "text:describe"\noptimizer = "group"', "[optim]") == "grpo"
+    assert load('task = "text:describe"', '[optim]\nalgorithm = "rloo"') == "rloo"
+    assert load('task = "text:describe"\noptimizer = "ppo"', '[optim]\nalgorithm = "grpo"') == "ppo"
+    assert load('task = "text:describe"\noptimizer = "rloo"', "[optim]") == "rloo"
+    with pytest.raises(ConfigError, match=r"old\.toml: optim\.algorithm = 'rloo' contradicts optimizer = 'grpo'"):
+        load('task = "text:describe"\noptimizer = "grpo"', '[optim]\nalgorithm = "rloo"')
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_building_a_text_run_prints_no_transformers_warnings(text_config: Path, tmp_path: Path) -> None:
+    """Neither "loss_type=None ... unrecognized" (pre-training) nor "num_labels=1 ... incompatible" (reward model)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.warning_once.cache_clear()  # a warning another test already raised would otherwise stay silent
+    records = _Records()
+    hf_root = logging.getLogger("transformers")
+    hf_root.addHandler(records)
+    try:
+        TextRun.create(load_text_config(text_config), tmp_path / "run", progress=False)
+    finally:
+        hf_root.removeHandler(records)
+    assert not [m for m in records.messages if "loss_type" in m or "num_labels" in m], records.messages

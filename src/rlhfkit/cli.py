@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from rlhfkit.config import ConfigError, describe, is_text_config, load_config
+from rlhfkit.errors import ConfigError, is_person_facing
 
 if TYPE_CHECKING:
     from rlhfkit.feedback.interop import ImportReport, Scales
@@ -29,31 +29,52 @@ if TYPE_CHECKING:
     from rlhfkit.types import Annotator, Feedback
 
 
+def _check_run_folder(path: Path) -> None:
+    """Refuse, in one line, a ``--resume`` path that is not a run folder (before the slow imports)."""
+    if path.is_file():
+        hint = f"; to start a run from this config: rlhfkit run {path}" if path.suffix == ".toml" else ""
+        raise FileNotFoundError(f"{path} is a file, not a run folder{hint}")
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such run folder")
+    if not (path / "config.toml").is_file():
+        raise FileNotFoundError(
+            f"{path} is not a run folder (it has no config.toml, which `rlhfkit run CONFIG --out {path}` writes first)"
+        )
+
+
 def _run(args: argparse.Namespace) -> int:
+    # Mistakes in the arguments are reported before the slow imports below.
+    if args.resume:
+        if args.config is not None or args.out is not None or args.seed is not None:
+            raise ConfigError(
+                "--resume RUN_DIR takes its config from RUN_DIR/config.toml; drop CONFIG, --out and --seed"
+            )
+        _check_run_folder(Path(args.resume))
+    elif args.config is None:
+        raise ConfigError("give a CONFIG.toml to start a run, or --resume RUN_DIR to continue one")
+    elif not Path(args.config).is_file():
+        raise ConfigError(f"{args.config}: no such config file")
+
+    from rlhfkit.config import is_text_config, load_config
     from rlhfkit.loop import Run
     from rlhfkit.loop_text import TextRun, load_text_config
     from rlhfkit.report import write_report
 
     run: Run | TextRun
     if args.resume:
-        if args.config is not None or args.out is not None or args.seed is not None:
-            raise ConfigError(
-                "--resume RUN_DIR takes its config from RUN_DIR/config.toml; drop CONFIG, --out and --seed"
-            )
         text = is_text_config(Path(args.resume) / "config.toml")
         run = TextRun.resume(args.resume) if text else Run.resume(args.resume)
     else:
-        if args.config is None:
-            raise ConfigError("give a CONFIG.toml to start a run, or --resume RUN_DIR to continue one")
+        config_file = str(args.config)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{stamp}"
-        if is_text_config(args.config):
-            text_cfg = load_text_config(args.config)
+        out = Path(args.out) if args.out else Path("runs") / f"{Path(config_file).stem}-{stamp}"
+        if is_text_config(config_file):
+            text_cfg = load_text_config(config_file)
             if args.seed is not None:
                 text_cfg = dataclasses.replace(text_cfg, seed=args.seed)
             run = TextRun.create(text_cfg, out)
         else:
-            cfg = load_config(args.config)
+            cfg = load_config(config_file)
             if args.seed is not None:
                 cfg = dataclasses.replace(cfg, seed=args.seed)
             run = Run.create(cfg, out)
@@ -195,6 +216,7 @@ def _serve(args: argparse.Namespace) -> int:
     store = FeedbackStore(url)  # one that cannot be opened (read-only, down, full) is one line and exit code 2
     try:
         settings, from_run = _run_settings(args, store)
+        _say_if_no_one_can_sign_in(store, args.run_dir)
     except BaseException:
         store.close()
         raise
@@ -239,6 +261,16 @@ def _run_settings(args: argparse.Namespace, store: FeedbackStore) -> tuple[Annot
         raise ConfigError(str(e)) from None
 
 
+def _add_annotator_hint(run_dir: str | Path) -> str:
+    return f"`rlhfkit annotators add NAME --run {run_dir}` (it prints their token; add --admin for an admin)"
+
+
+def _say_if_no_one_can_sign_in(store: FeedbackStore, run_dir: str | Path) -> None:
+    """Tell the person starting ``serve`` when the store holds no live token (they can add one while it serves)."""
+    if not any(t.revoked_at is None for t in store.tokens()):
+        print(f"no annotators yet, so no one can sign in: add one with {_add_annotator_hint(run_dir)}", file=sys.stderr)
+
+
 def _pair_of_floats(text: str, flag: str) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in text.split(","))
@@ -266,6 +298,8 @@ def _annotators(args: argparse.Namespace) -> int:
             print(f"revoked {n} token{'s' if n != 1 else ''} of {args.name!r}; their answers stay", file=sys.stderr)
         else:
             counts = store.feedback_counts()
+            if not store.tokens():
+                print(f"no annotators in {args.run}; add one with {_add_annotator_hint(args.run)}", file=sys.stderr)
             for t in store.tokens():
                 state = "revoked" if t.revoked_at is not None else "active"
                 print(f"{t.annotator_id}\t{t.role}\t{state}\t{counts.get(t.annotator_id, 0)} answers")
@@ -404,7 +438,16 @@ class _HeldBackStore:
 
 
 def _config_help(args: argparse.Namespace) -> int:
-    print("\n".join(describe()))
+    from rlhfkit.config import RunConfig, describe
+    from rlhfkit.loop_text import TEXT_TASKS, TextRunConfig
+
+    control = "a built-in task (pendulum, cartpole, reacher, halfcheetah) or env:<gymnasium id>"
+    lines = [f"# Control runs: task = {control}", *describe(RunConfig, domain="control"), ""]
+    lines += [
+        f"# Text runs: task = {' or '.join(repr(t) for t in TEXT_TASKS)}",
+        *describe(TextRunConfig, domain="text"),
+    ]
+    print("\n".join(lines))
     return 0
 
 
@@ -534,33 +577,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "annotators" and args.action in ("add", "revoke") and not args.name:
         parser.error(f"annotators {args.action} needs a NAME")
-    from rlhfkit.data.preferences import DataFormatError
-    from rlhfkit.domains.control import UnsupportedSpaceError
-    from rlhfkit.domains.text import ModelFolderError
-    from rlhfkit.feedback.interop import InteropError
-    from rlhfkit.feedback.store import StoreError
-    from rlhfkit.feedback.teacher import RewardValueError
-    from rlhfkit.report import ReportError
-    from rlhfkit.reward.fit import NoUsableFeedbackError
-    from rlhfkit.tasks import UnknownTaskError
-
     try:
         return int(args.func(args))
-    except (
-        ConfigError,
-        UnsupportedSpaceError,
-        StoreError,
-        InteropError,
-        RewardValueError,
-        NoUsableFeedbackError,
-        ReportError,
-        UnknownTaskError,
-        DataFormatError,
-        ModelFolderError,
-        FileExistsError,
-        FileNotFoundError,
-        FloatingPointError,
-    ) as e:
+    except Exception as e:
+        if not is_person_facing(e):
+            raise  # a bug: keep the traceback
         print(f"rlhfkit: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

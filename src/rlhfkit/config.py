@@ -26,15 +26,12 @@ from typing import Any, Literal, TypeVar
 import tomli_w
 
 from rlhfkit.checks import non_negative, positive, require
+from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.effort import EffortConfig
 from rlhfkit.feedback.mix import check_kinds
 from rlhfkit.feedback.teacher import TeacherConfig
 from rlhfkit.optimize.ppo import PPOConfig
 from rlhfkit.reward.fit import RewardFitConfig
-
-
-class ConfigError(ValueError):
-    """A config file or value is invalid; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -189,19 +186,29 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def describe(cls: type = RunConfig, prefix: str = "") -> list[str]:
-    """One help line per field: ``dotted.name = default  # doc``, nested sections expanded."""
+def describe(cls: type = RunConfig, prefix: str = "", domain: str = "", defaults: Any = None) -> list[str]:
+    """One help line per field: ``dotted.name = default  # doc``, nested sections expanded.
+
+    With ``domain`` (e.g. ``"text"``) each section's line says which kind of run it belongs
+    to, ``[feedback]  (text runs)  # ...``, since control and text configs share section names.
+    A section's defaults are those its run gives it (the text run's ``optim.max_new_tokens``
+    is 24, not the 32 of a bare ``GroupPGConfig``); ``defaults`` carries them down.
+    """
     lines: list[str] = []
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
+    tag = f"  ({domain} runs)" if domain else ""
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         name = f"{prefix}{f.name}"
-        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            lines.append(f"[{name}]  # {docs.get(f.name, '')}")
-            lines.extend(describe(tp, name + "."))
+        if defaults is not None:
+            default = getattr(defaults, f.name)
         else:
             default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            lines.append(f"[{name}]{tag}  # {docs.get(f.name, '')}")
+            lines.extend(describe(tp, name + ".", domain, default))
+        else:
             lines.append(f"{name} = {default!r}  # {docs.get(f.name, '')}")
     return lines
 

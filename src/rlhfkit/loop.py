@@ -49,6 +49,7 @@ from rlhfkit.domains.control import (
     SpaceSpec,
     evaluate_policy,
     make_vector_env,
+    policy_rollout,
     segments_from_rollout,
 )
 from rlhfkit.feedback.mix import (
@@ -76,6 +77,7 @@ from rlhfkit.reward.fit import (
 )
 from rlhfkit.reward.mixed import MixedFitConfig, SegmentRewardModel, fit_stored
 from rlhfkit.reward.nets import RewardEnsemble
+from rlhfkit.samples import ROLLOUT_STEPS, rollout_samples, write_samples
 from rlhfkit.tasks import Task, get_task
 from rlhfkit.types import Generation, Query, Segment, new_id
 
@@ -469,6 +471,12 @@ class Run:
             base=self.state.base,
         )
 
+    def save_samples(self) -> None:
+        """What the policy does now, for the report: the opening steps of its first evaluation episode."""
+        seed = 10_000 + self.config.seed  # the evaluation's first episode
+        segment = policy_rollout(self.state.policy, self.task.make_env, seed, ROLLOUT_STEPS, self.task.env_id)
+        write_samples(self.dir, self.state.round, rollout_samples(segment))
+
     def run_round(self) -> dict[str, float]:
         s = self.state
         k = s.round + 1
@@ -509,6 +517,7 @@ class Run:
             "seconds": time.time() - t0,
         }
         s.history.append(row)
+        self.save_samples()
         self._checkpoint()
         return row
 
@@ -530,6 +539,7 @@ class Run:
                     "beta": s.kl.beta,
                 }
             )
+            self.save_samples()
             self._checkpoint()
         rounds = tqdm(total=self.config.rounds, initial=s.round, desc="rounds", disable=not self.progress)
         while s.round < self.config.rounds:

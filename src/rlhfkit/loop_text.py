@@ -50,9 +50,11 @@ from rlhfkit.reward.text import (
     PromptGroup,
     TextRewardFitConfig,
     fit_text_reward,
+    reward_model_config,
 )
 from rlhfkit.reward.text_fit import RewardModelScorer, pairs_to_groups
 from rlhfkit.reward.text_mixed import SequenceRewardModel
+from rlhfkit.samples import TEXT_SAMPLES, text_samples, write_samples
 from rlhfkit.tasks import text as describe_task
 from rlhfkit.types import Generation, Query, new_id
 
@@ -136,11 +138,11 @@ class TextRunConfig:
     """Step 1: collecting feedback."""
     reward: TextRewardFitConfig = field(default_factory=lambda: TextRewardFitConfig(epochs=3, lr=1e-3))
     """Step 2: fitting the text reward model."""
-    optimizer: Literal["group", "ppo"] = "group"
-    """Step 3's method: 'group' = RLOO / GRPO as set in [optim]; 'ppo' = PPO with a value head and a
-    per-token KL penalty in the reward, as set in [ppo]."""
+    optimizer: Literal["grpo", "rloo", "ppo"] = "grpo"
+    """Step 3's method: 'grpo' or 'rloo' (a group baseline, no value network; settings in [optim]), or 'ppo'
+    (a value head and a per-token KL penalty in the reward; settings in [ppo])."""
     optim: GroupPGConfig = field(default_factory=lambda: GroupPGConfig(max_new_tokens=24, beta=0.05))
-    """Step 3 with optimizer = 'group': RLOO / GRPO with the KL to the base model in the loss."""
+    """Step 3 with optimizer = 'grpo' or 'rloo': the group method, with the KL to the base model in the loss."""
     ppo: TextPPOConfig = field(default_factory=lambda: TextPPOConfig(max_new_tokens=24, learning_rate=2e-4))
     """Step 3 with optimizer = 'ppo': KL-regularised PPO (k1 or k3 per token, fixed or adaptive beta)."""
     base: TextBaseConfig = field(default_factory=TextBaseConfig)
@@ -156,9 +158,32 @@ def load_text_config(path: str | Path) -> TextRunConfig:
 
     p = Path(path)
     try:
-        return from_dict(TextRunConfig, tomllib.loads(p.read_text(encoding="utf-8")))
+        return from_dict(TextRunConfig, _one_optimizer_name(tomllib.loads(p.read_text(encoding="utf-8"))))
     except (ConfigError, tomllib.TOMLDecodeError, FileNotFoundError) as e:
         raise ConfigError(f"{p}: {e}") from None
+
+
+def _one_optimizer_name(data: dict[str, Any]) -> dict[str, Any]:
+    """Read the older spelling ``optimizer = "group"`` + ``[optim] algorithm = "grpo"`` as ``optimizer = "grpo"``.
+
+    Run folders and configs written before the optimiser was named once still load;
+    an ``optim.algorithm`` that contradicts ``optimizer`` is an error naming both.
+    """
+    optim = data.get("optim")
+    if not isinstance(optim, dict) or "algorithm" not in optim:
+        return {**data, "optimizer": "grpo"} if data.get("optimizer") == "group" else data
+    algorithm = optim["algorithm"]
+    if algorithm not in ("grpo", "rloo"):
+        raise ConfigError(f"optim.algorithm: {algorithm!r} is not one of 'grpo', 'rloo' (better: set optimizer)")
+    optimizer = data.get("optimizer", "group")
+    if optimizer not in ("group", "ppo", algorithm):
+        raise ConfigError(
+            f"optim.algorithm = {algorithm!r} contradicts optimizer = {optimizer!r}; "
+            "drop optim.algorithm: the optimizer is named once, by `optimizer`"
+        )
+    rest = {k: v for k, v in optim.items() if k != "algorithm"}
+    # An old PPO run wrote the unused group algorithm too: PPO stays.
+    return {**data, "optim": rest, "optimizer": "ppo" if optimizer == "ppo" else algorithm}
 
 
 def text_kind_setup(config: TextRunConfig) -> tuple[KindTools, TeacherConfig]:
@@ -201,14 +226,14 @@ class TextRun:
         self.tokenizer = tokenizer
         self.policy = TextPolicy(model, tokenizer, value_head=config.optimizer == "ppo")
         self.ref = self.policy.frozen_copy()
-        rm_config = dataclasses.replace(model.config, num_labels=1)
+        rm_config = reward_model_config(model.config)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed + 1)
             self.reward_model = GPT2ForSequenceClassification(rm_config)
         self.trainer: GroupPGTrainer | TextPPOTrainer = (
             TextPPOTrainer(self.policy, self.ref, config.ppo, seed=config.seed)
             if config.optimizer == "ppo"
-            else GroupPGTrainer(self.policy, self.ref, config.optim, seed=config.seed)
+            else GroupPGTrainer(self.policy, self.ref, config.optim, seed=config.seed, algorithm=config.optimizer)
         )
         self.round = 0
         self.history: list[dict[str, float]] = []
@@ -389,26 +414,40 @@ class TextRun:
         """The reward model's score of each (prompt, completion)."""
         return RewardModelScorer(self.reward_model, self.tokenizer)(prompts, completions)
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
+        """The metrics of the policy now, on every prompt at a fixed seed (see the module docstring)."""
+        return self._evaluate()[0]
+
+    @torch.no_grad()
+    def _evaluate(self) -> tuple[dict[str, float], dict[str, Any]]:
+        """:meth:`evaluate`'s metrics, and samples of the same completions for the report (no extra sampling)."""
         n = self.config.eval_per_prompt
         batch = self.policy.generate(self.prompts, self.config.feedback.max_new_tokens, n, seed=123_457)
         owners = [self.prompts[int(j)] for j in batch.prompt_index]
         true = describe_task.true_rewards(batch.completions)
+        learned = self.learned_reward(owners, batch.completions)
         proxy = [describe_task.proxy_reward(c) for c in batch.completions]
         logp = batch.logp  # the sampler's log-probs equal the policy's (see TextPolicy)
         ref_logp = self.ref.sampled_logp(batch)
         mask = batch.completion_mask.to(logp.dtype)
         kl = ((logp - ref_logp) * mask).sum(-1)  # k1 per sequence: unbiased for KL(pi || pi_base)
         words = [len(c.split()) for c in batch.completions]
-        return {
+        metrics = {
             "true_return": float(true.mean()),
             "true_return_std": float(true.std()),
-            "learned_return": float(self.learned_reward(owners, batch.completions).mean()),
+            "learned_return": float(learned.mean()),
             "proxy_return": float(np.mean(proxy)),
             "kl_to_base": float(kl.mean()),
             "length_words": float(np.mean(words)),
         }
+        first = [i * n for i in range(min(TEXT_SAMPLES, len(self.prompts)))]  # each prompt's first completion
+        samples = text_samples(
+            [self.prompts[int(batch.prompt_index[i])] for i in first],
+            [batch.completions[i] for i in first],
+            [float(true[i]) for i in first],
+            [float(learned[i]) for i in first],
+        )
+        return metrics, samples
 
     def run_round(self) -> dict[str, float]:
         k = self.round + 1
@@ -427,25 +466,29 @@ class TextRun:
                 web.hold(k)
             self.trainer.step(self.prompts, self.learned_reward)
         self.round = k
+        metrics, samples = self._evaluate()
         row = {
-            "round": float(k),
-            "n_feedback": float(self.store.count_feedback()),
+            "round": k,
+            "n_feedback": self.store.count_feedback(),
             "human_minutes": self.human_minutes(),
-            "generated_tokens": float(self.trainer.generated_tokens),
-            **self.evaluate(),
+            "generated_tokens": self.trainer.generated_tokens,
+            **metrics,
             "rm_accuracy": rm_accuracy,
-            "rm_train_pairs": float(n_train),
+            "rm_train_pairs": n_train,
             "beta": self.beta,
             "seconds": time.time() - t0,
         }
         self.history.append(row)
+        write_samples(self.dir, k, samples)
         self._checkpoint()
         return row
 
     def run(self, on_round: Any = None) -> list[dict[str, float]]:
         if not self.history:
-            row = {"round": 0.0, "n_feedback": 0.0, "human_minutes": self.human_minutes(), **self.evaluate()}
+            metrics, samples = self._evaluate()
+            row = {"round": 0, "n_feedback": 0, "human_minutes": self.human_minutes(), **metrics}
             self.history.append({**row, "rm_accuracy": float("nan")})
+            write_samples(self.dir, 0, samples)
             self._checkpoint()
         bar = tqdm(total=self.config.rounds, initial=self.round, desc="rounds", disable=not self.progress)
         while self.round < self.config.rounds:

@@ -17,14 +17,13 @@ def test_group_methods_raise_the_learned_reward_with_bounded_kl(
     policy = tiny_policy(policy_tokenizer, value_head=False)
     ref = policy.frozen_copy()
     cfg = GroupPGConfig(
-        algorithm=algorithm,  # type: ignore[arg-type]  # parametrised with the two valid names
         n_per_prompt=4,
         prompts_per_step=4,
         max_new_tokens=8,
         learning_rate=lr,
         beta=0.1,
     )
-    trainer = GroupPGTrainer(policy, ref, cfg, seed=0)
+    trainer = GroupPGTrainer(policy, ref, cfg, seed=0, algorithm=algorithm)  # type: ignore[arg-type]  # the two valid names
     prompts = text_task.prompts()
     scorer = learned_vowel_reward.scorer
     before = policy.generate(prompts, max_new_tokens=8, n_per_prompt=8, seed=5)

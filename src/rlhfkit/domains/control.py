@@ -355,3 +355,28 @@ def evaluate_policy(
     if base is not None:
         out["kl_to_base"] = float(np.mean(kls))
     return out
+
+
+def policy_rollout(policy: ActorCritic, make_env: EnvFactory, seed: int, max_steps: int, env_id: str = "") -> Segment:
+    """The first ``max_steps`` steps of one deterministic episode from ``env.reset(seed=seed)``.
+
+    What the policy does, to show a person (the report's rollout of the base and the
+    latest policy). ``true_rewards`` are the env's rewards, which the tasks make the true
+    reward; ``info`` holds ``env_id`` (for the renderer) and ``seed``.
+    """
+    env = make_env()
+    observations, actions, rewards = [], [], []
+    try:
+        obs, _ = env.reset(seed=seed)
+        for _ in range(max_steps):
+            o = np.asarray(obs, dtype=np.float32)
+            a = policy.act(o[None], deterministic=True)[0]
+            observations.append(o)
+            actions.append(a)
+            obs, r, terminated, truncated, _ = env.step(a)
+            rewards.append(float(r))
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+    return Segment(np.array(observations), np.array(actions), np.array(rewards), {"env_id": env_id, "seed": seed})

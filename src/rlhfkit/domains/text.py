@@ -41,6 +41,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,7 @@ from rlhfkit.types import Message, Text
 
 Prompt = str | Sequence[Message]
 """A prompt: raw text, or a conversation rendered with the tokenizer's chat template."""
+ModelT = TypeVar("ModelT", bound=PreTrainedModel)
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -151,6 +153,18 @@ def tiny_gpt2(
         torch.manual_seed(seed)
         model = GPT2LMHeadModel(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return _with_causal_lm_loss(model)
+
+
+def _with_causal_lm_loss(model: ModelT) -> ModelT:
+    """Name the model's loss as next-token cross-entropy, which it is.
+
+    transformers picks a model's loss from its class name; ``GPT2LMHeadModel`` matches
+    none, so a forward pass with ``labels`` warns "loss_type=None ... unrecognized"
+    (once per process) before using this same loss.
+    """
+    if getattr(model, "loss_type", None) is None:
+        model.loss_type = "ForCausalLM"
     return model
 
 
@@ -185,7 +199,7 @@ def load_causal_lm(path: str | os.PathLike[str]) -> tuple[PreTrainedModel, PreTr
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, KeyError) as e:
         raise ModelFolderError(f"{folder}: could not load the saved causal LM: {e}") from e
-    return model, tokenizer
+    return _with_causal_lm_loss(model), tokenizer
 
 
 # -- batches -----------------------------------------------------------------------

@@ -34,10 +34,8 @@ TextRewardFn = Callable[[Sequence[Prompt], Sequence[str]], np.ndarray]
 
 @dataclass(frozen=True)
 class GroupPGConfig:
-    """RLOO / GRPO settings."""
+    """RLOO / GRPO settings (which of the two is the trainer's ``algorithm``)."""
 
-    algorithm: Literal["rloo", "grpo"] = "grpo"
-    """Group baseline: 'rloo' (leave-one-out mean) or 'grpo' (standardised within the group)."""
     n_per_prompt: int = 4
     """Completions sampled per prompt (the group size G >= 2)."""
     prompts_per_step: int = 8
@@ -71,13 +69,31 @@ class GroupPGConfig:
         )
 
 
-class GroupPGTrainer:
-    """Keeps the optimiser and the step counter of one policy across calls."""
+GroupAlgorithm = Literal["rloo", "grpo"]
+"""The group baseline: 'rloo' (leave-one-out mean) or 'grpo' (standardised within the group)."""
 
-    def __init__(self, policy: TextPolicy, ref: TextPolicy, config: GroupPGConfig, seed: int = 0) -> None:
+
+class GroupPGTrainer:
+    """Keeps the optimiser and the step counter of one policy across calls.
+
+    ``algorithm`` picks the group baseline; it is not a field of :class:`GroupPGConfig`
+    so that a run config names its optimiser once (``optimizer = "grpo"``).
+    """
+
+    def __init__(
+        self,
+        policy: TextPolicy,
+        ref: TextPolicy,
+        config: GroupPGConfig,
+        seed: int = 0,
+        algorithm: GroupAlgorithm = "grpo",
+    ) -> None:
+        if algorithm not in ("rloo", "grpo"):
+            raise ValueError(f"algorithm must be 'rloo' or 'grpo', got {algorithm!r}")
         self.policy = policy
         self.ref = ref
         self.config = config
+        self.algorithm = algorithm
         self.optimizer = torch.optim.Adam((p for p in policy.parameters() if p.requires_grad), lr=config.learning_rate)
         self.rng = np.random.default_rng(seed)
         self.seed = seed
@@ -104,7 +120,7 @@ class GroupPGTrainer:
         r = torch.as_tensor(rewards, dtype=torch.float32).reshape(cfg.prompts_per_step, cfg.n_per_prompt)
 
         # 3. group advantages
-        adv = (rloo_advantages(r) if cfg.algorithm == "rloo" else grpo_advantages(r)).reshape(-1)
+        adv = (rloo_advantages(r) if self.algorithm == "rloo" else grpo_advantages(r)).reshape(-1)
 
         # 4. update
         with torch.inference_mode():
