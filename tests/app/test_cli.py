@@ -215,7 +215,7 @@ def test_serve_without_annotators_says_how_to_add_one(
     import rlhfkit.app.server
 
     served: list[object] = []
-    monkeypatch.setattr(rlhfkit.app.server, "serve", lambda *args: served.append(args))
+    monkeypatch.setattr(rlhfkit.app.server, "serve", lambda *args, **kwargs: served.append(args))
     assert main(["serve", str(run_dir)]) == 0
     err = capsys.readouterr().err
     assert "no annotators yet" in err and f"rlhfkit annotators add NAME --run {run_dir}" in err
