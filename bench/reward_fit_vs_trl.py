@@ -71,6 +71,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -389,8 +390,13 @@ def main() -> int:
     def mean_steps(side: int, shape: str) -> float:
         return sum(r[side][shape]["steps"] for r in runs) / len(runs)
 
+    def median_pair_ratio(shape: str) -> float:
+        """The median over seeds of ours / TRL pairs per second (each seed's two fits ran back to back)."""
+        return statistics.median(r[0][shape]["pairs_per_second"] / r[1][shape]["pairs_per_second"] for r in runs)
+
     shapes = ("pairs", "groups")
     result = {
+        "median_pair_ratio": {shape: median_pair_ratio(shape) for shape in shapes},
         "ratio_pairs": op / tp,
         "ratio_groups": og / tg,
         "ours_accuracy": min(oa, ob),
