@@ -27,8 +27,8 @@ PERSON_FACING: dict[str, tuple[str, ...]] = {
     "rlhfkit.domains.text": ("ModelFolderError",),
     "rlhfkit.feedback.teacher": ("RewardValueError",),
     "rlhfkit.feedback.store": ("StoreError",),
-    "rlhfkit.feedback.interop": ("InteropError",),
-    "rlhfkit.data.preferences": ("DataFormatError",),
+    "rlhfkit.feedback.formats": ("InteropError",),
+    "rlhfkit.feedback.formats.preferences": ("DataFormatError",),
     "rlhfkit.reward.fit": ("NoUsableFeedbackError",),
     "rlhfkit.report": ("ReportError",),
 }

@@ -10,7 +10,7 @@ from apphelpers import pendulum_segment
 
 from rlhfkit.app import export_media
 from rlhfkit.app.export_media import run_env_id, segment_renderer
-from rlhfkit.feedback.interop import InteropError
+from rlhfkit.feedback.formats import InteropError
 from rlhfkit.types import Generation, Segment
 
 WEBM_MAGIC = b"\x1a\x45\xdf\xa3"

@@ -13,8 +13,8 @@ import torch
 from optimize_helpers import LearnedReward, tiny_policy, vowel_share
 from transformers import PreTrainedTokenizerFast
 
-from rlhfkit.data.preferences import PreferenceRecord
 from rlhfkit.domains.text import TextPolicy, tiny_gpt2, train_tiny_tokenizer
+from rlhfkit.feedback.formats.preferences import PreferenceRecord
 from rlhfkit.optimize.dpo import (
     DPOConfig,
     logratio_margins,

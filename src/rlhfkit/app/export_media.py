@@ -1,6 +1,6 @@
 """The videos of ``rlhfkit export``: the web app's renderer and cache, as the callback the export takes.
 
-:mod:`rlhfkit.feedback.interop` writes Label Studio and Argilla files but may not
+:mod:`rlhfkit.feedback.formats` writes Label Studio and Argilla files but may not
 import the app, so the command line hands it :func:`segment_renderer`: each
 control segment is rendered as the web app renders it (:mod:`rlhfkit.app.media`),
 into the same cache, ``RUN_DIR/media``, so a segment ``rlhfkit serve`` showed is
@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 from rlhfkit.app.media import MediaCache, MediaError
-from rlhfkit.feedback.interop import InteropError, MediaRenderer
+from rlhfkit.feedback.formats import InteropError, MediaRenderer
 from rlhfkit.types import Generation
 
 

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 
 from rlhfkit.checks import non_negative, positive, require
-from rlhfkit.data.preferences import PreferenceRecord, TextValue
 from rlhfkit.domains.text import TextPolicy
+from rlhfkit.feedback.formats.preferences import PreferenceRecord, TextValue
 from rlhfkit.optimize.preference import dpo_loss, ipo_loss
 
 __all__ = [

@@ -33,7 +33,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from rlhfkit.data.preferences import (
+from rlhfkit.domains.text import ModelFolderError, tiny_gpt2, train_tiny_tokenizer
+from rlhfkit.feedback.formats.preferences import (
     DataFormatError,
     ImportReport,
     PreferenceRecord,
@@ -43,7 +44,6 @@ from rlhfkit.data.preferences import (
     read_trl,
     read_trl_conversational,
 )
-from rlhfkit.domains.text import ModelFolderError, tiny_gpt2, train_tiny_tokenizer
 from rlhfkit.files import atomic_write_bytes
 from rlhfkit.reward.text import (
     PromptGroup,

@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from rlhfkit.feedback.interop.common import (
+from rlhfkit.feedback.formats.labelling import (
     DEFAULT_SCALES,
     MEDIA_DIR,
     MEDIA_SUFFIX,

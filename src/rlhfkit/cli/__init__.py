@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from rlhfkit.errors import ConfigError, is_person_facing
 
 if TYPE_CHECKING:
-    from rlhfkit.feedback.interop import ImportReport, Scales
+    from rlhfkit.feedback.formats import ImportReport, Scales
     from rlhfkit.feedback.store import FeedbackStore
     from rlhfkit.feedback.web import AnnotationSettings
     from rlhfkit.types import Annotator, Feedback
@@ -142,8 +142,8 @@ def _dpo(args: argparse.Namespace) -> int:
 
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from rlhfkit.data.preferences import DataFormatError
     from rlhfkit.domains.text import TextPolicy, load_causal_lm, tiny_gpt2, train_tiny_tokenizer
+    from rlhfkit.feedback.formats.preferences import DataFormatError
     from rlhfkit.files import atomic_write_bytes
     from rlhfkit.optimize.dpo import DPOConfig, train_dpo
     from rlhfkit.reward.text_fit import not_measured, preference_file, read_preferences, skipped_note
@@ -310,7 +310,7 @@ def _annotators(args: argparse.Namespace) -> int:
 
 def _interop_scales(args: argparse.Namespace, store: FeedbackStore) -> Scales:
     """The rating scale and label choices people answer on: the run's, as ``serve`` reads them."""
-    from rlhfkit.feedback.interop import Scales
+    from rlhfkit.feedback.formats import Scales
 
     settings, _ = _run_settings(args, store)
     return Scales(rating=settings.rating_scale, labels=settings.label_choices, ordinal=settings.label_ordinal)
@@ -319,7 +319,7 @@ def _interop_scales(args: argparse.Namespace, store: FeedbackStore) -> Scales:
 def _export(args: argparse.Namespace) -> int:
     from rlhfkit.app.export_media import segment_renderer
     from rlhfkit.app.server import store_url_for
-    from rlhfkit.feedback.interop import export_argilla, export_label_studio
+    from rlhfkit.feedback.formats import export_argilla, export_label_studio
     from rlhfkit.feedback.store import FeedbackStore
 
     out = Path(args.out)
@@ -361,7 +361,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from rlhfkit.app.server import store_url_for
-    from rlhfkit.feedback.interop import InteropError, import_label_studio
+    from rlhfkit.feedback.formats import InteropError, import_label_studio
     from rlhfkit.feedback.store import FeedbackStore
 
     url = store_url_for(args.run_dir, args.db)
@@ -392,7 +392,7 @@ def _import(args: argparse.Namespace) -> int:
 
 def _import_argilla_folders(path: Path, store: FeedbackStore, scales: Scales) -> ImportReport:
     """Import one Argilla dataset, or every dataset in the folder ``rlhfkit export`` wrote; all or nothing."""
-    from rlhfkit.feedback.interop import ImportReport, InteropError, import_argilla
+    from rlhfkit.feedback.formats import ImportReport, InteropError, import_argilla
     from rlhfkit.feedback.store import StoreError
 
     def is_dataset(p: Path) -> bool:
@@ -587,7 +587,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rlhfkit: interrupted; continue with `rlhfkit run --resume RUN_DIR`", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Tests for rlhfkit.data.preferences: reading, storing and writing preference data sets."""
+"""Tests for rlhfkit.feedback.formats.preferences: reading, storing and writing preference data sets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from rlhfkit.data.preferences import (
+from rlhfkit.feedback.formats.preferences import (
     DataFormatError,
     ImportReport,
     PreferenceFormat,

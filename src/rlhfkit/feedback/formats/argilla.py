@@ -54,7 +54,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlhfkit.feedback.interop.common import (
+from rlhfkit.feedback.formats.labelling import (
     DEFAULT_SCALES,
     MEDIA_TYPE,
     ExportReport,

@@ -9,9 +9,9 @@ A labelling project has one interface, so an export writes one project per
 kind, ``OUT/KIND`` (``OUT/KIND-control`` for the control queries of a kind
 that also has text queries in the store):
 
-- :mod:`~rlhfkit.feedback.interop.label_studio`: ``label_config.xml`` and
+- :mod:`~rlhfkit.feedback.formats.label_studio`: ``label_config.xml`` and
   ``tasks.json`` per project, the videos of control segments in ``OUT/media``;
-- :mod:`~rlhfkit.feedback.interop.argilla`: an Argilla dataset per project in
+- :mod:`~rlhfkit.feedback.formats.argilla`: an Argilla dataset per project in
   Argilla's on-disk layout (``rg.Dataset.from_disk`` loads it), videos embedded
   in the records.
 
@@ -24,15 +24,15 @@ every row is checked against the store first, and the records are stored in one
 transaction.
 """
 
-from rlhfkit.feedback.interop.argilla import export_argilla, import_argilla
-from rlhfkit.feedback.interop.common import (
+from rlhfkit.feedback.formats.argilla import export_argilla, import_argilla
+from rlhfkit.feedback.formats.label_studio import export_label_studio, import_label_studio
+from rlhfkit.feedback.formats.labelling import (
     ExportReport,
     ImportReport,
     InteropError,
     MediaRenderer,
     Scales,
 )
-from rlhfkit.feedback.interop.label_studio import export_label_studio, import_label_studio
 
 __all__ = [
     "ExportReport",

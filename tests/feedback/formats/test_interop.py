@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rlhfkit.feedback.interop import (
+from rlhfkit.feedback.formats import (
     InteropError,
     Scales,
     export_argilla,

@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import pytest
 
-from rlhfkit.feedback.interop import InteropError, Scales, export_argilla, export_label_studio
+from rlhfkit.feedback.formats import InteropError, Scales, export_argilla, export_label_studio
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.types import Generation, Query, Segment, Text
 
