@@ -1,0 +1,99 @@
+"""``rlhfkit run``, ``report`` and ``config-help``: start or resume a run, rebuild its report, list the config."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from rlhfkit.errors import ConfigError
+
+
+def _check_run_folder(path: Path) -> None:
+    """Refuse, in one line, a ``--resume`` path that is not a run folder (before the slow imports)."""
+    if path.is_file():
+        hint = f"; to start a run from this config: rlhfkit run {path}" if path.suffix == ".toml" else ""
+        raise FileNotFoundError(f"{path} is a file, not a run folder{hint}")
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such run folder")
+    if not (path / "config.toml").is_file():
+        raise FileNotFoundError(
+            f"{path} is not a run folder (it has no config.toml, which `rlhfkit run CONFIG --out {path}` writes first)"
+        )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Start a run from ``args.config`` or resume ``args.resume``; rewrite its report after every round."""
+    # Mistakes in the arguments are reported before the slow imports below.
+    if args.resume:
+        if args.config is not None or args.out is not None or args.seed is not None:
+            raise ConfigError(
+                "--resume RUN_DIR takes its config from RUN_DIR/config.toml; drop CONFIG, --out and --seed"
+            )
+        _check_run_folder(Path(args.resume))
+    elif args.config is None:
+        raise ConfigError("give a CONFIG.toml to start a run, or --resume RUN_DIR to continue one")
+    elif not Path(args.config).is_file():
+        raise ConfigError(f"{args.config}: no such config file")
+
+    from rlhfkit.config import is_text_config, load_config
+    from rlhfkit.loop import Run
+    from rlhfkit.loop_text import TextRun, load_text_config
+    from rlhfkit.report import write_report
+
+    run: Run | TextRun
+    if args.resume:
+        text = is_text_config(Path(args.resume) / "config.toml")
+        run = TextRun.resume(args.resume) if text else Run.resume(args.resume)
+    else:
+        config_file = str(args.config)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path(args.out) if args.out else Path("runs") / f"{Path(config_file).stem}-{stamp}"
+        if is_text_config(config_file):
+            text_cfg = load_text_config(config_file)
+            if args.seed is not None:
+                text_cfg = dataclasses.replace(text_cfg, seed=args.seed)
+            run = TextRun.create(text_cfg, out)
+        else:
+            cfg = load_config(config_file)
+            if args.seed is not None:
+                cfg = dataclasses.replace(cfg, seed=args.seed)
+            run = Run.create(cfg, out)
+    print(f"run folder: {run.dir}", file=sys.stderr)
+
+    def on_round(row: dict[str, float]) -> None:
+        write_report(run.dir)
+
+    history = run.run(on_round=on_round)
+    report = write_report(run.dir)
+    last = history[-1]
+    print(
+        f"done: {last['round']:.0f} rounds, true return {history[0]['true_return']:.1f} -> {last['true_return']:.1f}, "
+        f"KL to base {last['kl_to_base']:.3f}, {last['n_feedback']:.0f} answers; report: {report}"
+    )
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """Rebuild ``RUN_DIR/report.html`` and print its path."""
+    from rlhfkit.report import write_report
+
+    print(write_report(args.run_dir))
+    return 0
+
+
+def config_help_command(args: argparse.Namespace) -> int:
+    """Print every config field of both run kinds with its default and meaning."""
+    from rlhfkit.config import RunConfig, describe
+    from rlhfkit.loop_text import TEXT_TASKS, TextRunConfig
+
+    control = "a built-in task (pendulum, cartpole, reacher, halfcheetah) or env:<gymnasium id>"
+    lines = [f"# Control runs: task = {control}", *describe(RunConfig, domain="control"), ""]
+    lines += [
+        f"# Text runs: task = {' or '.join(repr(t) for t in TEXT_TASKS)}",
+        *describe(TextRunConfig, domain="text"),
+    ]
+    print("\n".join(lines))
+    return 0

@@ -1,0 +1,119 @@
+"""``rlhfkit fit-reward`` and ``rlhfkit dpo``: a reward model, or a policy trained directly, from a preference file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rlhfkit.errors import ConfigError
+
+
+def fit_reward_command(args: argparse.Namespace) -> int:
+    """Fit a text reward model to ``--data`` and save it with ``metrics.json`` in ``--out``."""
+    import math
+
+    from rlhfkit.reward.text import TextRewardFitConfig
+    from rlhfkit.reward.text_fit import fit_reward_files, not_measured, preference_file, skipped_note
+
+    data = preference_file(args.data, "--data")
+    eval_data = preference_file(args.eval_data, "--eval-data") if args.eval_data else None
+    try:
+        config = TextRewardFitConfig(
+            epochs=args.epochs, lr=args.lr, max_tokens=args.max_tokens, max_pairs=args.max_pairs, seed=args.seed
+        )
+    except ValueError as e:  # a bad option value, named as the config field (max_pairs for --max-pairs)
+        raise ConfigError(f"fit-reward: {e}") from None
+    result = fit_reward_files(
+        data, args.model, args.out, eval_data, args.format, args.skip_bad_rows, args.eval_frac, config
+    )
+    for note in (
+        skipped_note(result.skipped_rows - result.skipped_eval_rows, "--data", data),
+        skipped_note(result.skipped_eval_rows, "--eval-data", eval_data),
+    ):
+        if note:
+            print(note, file=sys.stderr)
+    if math.isnan(result.accuracy):
+        why = not_measured(eval_data, result.skipped_eval_rows, result.n_eval, args.eval_frac)
+        print(f"warning: held-out accuracy not measured: {why}", file=sys.stderr)
+        measured = "held-out accuracy not measured"
+    else:
+        measured = f"held-out accuracy {result.accuracy:.3f} on {result.n_eval} pairs"
+    print(
+        f"{measured}; trained on {result.n_train} pairs in {result.steps} steps "
+        f"({result.pairs_per_second:.1f} pairs/s); model and metrics.json in {args.out}"
+    )
+    return 0
+
+
+def dpo_command(args: argparse.Namespace) -> int:
+    """Train a causal LM on ``--data`` with DPO or IPO and save it with ``metrics.json`` in ``--out``."""
+    import json
+    import math
+
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from rlhfkit.domains.text import TextPolicy, load_causal_lm, tiny_gpt2, train_tiny_tokenizer
+    from rlhfkit.feedback.formats.preferences import DataFormatError
+    from rlhfkit.files import atomic_write_bytes
+    from rlhfkit.optimize.dpo import DPOConfig, train_dpo
+    from rlhfkit.reward.text_fit import not_measured, preference_file, read_preferences, skipped_note
+
+    try:
+        config = DPOConfig(loss=args.loss, beta=args.beta, epochs=args.epochs, lr=args.lr, seed=args.seed)
+    except ValueError as e:  # a bad option value, named as the config field
+        raise ConfigError(f"dpo: {e}") from None
+    data = preference_file(args.data, "--data")
+    eval_data = preference_file(args.eval_data, "--eval-data") if args.eval_data else None
+    report = read_preferences(data, args.format, args.skip_bad_rows)
+    eval_report = read_preferences(eval_data, args.format, args.skip_bad_rows) if eval_data else None
+    eval_records = eval_report.records if eval_report else []
+    for note in (
+        skipped_note(report.skipped, "--data", data),
+        skipped_note(eval_report.skipped if eval_report else 0, "--eval-data", eval_data),
+    ):
+        if note:
+            print(note, file=sys.stderr)
+    if not any(r.mu is not None for r in report.records):
+        what = f"all {report.skipped} rows skipped as bad" if report.skipped else "every record is incomparable"
+        raise DataFormatError(data, 0, "<file>", f"no usable training pairs ({what})")
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    if args.model == "tiny":
+        texts = [
+            v if isinstance(v, str) else " ".join(m["content"] for m in v)
+            for r in report.records
+            for v in (r.prompt, r.chosen, r.rejected)
+        ]
+        tokenizer = train_tiny_tokenizer(texts, vocab_size=1024)
+        model = tiny_gpt2(tokenizer, n_positions=512, seed=args.seed)
+    else:
+        model, tokenizer = load_causal_lm(args.model)
+    policy = TextPolicy(model, tokenizer, value_head=False)
+    metrics = train_dpo(policy, None, report.records, config, eval_records)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    policy.model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    summary = {
+        "eval_reward_accuracy": metrics.eval_reward_accuracy,
+        "eval_margin": metrics.eval_margin,
+        "n_train": metrics.n_train,
+        "n_eval": metrics.n_eval,
+        "n_skipped_incomparable": metrics.n_skipped,
+        "skipped_rows": report.skipped,
+        "pairs_per_second": metrics.pairs_per_second,
+        "final_loss": metrics.losses[-1] if metrics.losses else None,
+    }
+    atomic_write_bytes(out / "metrics.json", (json.dumps(summary, indent=2) + "\n").encode())
+    if math.isnan(metrics.eval_reward_accuracy):
+        why = not_measured(eval_data, eval_report.skipped if eval_report else 0, metrics.n_eval, None)
+        print(f"warning: held-out implicit-reward accuracy not measured: {why}", file=sys.stderr)
+        measured = "held-out implicit-reward accuracy not measured"
+    else:
+        measured = f"held-out implicit-reward accuracy {metrics.eval_reward_accuracy:.3f} on {metrics.n_eval} pairs"
+    print(
+        f"{args.loss}: {measured}; trained on {metrics.n_train} pairs ({metrics.pairs_per_second:.1f} pairs/s); "
+        f"model in {out}"
+    )
+    return 0
