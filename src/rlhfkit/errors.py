@@ -27,8 +27,7 @@ PERSON_FACING: dict[str, tuple[str, ...]] = {
     "rlhfkit.domains.text": ("ModelFolderError",),
     "rlhfkit.feedback.teacher": ("RewardValueError",),
     "rlhfkit.feedback.store": ("StoreError",),
-    "rlhfkit.feedback.formats": ("InteropError",),
-    "rlhfkit.feedback.formats.preferences": ("DataFormatError",),
+    "rlhfkit.feedback.formats.common": ("DataFormatError", "InteropError"),
     "rlhfkit.reward.fit": ("NoUsableFeedbackError",),
     "rlhfkit.report": ("ReportError",),
 }

@@ -14,7 +14,7 @@ from optimize_helpers import LearnedReward, tiny_policy, vowel_share
 from transformers import PreTrainedTokenizerFast
 
 from rlhfkit.domains.text import TextPolicy, tiny_gpt2, train_tiny_tokenizer
-from rlhfkit.feedback.formats.preferences import PreferenceRecord
+from rlhfkit.feedback.formats import PreferenceRecord
 from rlhfkit.optimize.dpo import (
     DPOConfig,
     logratio_margins,

@@ -10,14 +10,13 @@ import pytest
 import torch
 
 from rlhfkit.cli import main
+from rlhfkit.feedback.formats import detect_format, read_preferences
 from rlhfkit.reward.text import group_rewards, plain_rewards
 from rlhfkit.reward.text_fit import (
     RewardModelScorer,
     completion_token_ids,
-    detect_format,
     load_reward_model,
     prompt_token_ids,
-    read_preferences,
     records_to_groups,
     render,
 )

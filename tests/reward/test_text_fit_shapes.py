@@ -40,13 +40,13 @@ import pytest
 import torch
 
 from rlhfkit.cli import main
+from rlhfkit.feedback.formats import read_preferences
 from rlhfkit.reward.losses import bradley_terry_loss
 from rlhfkit.reward.text import plain_rewards
 from rlhfkit.reward.text_fit import (
     completion_token_ids,
     load_reward_model,
     prompt_token_ids,
-    read_preferences,
 )
 
 WORDS = tuple(f"{c}{v}{e}" for c in "bdgkmprst" for v in "aeiou" for e in "ln")[:60]

@@ -99,7 +99,7 @@ def import_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_argilla_folders(path: Path, store: FeedbackStore, scales: Scales) -> ImportReport:
+def _import_argilla_folders(path: Path, store: FeedbackStore, scales: Scales) -> ImportReport[Feedback]:
     """Import one Argilla dataset, or every dataset in the folder ``rlhfkit export`` wrote; all or nothing."""
     from rlhfkit.feedback.formats import ImportReport, InteropError, import_argilla
     from rlhfkit.feedback.store import StoreError
@@ -116,7 +116,7 @@ def _import_argilla_folders(path: Path, store: FeedbackStore, scales: Scales) ->
     for folder in folders:  # every row of every dataset is checked before one answer is stored
         import_argilla(folder, cast("FeedbackStore", held), scales)
     if not held.records:
-        return ImportReport(0, 0, ())
+        return ImportReport()
     try:
         results = store.record_batch(held.records, all_or_nothing=True)
     except StoreError as e:
@@ -124,7 +124,12 @@ def _import_argilla_folders(path: Path, store: FeedbackStore, scales: Scales) ->
     for annotator in held.annotators.values():
         store.add_annotator(annotator)
     stored = sum(1 for r in results if r is True)
-    return ImportReport(stored, len(results) - stored, tuple(sorted(held.annotators)))
+    return ImportReport(
+        records=tuple(held.records),
+        stored=stored,
+        duplicates=len(results) - stored,
+        annotators=tuple(sorted(held.annotators)),
+    )
 
 
 class _HeldBackStore:

@@ -13,8 +13,9 @@ def fit_reward_command(args: argparse.Namespace) -> int:
     """Fit a text reward model to ``--data`` and save it with ``metrics.json`` in ``--out``."""
     import math
 
+    from rlhfkit.feedback.formats import preference_file
     from rlhfkit.reward.text import TextRewardFitConfig
-    from rlhfkit.reward.text_fit import fit_reward_files, not_measured, preference_file, skipped_note
+    from rlhfkit.reward.text_fit import fit_reward_files
 
     data = preference_file(args.data, "--data")
     eval_data = preference_file(args.eval_data, "--eval-data") if args.eval_data else None
@@ -28,13 +29,13 @@ def fit_reward_command(args: argparse.Namespace) -> int:
         data, args.model, args.out, eval_data, args.format, args.skip_bad_rows, args.eval_frac, config
     )
     for note in (
-        skipped_note(result.skipped_rows - result.skipped_eval_rows, "--data", data),
-        skipped_note(result.skipped_eval_rows, "--eval-data", eval_data),
+        _skipped_note(result.skipped_rows - result.skipped_eval_rows, "--data", data),
+        _skipped_note(result.skipped_eval_rows, "--eval-data", eval_data),
     ):
         if note:
             print(note, file=sys.stderr)
     if math.isnan(result.accuracy):
-        why = not_measured(eval_data, result.skipped_eval_rows, result.n_eval, args.eval_frac)
+        why = _not_measured(eval_data, result.skipped_eval_rows, result.n_eval, args.eval_frac)
         print(f"warning: held-out accuracy not measured: {why}", file=sys.stderr)
         measured = "held-out accuracy not measured"
     else:
@@ -54,10 +55,9 @@ def dpo_command(args: argparse.Namespace) -> int:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from rlhfkit.domains.text import TextPolicy, load_causal_lm, tiny_gpt2, train_tiny_tokenizer
-    from rlhfkit.feedback.formats.preferences import DataFormatError
+    from rlhfkit.feedback.formats import DataFormatError, preference_file, read_preferences
     from rlhfkit.files import atomic_write_bytes
     from rlhfkit.optimize.dpo import DPOConfig, train_dpo
-    from rlhfkit.reward.text_fit import not_measured, preference_file, read_preferences, skipped_note
 
     try:
         config = DPOConfig(loss=args.loss, beta=args.beta, epochs=args.epochs, lr=args.lr, seed=args.seed)
@@ -67,10 +67,10 @@ def dpo_command(args: argparse.Namespace) -> int:
     eval_data = preference_file(args.eval_data, "--eval-data") if args.eval_data else None
     report = read_preferences(data, args.format, args.skip_bad_rows)
     eval_report = read_preferences(eval_data, args.format, args.skip_bad_rows) if eval_data else None
-    eval_records = eval_report.records if eval_report else []
+    eval_records = eval_report.records if eval_report else ()
     for note in (
-        skipped_note(report.skipped, "--data", data),
-        skipped_note(eval_report.skipped if eval_report else 0, "--eval-data", eval_data),
+        _skipped_note(report.skipped, "--data", data),
+        _skipped_note(eval_report.skipped if eval_report else 0, "--eval-data", eval_data),
     ):
         if note:
             print(note, file=sys.stderr)
@@ -107,7 +107,7 @@ def dpo_command(args: argparse.Namespace) -> int:
     }
     atomic_write_bytes(out / "metrics.json", (json.dumps(summary, indent=2) + "\n").encode())
     if math.isnan(metrics.eval_reward_accuracy):
-        why = not_measured(eval_data, eval_report.skipped if eval_report else 0, metrics.n_eval, None)
+        why = _not_measured(eval_data, eval_report.skipped if eval_report else 0, metrics.n_eval, None)
         print(f"warning: held-out implicit-reward accuracy not measured: {why}", file=sys.stderr)
         measured = "held-out implicit-reward accuracy not measured"
     else:
@@ -117,3 +117,23 @@ def dpo_command(args: argparse.Namespace) -> int:
         f"model in {out}"
     )
     return 0
+
+
+def _skipped_note(n: int, option: str, path: str | None) -> str | None:
+    """What ``--skip-bad-rows`` left out of the file given as ``option``, or None when nothing."""
+    return f"skipped {n} bad row{'s' if n != 1 else ''} of {option} {path} (--skip-bad-rows)" if n else None
+
+
+def _not_measured(eval_data: str | None, skipped_eval: int, n_eval: int, eval_frac: float | None) -> str:
+    """Why a held-out accuracy is NaN and what to do: the warning the commands print in its place.
+
+    ``eval_frac`` is None for a command that holds out nothing without ``--eval-data``.
+    """
+    if n_eval > 0:
+        return f"the {n_eval} held-out pairs are all ties (mu = 0.5, 0.5)"
+    if eval_data is not None:
+        bad = f" (its {skipped_eval} bad rows were skipped)" if skipped_eval else ""
+        return f"--eval-data {eval_data} holds no usable pairs{bad}"
+    if eval_frac is None:
+        return "no held-out data; give --eval-data FILE"
+    return f"--eval-frac {eval_frac:g} held out none of the prompts; give --eval-data FILE or a larger --eval-frac"

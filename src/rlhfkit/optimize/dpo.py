@@ -42,7 +42,7 @@ import torch
 
 from rlhfkit.checks import non_negative, positive, require
 from rlhfkit.domains.text import TextPolicy
-from rlhfkit.feedback.formats.preferences import PreferenceRecord, TextValue
+from rlhfkit.feedback.formats import PreferenceRecord, TextValue
 from rlhfkit.optimize.preference import dpo_loss, ipo_loss
 
 __all__ = [

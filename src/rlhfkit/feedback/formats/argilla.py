@@ -54,12 +54,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rlhfkit.feedback.formats.common import ImportReport, InteropError
 from rlhfkit.feedback.formats.labelling import (
     DEFAULT_SCALES,
     MEDIA_TYPE,
     ExportReport,
-    ImportReport,
-    InteropError,
     MediaRenderer,
     Project,
     Row,
@@ -295,7 +294,7 @@ def import_argilla(
     store: FeedbackStore,
     scales: Scales = DEFAULT_SCALES,
     user_names: dict[str, str] | None = None,
-) -> ImportReport:
+) -> ImportReport[Feedback]:
     """Store the submitted responses of an Argilla dataset's flat records saved to disk; all or nothing.
 
     Each record's ``id`` is the query it answers; its kind names the question

@@ -62,13 +62,12 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+from rlhfkit.feedback.formats.common import ImportReport, InteropError
 from rlhfkit.feedback.formats.labelling import (
     DEFAULT_SCALES,
     MEDIA_DIR,
     MEDIA_SUFFIX,
     ExportReport,
-    ImportReport,
-    InteropError,
     MediaRenderer,
     Project,
     Row,
@@ -303,7 +302,9 @@ def _answer(kind: str, results: Any, row: Row, field: str) -> dict[str, Any] | N
     return None
 
 
-def import_label_studio(path: str | Path, store: FeedbackStore, scales: Scales = DEFAULT_SCALES) -> ImportReport:
+def import_label_studio(
+    path: str | Path, store: FeedbackStore, scales: Scales = DEFAULT_SCALES
+) -> ImportReport[Feedback]:
     """Store the answers in a Label Studio JSON export (see the module docstring); all or nothing."""
     p = Path(path)
     queries = {q.id: q for q in store.queries()}

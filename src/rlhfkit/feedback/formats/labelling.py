@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlhfkit.feedback.formats.common import ImportReport, InteropError
 from rlhfkit.feedback.store import FeedbackStore, StoreError
 from rlhfkit.types import (
     Annotator,
@@ -47,10 +48,6 @@ MEDIA_SUFFIX = ".webm"
 MEDIA_TYPE = "video/webm"
 
 
-class InteropError(ValueError):
-    """A file that cannot be imported or written: the message names the file, line or row, and field or option."""
-
-
 @dataclass(frozen=True)
 class Scales:
     """What the stored queries leave implicit: the rating scale and the label choices shown to people."""
@@ -61,15 +58,6 @@ class Scales:
 
 
 DEFAULT_SCALES = Scales()
-
-
-@dataclass(frozen=True)
-class ImportReport:
-    stored: int
-    """New answers stored."""
-    duplicates: int
-    """Answers already in the store (the same annotator and query), left as they were."""
-    annotators: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -264,10 +252,10 @@ def build(
     raise row.fail("kind", f"unknown query kind {q.kind!r}")
 
 
-def store_all(store: FeedbackStore, records: list[Feedback], people: dict[str, str]) -> ImportReport:
+def store_all(store: FeedbackStore, records: list[Feedback], people: dict[str, str]) -> ImportReport[Feedback]:
     """Store every record in one transaction (duplicates left as they were), then the people who gave them."""
     if not records:
-        return ImportReport(0, 0, ())
+        return ImportReport()
     try:
         results = store.record_batch(records, all_or_nothing=True)
     except StoreError as e:
@@ -275,4 +263,6 @@ def store_all(store: FeedbackStore, records: list[Feedback], people: dict[str, s
     for pid, name in sorted(people.items()):
         store.add_annotator(Annotator(id=pid, kind="person", name=name))
     stored = sum(1 for r in results if r is True)
-    return ImportReport(stored=stored, duplicates=len(results) - stored, annotators=tuple(sorted(people)))
+    return ImportReport(
+        records=tuple(records), stored=stored, duplicates=len(results) - stored, annotators=tuple(sorted(people))
+    )

@@ -1,45 +1,28 @@
-"""Label Studio and Argilla: pending queries out, answers back in as the same records; bad rows stop everything."""
+"""Label Studio: pending queries out as projects its SDK loads, answers back in as the same records.
+
+Label Studio's SDK (``label_studio_sdk.label_interface.LabelInterface``) parses
+and validates each project's labelling config and checks each task against it;
+a bad row of its export stops the import, named, with nothing stored.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
+from formats_helpers import PROJECTS, fake_video
 
 from rlhfkit.feedback.formats import (
     InteropError,
     Scales,
-    export_argilla,
     export_label_studio,
-    import_argilla,
     import_label_studio,
 )
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.types import Comparison, Correction, Generation, Label, Language, Query, Ranking, Rating, Text
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> FeedbackStore:
-    s = FeedbackStore.in_dir(tmp_path / "run")
-    gens = [
-        Generation(f"g{i}", 1, "round-0", Text(f"prompt <{i}>", f"completion {i} <script>x</script>")) for i in range(6)
-    ]
-    s.add_generations(gens)
-    s.add_queries(
-        [
-            Query("c0", ("g0", "g1"), 1, created_at=1.0),
-            Query("c1", ("g2", "g3"), 1, created_at=2.0),
-            Query("c2", ("g4", "g5"), 1, created_at=3.0),
-            Query("r0", ("g0",), 1, kind="rating", created_at=4.0),
-            Query("l0", ("g1",), 1, kind="label", created_at=5.0),
-            Query("k0", ("g2", "g3", "g4"), 1, kind="ranking", created_at=6.0),
-            Query("t0", ("g0", "g5"), 1, kind="language", created_at=7.0),
-            Query("x0", ("g3",), 1, kind="correction", created_at=8.0),
-        ]
-    )
-    s.record(Comparison.make("c2", "A", "someone"))  # answered already: not exported
-    return s
+from rlhfkit.types import Correction, Label, Language, Ranking, Rating
 
 
 def _ls_annotations(task: dict) -> list[dict]:
@@ -73,11 +56,11 @@ def _ls_tasks(out: Path) -> list[dict]:
     return sorted(tasks, key=lambda t: ["c0", "c1", "r0", "l0", "k0", "t0", "x0"].index(t["data"]["query_id"]))
 
 
-def test_label_studio_round_trip(store: FeedbackStore, tmp_path: Path) -> None:
+def test_label_studio_round_trip(queries_store: FeedbackStore, tmp_path: Path) -> None:
     from label_studio_sdk.label_interface import LabelInterface
 
     out = tmp_path / "ls"
-    report = export_label_studio(store, out)
+    report = export_label_studio(queries_store, out)
     assert report.total == 7 and report.media == 0 and report.skipped == ()
     assert report.projects == {"comparison": 2, "correction": 1, "label": 1, "language": 1, "ranking": 1, "rating": 1}
     assert {p.name for p in out.iterdir()} == set(report.projects)  # one project per kind; no media for text
@@ -98,29 +81,29 @@ def test_label_studio_round_trip(store: FeedbackStore, tmp_path: Path) -> None:
     answered.write_text(
         json.dumps([{**t, "id": i, "annotations": _ls_annotations(t)} for i, t in enumerate(tasks)], indent=2)
     )
-    report = import_label_studio(answered, store)
+    report = import_label_studio(answered, queries_store)
     assert report.stored == 9 and report.duplicates == 0
     assert report.annotators == ("labelstudio:7", "labelstudio:nina@x")
-    c = {(f.query_id, f.annotator_id): f for f in store.feedback(kind="comparison")}
+    c = {(f.query_id, f.annotator_id): f for f in queries_store.feedback(kind="comparison")}
     assert c[("c0", "labelstudio:7")].mu == (0.0, 1.0)
     assert c[("c0", "labelstudio:nina@x")].answer.value == "graded"
     assert c[("c0", "labelstudio:nina@x")].mu == pytest.approx((0.8, 0.2))
-    (rating,) = store.feedback(kind="rating")
+    (rating,) = queries_store.feedback(kind="rating")
     assert isinstance(rating, Rating) and rating.value == 6.0 and rating.scale == (1.0, 7.0)
-    (label,) = store.feedback(kind="label")
+    (label,) = queries_store.feedback(kind="label")
     assert isinstance(label, Label) and label.label == "good"
-    (ranking,) = store.feedback(kind="ranking")
+    (ranking,) = queries_store.feedback(kind="ranking")
     assert isinstance(ranking, Ranking) and ranking.ranked == ("g4", "g2", "g3")
-    (comment,) = store.feedback(kind="language")
+    (comment,) = queries_store.feedback(kind="language")
     assert isinstance(comment, Language) and comment.utterance == "less <b>shouting</b>"
-    (fix,) = store.feedback(kind="correction")
+    (fix,) = queries_store.feedback(kind="correction")
     assert isinstance(fix, Correction) and fix.corrected.completion == "a better completion"  # type: ignore[union-attr]
     assert fix.corrected.prompt == "prompt <3>"  # type: ignore[union-attr]
-    assert {a.id: a.kind for a in store.annotators()}["labelstudio:7"] == "person"
+    assert {a.id: a.kind for a in queries_store.annotators()}["labelstudio:7"] == "person"
 
-    again = import_label_studio(answered, store)  # the same file twice stores nothing new
+    again = import_label_studio(answered, queries_store)  # the same file twice stores nothing new
     assert again.stored == 0 and again.duplicates == 9
-    assert export_label_studio(store, tmp_path / "ls2").total == 0  # nothing is pending any more
+    assert export_label_studio(queries_store, tmp_path / "ls2").total == 0  # nothing is pending any more
     assert not (tmp_path / "ls2").exists()
 
 
@@ -142,85 +125,78 @@ def _answered_export(store: FeedbackStore, tmp_path: Path) -> list[dict]:
     ],
 )
 def test_label_studio_bad_row_names_file_line_field_and_stores_nothing(
-    store: FeedbackStore, tmp_path: Path, damage: object, where: str
+    queries_store: FeedbackStore, tmp_path: Path, damage: object, where: str
 ) -> None:
-    rows = _answered_export(store, tmp_path)
+    rows = _answered_export(queries_store, tmp_path)
     damage(rows)  # type: ignore[operator]
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(rows, indent=2))
-    before = store.count_feedback()
+    before = queries_store.count_feedback()
     with pytest.raises(InteropError) as e:
-        import_label_studio(path, store)
+        import_label_studio(path, queries_store)
     message = str(e.value)
     assert message.startswith(f"{path}:") and where in message, message
     line = int(message.split(":")[1].split()[0])
     assert path.read_text().splitlines()[line - 1].strip() == "{"  # the line where that task starts
-    assert store.count_feedback() == before
+    assert queries_store.count_feedback() == before
 
 
-def test_label_studio_broken_json_names_the_line(store: FeedbackStore, tmp_path: Path) -> None:
+def test_label_studio_broken_json_names_the_line(queries_store: FeedbackStore, tmp_path: Path) -> None:
     path = tmp_path / "broken.json"
     path.write_text('[\n {"data": {"query_id": "c0"}, "annotations": []},\n {"data": \n')
     with pytest.raises(InteropError, match=r"broken\.json:\d+: not valid JSON"):
-        import_label_studio(path, store)
+        import_label_studio(path, queries_store)
 
 
-def test_argilla_round_trip(store: FeedbackStore, tmp_path: Path) -> None:
-    from datasets import load_from_disk
+def test_label_studio_export_loads_with_its_sdk_and_every_video_is_there(
+    mixed_store: FeedbackStore, tmp_path: Path
+) -> None:
+    from label_studio_sdk.label_interface import LabelInterface
 
-    out = tmp_path / "argilla"
-    report = export_argilla(store, out, scales=Scales(rating=(1, 5)))
-    assert report.projects == {"comparison": 2, "correction": 1, "label": 1, "language": 1, "ranking": 1, "rating": 1}
-    settings = json.loads((out / "comparison" / ".argilla" / "settings.json").read_text())
-    assert [f["name"] for f in settings["fields"]] == ["prompt", "a", "b"]
-    options = settings["questions"][0]["settings"]["options"]
-    assert [o["value"] for o in options] == ["A", "B", "equal", "incomparable"]
+    out = tmp_path / "ls"
+    report = export_label_studio(mixed_store, out, scales=Scales(labels=('"quoted"', "a & b")), render=fake_video)
+    assert dict(report.projects) == PROJECTS and report.skipped == ("xs",) and report.media == 4
+    referenced: set[str] = set()
+    for name, count in report.projects.items():
+        config = (out / name / "label_config.xml").read_text(encoding="utf-8")
+        interface = LabelInterface(config)
+        interface.validate()  # the config's schema, unique names, every toName
+        tasks = json.loads((out / name / "tasks.json").read_text(encoding="utf-8"))
+        assert len(tasks) == count
+        for task in tasks:
+            assert interface.validate_task(task), (name, task)  # every $variable the config shows is in the data
+            data = task["data"]
+            videos = [v for v in data.values() if isinstance(v, str) and v.endswith(".webm")]
+            videos += [m for item in data.get("items", []) for m in re.findall(r'src="([^"]+)"', item.get("html", ""))]
+            assert bool(videos) == name.endswith("-control")
+            referenced.update(videos)
+        assert config.count('name="prompt"') == (0 if name.endswith("-control") else 1)  # the prompt shows once
+    for path in referenced:  # every video a task refers to resolves from the export folder, and is the render
+        assert (out / path).read_bytes() == fake_video(mixed_store.generations([Path(path).stem])[Path(path).stem])
+    assert {p.name for p in (out / "media").iterdir()} == {"s0.webm", "s1.webm", "s2.webm", "s3.webm"}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "media" / "s0.webm").stat().st_mode & 0o777 == 0o666 & ~umask  # a web server may read them
 
-    # people answer in Argilla; its records come back with their responses
-    ds = load_from_disk(str(out / "comparison")).to_dict()
-    ds["preference.responses"] = [["A", "B", "equal"], ["incomparable"]]
-    ds["preference.responses.users"] = [["u1", "u2", "u3"], ["u1"]]
-    ds["preference.responses.status"] = [["submitted", "submitted", "draft"], ["submitted"]]
-    ds["confidence.responses"] = [[7], []]
-    ds["confidence.responses.users"] = [["u2"], []]
-    ds["confidence.responses.status"] = [["submitted"], []]
-    answered = tmp_path / "answered"
-    _save_like(out / "comparison", answered, ds)
-    report = import_argilla(answered, store, user_names={"u1": "olga"})
-    assert report.stored == 3 and report.annotators == ("argilla:olga", "argilla:u2")
-    got = {(f.query_id, f.annotator_id): f.mu for f in store.comparisons() if f.annotator_id.startswith("argilla")}
-    assert got == {
-        ("c0", "argilla:olga"): (1.0, 0.0),
-        ("c0", "argilla:u2"): pytest.approx((0.3, 0.7)),  # B, 70% sure
-        ("c1", "argilla:olga"): None,
-    }
-    assert import_argilla(answered, store, user_names={"u1": "olga"}).duplicates == 3
-
-    ranking = load_from_disk(str(out / "ranking")).to_dict()
-    ranking["ranking.responses"] = [[["item_3", "item_1", "item_2"]]]
-    ranking["ranking.responses.users"] = [["u1"]]
-    ranking["ranking.responses.status"] = [["submitted"]]
-    _save_like(out / "ranking", tmp_path / "ranked", ranking)
-    assert import_argilla(tmp_path / "ranked", store).stored == 1
-    (r,) = store.feedback(kind="ranking")
-    assert r.ranked == ("g4", "g2", "g3")  # type: ignore[union-attr]
-
-    rating = load_from_disk(str(out / "rating")).to_dict()
-    rating["rating.responses"] = [[9]]  # outside the exported 1..5 scale
-    rating["rating.responses.users"] = [["u1"]]
-    rating["rating.responses.status"] = [["submitted"]]
-    _save_like(out / "rating", tmp_path / "bad", rating)
-    with pytest.raises(InteropError, match=r"bad \(row 0\): rating\.responses\[0\]: .*outside its scale"):
-        import_argilla(tmp_path / "bad", store, scales=Scales(rating=(1, 5)))
-    assert store.feedback(kind="rating") == []
+    ranking = LabelInterface((out / "ranking" / "label_config.xml").read_text())
+    assert ranking.get_control("ranking").tag == "Ranker" and ranking.get_object("items").tag == "List"
+    k0, _k1 = json.loads((out / "ranking" / "tasks.json").read_text())
+    assert [i["id"] for i in k0["data"]["items"]] == ["g3", "g4", "g5"] and k0["data"]["prompt"] == "prompt 1"
+    assert k0["data"]["items"][0]["body"] == "completion 3 <i>x</i>"
+    correction = (out / "correction" / "label_config.xml").read_text()
+    assert re.search(r'<TextArea name="correction"[^>]* value="\$item"', correction)  # pre-filled with the completion
+    (x0,) = json.loads((out / "correction" / "tasks.json").read_text())
+    assert x0["data"]["item"] == "completion 2 <i>x</i>"
+    label = LabelInterface((out / "label" / "label_config.xml").read_text())
+    assert label.get_control("label").labels == ['"quoted"', "a & b", "none of these"]
 
 
-def _save_like(exported: Path, target: Path, table: dict) -> None:
-    """Write ``table`` as a dataset with the exported dataset's features and settings."""
-    import shutil
+def test_label_studio_rating_config_follows_the_scale(mixed_store: FeedbackStore, tmp_path: Path) -> None:
+    from label_studio_sdk.label_interface import LabelInterface
 
-    from datasets import Dataset, load_from_disk
-
-    features = load_from_disk(str(exported)).features
-    Dataset.from_dict(table, features=features).save_to_disk(str(target))
-    shutil.copytree(exported / ".argilla", target / ".argilla")
+    for scale, tag in (((1, 5), "Rating"), ((-2, 2), "Number")):
+        out = tmp_path / f"ls{scale[0]}"
+        export_label_studio(mixed_store, out, kinds=["rating"], scales=Scales(rating=scale), render=fake_video)
+        interface = LabelInterface((out / "rating" / "label_config.xml").read_text())
+        interface.validate()
+        assert interface.get_control("rating").tag == tag
