@@ -157,44 +157,6 @@ def test_serve_on_a_read_only_folder_exits_with_one_line(run_dir: Path) -> None:
     assert r.stderr.rstrip().endswith("the database is read-only")
 
 
-# -- what a first user meets -------------------------------------------------------------
-
-HEAVY = ("torch", "transformers", "sqlalchemy", "gymnasium", "matplotlib", "numpy")
-
-
-def test_help_and_argument_errors_import_nothing_heavy(tmp_path: Path) -> None:
-    """`rlhfkit --help`, `run --help` and mistakes in the arguments answer before any slow import."""
-    script = f"""
-import sys
-from rlhfkit.cli import main
-for argv in (["--help"], ["run", "--help"], ["serve"], ["run"], ["run", "--resume", {str(tmp_path / "nope")!r}]):
-    try:
-        main(argv)
-    except SystemExit:
-        pass
-print("heavy:", sorted(m for m in {HEAVY!r} if m in sys.modules))
-"""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "heavy: []" in done.stdout, done.stdout
-    assert "give a CONFIG.toml" in done.stderr and "no such run folder" in done.stderr
-
-
-def test_resume_of_something_that_is_not_a_run_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "empty").mkdir()
-    config = tmp_path / "pendulum.toml"
-    config.write_text('task = "pendulum"\n')
-    for target, says in [
-        (tmp_path / "empty", f"{tmp_path / 'empty'} is not a run folder (it has no config.toml"),
-        (config, f"{config} is a file, not a run folder; to start a run from this config: rlhfkit run {config}"),
-        (tmp_path / "missing", f"{tmp_path / 'missing'}: no such run folder"),
-    ]:
-        assert main(["run", "--resume", str(target)]) == 2
-        err = capsys.readouterr().err
-        assert err.startswith(f"rlhfkit: error: {says}") and err.count("\n") == 1, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "pendulum.toml"]  # nothing was created
-
-
 def test_serve_without_annotators_says_how_to_add_one(
     run_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -221,18 +183,3 @@ def test_annotators_list_of_an_empty_run_says_it_is_empty(run_dir: Path, capsys:
     assert main(["annotators", "list", "--run", str(run_dir)]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("ivo\tannotator\tactive") and "no annotators" not in err
-
-
-def test_every_person_facing_error_is_where_the_cli_looks_for_it() -> None:
-    """The command line finds these classes by module and name: a rename must not turn them into tracebacks."""
-    import importlib
-
-    from rlhfkit.errors import PERSON_FACING, is_person_facing
-
-    for module, names in PERSON_FACING.items():
-        for name in names:
-            cls = getattr(importlib.import_module(module), name)
-            assert issubclass(cls, Exception) and is_person_facing(
-                cls("x") if name != "DataFormatError" else cls("f", 1, "a", "b")
-            )
-    assert not is_person_facing(KeyError("a bug"))
