@@ -83,6 +83,7 @@ def test_label_studio_round_trip(queries_store: FeedbackStore, tmp_path: Path) -
     )
     report = import_label_studio(answered, queries_store)
     assert report.stored == 9 and report.duplicates == 0
+    assert len(report.records) == 9 and {f.annotator_id for f in report.records} == set(report.annotators)
     assert report.annotators == ("labelstudio:7", "labelstudio:nina@x")
     c = {(f.query_id, f.annotator_id): f for f in queries_store.feedback(kind="comparison")}
     assert c[("c0", "labelstudio:7")].mu == (0.0, 1.0)
@@ -103,6 +104,7 @@ def test_label_studio_round_trip(queries_store: FeedbackStore, tmp_path: Path) -
 
     again = import_label_studio(answered, queries_store)  # the same file twice stores nothing new
     assert again.stored == 0 and again.duplicates == 9
+    assert sorted(f.query_id for f in again.records) == sorted(f.query_id for f in report.records)
     assert export_label_studio(queries_store, tmp_path / "ls2").total == 0  # nothing is pending any more
     assert not (tmp_path / "ls2").exists()
 
