@@ -2,23 +2,24 @@
 
 One module per format, each with its readers and writers side by side:
 
-================================ ========================================================================
-module                           format
-================================ ========================================================================
-:mod:`~.trl`                     TRL's *standard* rows ``{"prompt", "chosen", "rejected"}`` (plain text,
-                                 optional ``"margin"``) and *conversational* rows (lists of chat messages)
-:mod:`~.hh`                      Anthropic HH-RLHF transcripts ``{"chosen": "\\n\\nHuman: ...", "rejected"}``
-:mod:`~.scored`                  several scored completions per prompt (UltraFeedback), turned into pairs
-:mod:`~.label_studio`            Label Studio projects out (labelling config + tasks), its JSON export in
-:mod:`~.argilla`                 Argilla datasets out (its on-disk layout), its saved records in
-================================ ========================================================================
+=================== ==============================================================================
+module              format
+=================== ==============================================================================
+``trl``             TRL's *standard* rows ``{"prompt", "chosen", "rejected"}`` (plain text, optional
+                    ``"margin"``) and its *conversational* rows (lists of chat messages)
+``hh``              Anthropic HH-RLHF transcripts ``{"chosen": "\\n\\nHuman: ...", "rejected": ...}``
+``scored``          several scored completions per prompt (UltraFeedback), turned into pairs
+``label_studio``    Label Studio projects out (labelling config and tasks), its JSON export back in
+``argilla``         Argilla datasets out (its on-disk layout), its saved records back in
+=================== ==============================================================================
 
-and what they share: :mod:`~.common` (the :class:`PreferenceRecord`, the one
+and what they share: ``common`` (the :class:`PreferenceRecord`, the one
 :class:`ImportReport` of every reader and every import into the store, the
-errors :class:`DataFormatError` and :class:`InteropError`), :mod:`~.rows` (a
+errors :class:`DataFormatError` and :class:`InteropError`), ``rows`` (a
 preference file read row by row, each bad row named by file, line and field),
-:mod:`~.labelling` (pending queries grouped into labelling projects, videos,
-answers checked against the store).
+``labelling`` (pending queries grouped into labelling projects, videos,
+answers checked against the store), ``read`` (the dispatch from a file to
+records) and ``store_io`` (preference pairs into the store and out again).
 
 **Preference files** (JSON Lines, one object per line). :func:`read_preferences`
 is the one way from a file to records: the format named, or detected from the
