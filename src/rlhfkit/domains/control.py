@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
-from rlhfkit.reward.nets import mlp
+from rlhfkit.nets import mlp
 from rlhfkit.types import Segment
 
 
