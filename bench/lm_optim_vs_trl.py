@@ -183,7 +183,8 @@ def ours_side(spec: dict) -> dict[str, object]:
     import numpy as np
     import torch
 
-    from rlhfkit.domains.text import TextPolicy, load_causal_lm
+    from rlhfkit.models.text import TextPolicy
+    from rlhfkit.models.text_builders import load_causal_lm
     from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
 
     torch.manual_seed(spec["seed"])
@@ -274,7 +275,7 @@ def main() -> int:
     from _peer_env import ensure_peer_venv
     from transformers.utils import logging as hf_logging
 
-    from rlhfkit.domains.text import tiny_gpt2, train_tiny_tokenizer
+    from rlhfkit.models.text_builders import tiny_gpt2, train_tiny_tokenizer
 
     torch.set_num_threads(args.threads)
     hf_logging.disable_progress_bar()

@@ -36,12 +36,14 @@ from transformers import GPT2ForSequenceClassification
 
 from rlhfkit.checks import positive, require
 from rlhfkit.config import ConfigError, from_dict
-from rlhfkit.domains.text import Prompt, TextPolicy, load_causal_lm
 from rlhfkit.feedback.effort import EffortConfig
 from rlhfkit.feedback.mix import KindTools, check_kinds, comparisons_only, query_size, run_kind_setup, split_queries
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
 from rlhfkit.feedback.web import AnnotationSettings, WebHuman, open_run_store, write_settings
 from rlhfkit.loop import ask_pending, existing_run_folder, load_latest_checkpoint, new_run_folder, save_checkpoint
+from rlhfkit.models.text import TextPolicy
+from rlhfkit.models.text_batch import Prompt
+from rlhfkit.models.text_builders import load_causal_lm
 from rlhfkit.optimize.text_ppo import TextPPOConfig, TextPPOTrainer
 from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
 from rlhfkit.reward.fit import NoUsableFeedbackError, is_heldout

@@ -14,7 +14,8 @@ from optimize_helpers import LearnedReward, tiny_policy, vowel_share
 from transformers import PreTrainedTokenizerFast
 
 from rlhfkit.data.preferences import PreferenceRecord
-from rlhfkit.domains.text import TextPolicy, tiny_gpt2, train_tiny_tokenizer
+from rlhfkit.models.text import TextPolicy
+from rlhfkit.models.text_builders import tiny_gpt2, train_tiny_tokenizer
 from rlhfkit.optimize.dpo import (
     DPOConfig,
     logratio_margins,

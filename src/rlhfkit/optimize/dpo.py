@@ -16,7 +16,7 @@ stop where the preferred answer stops (a sampled completion ends the same
 way). The completion tokens are those that follow the prompt tokens, exactly
 as sampling would produce them.
 
-Batches (:func:`pair_logprobs`) mirror :class:`~rlhfkit.domains.text.TextBatch`:
+Batches (:func:`pair_logprobs`) mirror :class:`~rlhfkit.models.text_batch.TextBatch`:
 ``2n`` rows, the ``n`` chosen completions then the ``n`` rejected ones, prompts
 left-padded to a common ``P`` (prompt ends aligned), completions right-padded
 to a common ``T``. One forward pass scores both sides of every pair; the
@@ -42,7 +42,7 @@ import torch
 
 from rlhfkit.checks import non_negative, positive, require
 from rlhfkit.data.preferences import PreferenceRecord, TextValue
-from rlhfkit.domains.text import TextPolicy
+from rlhfkit.models.text import TextPolicy
 from rlhfkit.optimize.preference import dpo_loss, ipo_loss
 
 __all__ = [

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from rlhfkit.checks import non_negative, positive, require, unit_interval
-from rlhfkit.domains.text import Prompt, TextPolicy
+from rlhfkit.models.text import TextPolicy
+from rlhfkit.models.text_batch import Prompt
 from rlhfkit.optimize.kl import AdaptiveKL, FixedKL, KLController, KLEstimator, kl_estimate
 from rlhfkit.optimize.ppo import PPOConfig, compute_gae, ppo_update
 from rlhfkit.optimize.text_rl import TextRewardFn

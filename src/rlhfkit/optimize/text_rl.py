@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from rlhfkit.checks import non_negative, positive, require
-from rlhfkit.domains.text import Prompt, TextPolicy
+from rlhfkit.models.text import TextPolicy
+from rlhfkit.models.text_batch import Prompt
 from rlhfkit.optimize.group import grpo_advantages, policy_gradient_loss, rloo_advantages
 
 TextRewardFn = Callable[[Sequence[Prompt], Sequence[str]], np.ndarray]

@@ -43,8 +43,8 @@ from rlhfkit.data.preferences import (
     read_trl,
     read_trl_conversational,
 )
-from rlhfkit.domains.text import ModelFolderError, tiny_gpt2, train_tiny_tokenizer
 from rlhfkit.files import atomic_write_bytes
+from rlhfkit.models.text_builders import ModelFolderError, tiny_gpt2, train_tiny_tokenizer
 from rlhfkit.reward.text import (
     PromptGroup,
     TextRewardFitConfig,
