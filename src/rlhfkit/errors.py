@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 
 PERSON_FACING: dict[str, tuple[str, ...]] = {
     "rlhfkit.tasks": ("UnknownTaskError",),
-    "rlhfkit.domains.control": ("UnsupportedSpaceError",),
+    "rlhfkit.models.control": ("UnsupportedSpaceError",),
     "rlhfkit.models.text_builders": ("ModelFolderError",),
     "rlhfkit.feedback.teacher": ("RewardValueError",),
     "rlhfkit.feedback.store": ("StoreError",),

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from rlhfkit.domains.control import ActorCritic, RolloutCollector, SpaceSpec, evaluate_policy, make_vector_env
+from rlhfkit.domains.control import evaluate_policy
+from rlhfkit.models.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env
 from rlhfkit.optimize.kl import AdaptiveKL, FixedKL, KLController
 from rlhfkit.optimize.ppo import PPOConfig
 from rlhfkit.optimize.train import PPOTrainer

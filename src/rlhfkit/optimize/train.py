@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rlhfkit.domains.control import ActorCritic, RolloutCollector, RunningMeanStd
+from rlhfkit.models.control import ActorCritic, RolloutCollector, RunningMeanStd
 from rlhfkit.optimize.kl import FixedKL, KLController, KLEstimator, kl_estimate
 from rlhfkit.optimize.ppo import PPOConfig, PPOStats, compute_gae, ppo_update
 
