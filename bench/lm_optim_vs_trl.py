@@ -185,7 +185,7 @@ def ours_side(spec: dict) -> dict[str, object]:
 
     from rlhfkit.models.text import TextPolicy
     from rlhfkit.models.text_builders import load_causal_lm
-    from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
+    from rlhfkit.optimize.group.trainer import GroupPGConfig, GroupPGTrainer
 
     torch.manual_seed(spec["seed"])
     model, tokenizer = load_causal_lm(spec["model_dir"])

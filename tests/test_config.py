@@ -19,7 +19,7 @@ from rlhfkit.config import (
     load_config,
 )
 from rlhfkit.feedback.teacher import TeacherConfig
-from rlhfkit.optimize.ppo import PPOConfig
+from rlhfkit.optimize.ppo.loss import PPOConfig
 from rlhfkit.reward.fit import RewardFitConfig
 from rlhfkit.tasks import get_task
 

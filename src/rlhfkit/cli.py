@@ -146,7 +146,7 @@ def _dpo(args: argparse.Namespace) -> int:
     from rlhfkit.files import atomic_write_bytes
     from rlhfkit.models.text import TextPolicy
     from rlhfkit.models.text_builders import load_causal_lm, tiny_gpt2, train_tiny_tokenizer
-    from rlhfkit.optimize.dpo import DPOConfig, train_dpo
+    from rlhfkit.optimize.dpo.trainer import DPOConfig, train_dpo
     from rlhfkit.reward.text_fit import not_measured, preference_file, read_preferences, skipped_note
 
     try:

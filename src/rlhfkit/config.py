@@ -30,7 +30,7 @@ from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.effort import EffortConfig
 from rlhfkit.feedback.mix import check_kinds
 from rlhfkit.feedback.teacher import TeacherConfig
-from rlhfkit.optimize.ppo import PPOConfig
+from rlhfkit.optimize.ppo.loss import PPOConfig
 from rlhfkit.reward.fit import RewardFitConfig
 
 

@@ -59,7 +59,7 @@ from rlhfkit.feedback.web import AnnotationSettings, WebHuman, open_run_store, w
 from rlhfkit.files import atomic_torch_save, atomic_write_bytes
 from rlhfkit.models.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env
 from rlhfkit.optimize.kl import AdaptiveKL, FixedKL, KLController
-from rlhfkit.optimize.train import PPOTrainer
+from rlhfkit.optimize.ppo.env_trainer import PPOTrainer
 from rlhfkit.reward.fit import (
     NoUsableFeedbackError,
     RewardMetrics,

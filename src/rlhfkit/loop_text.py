@@ -44,8 +44,8 @@ from rlhfkit.loop import ask_pending, existing_run_folder, load_latest_checkpoin
 from rlhfkit.models.text import TextPolicy
 from rlhfkit.models.text_batch import Prompt
 from rlhfkit.models.text_builders import load_causal_lm
-from rlhfkit.optimize.text_ppo import TextPPOConfig, TextPPOTrainer
-from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
+from rlhfkit.optimize.group.trainer import GroupPGConfig, GroupPGTrainer
+from rlhfkit.optimize.ppo.lm_trainer import TextPPOConfig, TextPPOTrainer
 from rlhfkit.reward.fit import NoUsableFeedbackError, is_heldout
 from rlhfkit.reward.mixed import MixedFitConfig, fit_stored
 from rlhfkit.reward.text import (

@@ -13,15 +13,18 @@ Shapes: ``B`` rows, ``P`` the padded prompt length, ``T`` the completion length,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from rlhfkit.types import Message, Text
 
 Prompt = str | Sequence[Message]
 """A prompt: raw text, or a conversation rendered with the tokenizer's chat template."""
+TextRewardFn = Callable[[Sequence[Prompt], Sequence[str]], np.ndarray]
+"""``reward(prompts, completions) -> (N,)``: one prompt per completion (what the language-model trainers optimise)."""
 
 
 def completion_mask_from(completion_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:

@@ -4,7 +4,7 @@ Direct preference optimisation (Rafailov et al. 2023) and IPO (Azar et al. 2023)
 fit a policy ``pi`` to preference pairs without a reward model: the implicit
 reward of a completion is ``beta * (log pi(y|x) - log ref(y|x))`` against a
 frozen reference ``ref`` (the policy as it was before training), and the losses
-of :mod:`rlhfkit.optimize.preference` fit the difference of the two implicit
+of :mod:`rlhfkit.optimize.dpo.loss` fit the difference of the two implicit
 rewards of a pair to its label ``mu``.
 
 Tokenisation (:func:`tokenize_records`): the prompt is rendered with
@@ -43,7 +43,7 @@ import torch
 from rlhfkit.checks import non_negative, positive, require
 from rlhfkit.data.preferences import PreferenceRecord, TextValue
 from rlhfkit.models.text import TextPolicy
-from rlhfkit.optimize.preference import dpo_loss, ipo_loss
+from rlhfkit.optimize.dpo.loss import dpo_loss, ipo_loss
 
 __all__ = [
     "DPOConfig",

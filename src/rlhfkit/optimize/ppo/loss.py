@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from rlhfkit.checks import non_negative, positive, require, unit_interval
+from rlhfkit.optimize.kl import KLEstimator, kl_estimate
 
 
 class Policy(Protocol):
@@ -221,3 +222,79 @@ def ppo_update(
         clip_frac=float(np.mean(stats["cf"])),
         n_gradient_steps=steps,
     )
+
+
+# -- token-level pieces for a language model (one completion = one episode) --------
+
+
+def _check_prefix_mask(mask: torch.Tensor) -> None:
+    if mask.ndim != 2 or mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a (B, T) bool tensor, got {mask.dtype} of shape {tuple(mask.shape)}")
+    if not torch.all(mask[:, 0]) or torch.any(mask[:, 1:] & ~mask[:, :-1]):
+        raise ValueError("mask must mark a non-empty prefix of each row (real tokens, then padding)")
+
+
+def token_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, estimator: KLEstimator) -> torch.Tensor:
+    """Per-token estimates ``(B, T)`` of KL(pi || ref) at tokens sampled from pi, exactly 0 where ``mask`` is False.
+
+    ``logp``, ``ref_logp``: ``(B, T)`` log-probs of the sampled tokens under the
+    sampling policy and the reference; see :func:`rlhfkit.optimize.kl.kl_estimate`.
+    Summed over a row it estimates the KL of the whole completion.
+    """
+    return torch.where(mask, kl_estimate(logp, ref_logp, estimator), 0.0)
+
+
+def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
+    """Per-token rewards ``(B, T)`` of KL-penalised RLHF (Ziegler et al. 2019; Stiennon et al. 2020)::
+
+        r_t = -beta * kl_t + [t = last real token] * score
+
+    ``scores``: ``(B,)`` the reward model's score of each completion; ``kl``:
+    ``(B, T)`` per-token KL estimates; ``mask``: ``(B, T)`` bool, True on a
+    prefix of real tokens (eos included). Positions after the end get exactly 0,
+    whatever ``kl`` holds there. Summed over a row, the rewards are
+    ``score - beta * (the completion's KL estimate)``.
+    """
+    _check_prefix_mask(mask)
+    if kl.shape != mask.shape or scores.shape != mask.shape[:1]:
+        raise ValueError(
+            f"kl must have the shape of mask {tuple(mask.shape)} and scores ({mask.shape[0]},); "
+            f"got {tuple(kl.shape)} and {tuple(scores.shape)}"
+        )
+    rewards = torch.where(mask, -beta * kl, 0.0)
+    last = mask.sum(-1) - 1
+    rows = torch.arange(mask.shape[0], device=mask.device)
+    rewards[rows, last] += scores.to(rewards.dtype)
+    return rewards
+
+
+def token_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, gae_lambda: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE along the token axis of ``(B, T)`` completions; returns ``(advantages, returns)``, each ``(B, T)``.
+
+    Each row is one episode that ends at its last real token (``mask``, a prefix
+    of True): that token is terminal, so nothing is bootstrapped past it, not even
+    for a completion cut at ``max_new_tokens``, which the reward model scored as
+    it stands. With ``V_t`` the value of the state before token t::
+
+        delta_t = r_t + gamma * V_{t+1} - V_t        (V_{t+1} = 0 at the last real token)
+        A_t     = delta_t + gamma * lambda * A_{t+1}  (A_{t+1} = 0 at the last real token)
+
+    Advantages and returns (``A_t + V_t``) are exactly 0 after the end; rewards
+    and values there are ignored. Built on :func:`compute_gae`
+    with tokens as its time axis and completions as its envs.
+    """
+    _check_prefix_mask(mask)
+    if rewards.shape != mask.shape or values.shape != mask.shape:
+        raise ValueError(
+            f"rewards and values must have the shape of mask {tuple(mask.shape)}, "
+            f"got {tuple(rewards.shape)} and {tuple(values.shape)}"
+        )
+    rewards = torch.where(mask, rewards, 0.0)
+    values = torch.where(mask, values, 0.0)
+    next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], dim=1)
+    is_last = mask & ~torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
+    done = is_last | ~mask  # terminal at the last real token; padding is a run of empty terminal steps
+    adv, ret = compute_gae(rewards.T, values.T, next_values.T, done.T, done.T, gamma, gae_lambda)
+    return adv.T.contiguous(), ret.T.contiguous()

@@ -22,7 +22,7 @@ import torch
 
 from rlhfkit.models.control import ActorCritic, RolloutCollector, RunningMeanStd
 from rlhfkit.optimize.kl import FixedKL, KLController, KLEstimator, kl_estimate
-from rlhfkit.optimize.ppo import PPOConfig, PPOStats, compute_gae, ppo_update
+from rlhfkit.optimize.ppo.loss import PPOConfig, PPOStats, compute_gae, ppo_update
 
 StepRewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """``r(obs, env_actions) -> rewards``: obs ``(..., obs_dim)`` to rewards ``obs.shape[:-1]``."""

@@ -6,7 +6,7 @@ import pytest
 from optimize_helpers import LearnedReward, tiny_policy, vowel_share
 from transformers import PreTrainedTokenizerFast
 
-from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
+from rlhfkit.optimize.group.trainer import GroupPGConfig, GroupPGTrainer
 from rlhfkit.tasks import text as text_task
 
 

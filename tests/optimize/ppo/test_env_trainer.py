@@ -9,8 +9,8 @@ import torch
 from rlhfkit.domains.control import evaluate_policy
 from rlhfkit.models.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env
 from rlhfkit.optimize.kl import AdaptiveKL, FixedKL, KLController
-from rlhfkit.optimize.ppo import PPOConfig
-from rlhfkit.optimize.train import PPOTrainer
+from rlhfkit.optimize.ppo.env_trainer import PPOTrainer
+from rlhfkit.optimize.ppo.loss import PPOConfig
 from rlhfkit.tasks import get_task, pendulum_true
 
 

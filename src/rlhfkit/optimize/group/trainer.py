@@ -17,7 +17,7 @@ The KL reported is the mean per-token k3 estimate under the sampled tokens.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,11 +26,8 @@ import torch
 
 from rlhfkit.checks import non_negative, positive, require
 from rlhfkit.models.text import TextPolicy
-from rlhfkit.models.text_batch import Prompt
-from rlhfkit.optimize.group import grpo_advantages, policy_gradient_loss, rloo_advantages
-
-TextRewardFn = Callable[[Sequence[Prompt], Sequence[str]], np.ndarray]
-"""``reward(prompts, completions) -> (N,)``: one prompt per completion."""
+from rlhfkit.models.text_batch import Prompt, TextRewardFn
+from rlhfkit.optimize.group.loss import grpo_advantages, policy_gradient_loss, rloo_advantages
 
 
 @dataclass(frozen=True)

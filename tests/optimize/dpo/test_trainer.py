@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerFast
 from rlhfkit.data.preferences import PreferenceRecord
 from rlhfkit.models.text import TextPolicy
 from rlhfkit.models.text_builders import tiny_gpt2, train_tiny_tokenizer
-from rlhfkit.optimize.dpo import (
+from rlhfkit.optimize.dpo.trainer import (
     DPOConfig,
     logratio_margins,
     pair_logprobs,
