@@ -43,17 +43,12 @@ from rlhfkit.feedback.web import AnnotationSettings, WebHuman, open_run_store, w
 from rlhfkit.loop import ask_pending, existing_run_folder, load_latest_checkpoint, new_run_folder, save_checkpoint
 from rlhfkit.models.text import TextPolicy
 from rlhfkit.models.text_batch import Prompt
-from rlhfkit.models.text_builders import load_causal_lm
+from rlhfkit.models.text_builders import load_causal_lm, reward_model_config
 from rlhfkit.optimize.group.trainer import GroupPGConfig, GroupPGTrainer
 from rlhfkit.optimize.ppo.lm_trainer import TextPPOConfig, TextPPOTrainer
 from rlhfkit.reward.fit import NoUsableFeedbackError, is_heldout
 from rlhfkit.reward.mixed import MixedFitConfig, fit_stored
-from rlhfkit.reward.text import (
-    PromptGroup,
-    TextRewardFitConfig,
-    fit_text_reward,
-    reward_model_config,
-)
+from rlhfkit.reward.text import PromptGroup, TextRewardFitConfig, fit_text_reward
 from rlhfkit.reward.text_fit import RewardModelScorer, pairs_to_groups
 from rlhfkit.reward.text_mixed import SequenceRewardModel
 from rlhfkit.samples import TEXT_SAMPLES, text_samples, write_samples

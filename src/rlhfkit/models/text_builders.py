@@ -3,11 +3,13 @@
 For tests and demos, :func:`train_tiny_tokenizer` and :func:`tiny_gpt2` build a
 small byte-level BPE tokenizer and GPT-2 from scratch (nothing is downloaded);
 :func:`load_causal_lm` loads any model and tokenizer saved with ``save_pretrained``
-and names what a folder lacks (:class:`ModelFolderError`).
+and names what a folder lacks (:class:`ModelFolderError`); :func:`reward_model_config`
+shapes a one-output reward model like a given language model.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,12 +22,14 @@ from transformers import (
     AutoTokenizer,
     GPT2Config,
     GPT2LMHeadModel,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
 
 ModelT = TypeVar("ModelT", bound=PreTrainedModel)
+ConfigT = TypeVar("ConfigT", bound=PretrainedConfig)
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -160,3 +164,15 @@ def load_causal_lm(path: str | os.PathLike[str]) -> tuple[PreTrainedModel, PreTr
     except (OSError, ValueError, KeyError) as e:
         raise ModelFolderError(f"{folder}: could not load the saved causal LM: {e}") from e
     return _with_causal_lm_loss(model), tokenizer
+
+
+def reward_model_config(lm_config: ConfigT) -> ConfigT:
+    """The config of a one-output sequence classifier (a reward model) shaped like the LM of ``lm_config``.
+
+    A copy with ``num_labels`` set (its setter remakes the label maps): building the config
+    anew with ``num_labels=1`` beside the LM's default two-label ``id2label`` makes
+    transformers warn that the two are incompatible.
+    """
+    config = copy.deepcopy(lm_config)
+    config.num_labels = 1
+    return config
