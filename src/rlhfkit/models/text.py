@@ -40,7 +40,6 @@ import inspect
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -450,11 +449,6 @@ class TextPolicy(nn.Module):
         for p in ref.parameters():
             p.requires_grad_(False)
         return ref.eval()
-
-
-def _gather_logp(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """``log softmax(logits)[token]``: ``(B, T, V)`` and ``(B, T)`` -> ``(B, T)``."""
-    return F.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
 def _unpack_obs(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
