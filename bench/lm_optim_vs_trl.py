@@ -197,7 +197,7 @@ def ours_side(spec: dict) -> dict[str, object]:
         prompts_per_step=spec["prompts_per_step"],
         max_new_tokens=spec["max_new_tokens"],
         update_epochs=1,
-        learning_rate=spec["lr"],
+        lr=spec["lr"],
         clip_coef=spec["clip"],
         beta=spec["beta"],
         max_grad_norm=1.0,

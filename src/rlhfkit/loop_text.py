@@ -140,7 +140,7 @@ class TextRunConfig:
     (a value head and a per-token KL penalty in the reward; settings in [ppo])."""
     optim: GroupPGConfig = field(default_factory=lambda: GroupPGConfig(max_new_tokens=24, beta=0.05))
     """Step 3 with optimizer = 'grpo' or 'rloo': the group method, with the KL to the base model in the loss."""
-    ppo: TextPPOConfig = field(default_factory=lambda: TextPPOConfig(max_new_tokens=24, learning_rate=2e-4))
+    ppo: TextPPOConfig = field(default_factory=lambda: TextPPOConfig(max_new_tokens=24, lr=2e-4))
     """Step 3 with optimizer = 'ppo': KL-regularised PPO (k1 or k3 per token, fixed or adaptive beta)."""
     base: TextBaseConfig = field(default_factory=TextBaseConfig)
     """The base model."""

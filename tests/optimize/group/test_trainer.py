@@ -20,7 +20,7 @@ def test_group_methods_raise_the_learned_reward_with_bounded_kl(
         n_per_prompt=4,
         prompts_per_step=4,
         max_new_tokens=8,
-        learning_rate=lr,
+        lr=lr,
         beta=0.1,
     )
     trainer = GroupPGTrainer(policy, ref, cfg, seed=0, algorithm=algorithm)  # type: ignore[arg-type]  # the two valid names

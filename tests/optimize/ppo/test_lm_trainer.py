@@ -54,7 +54,7 @@ def _trainer(tokenizer: PreTrainedTokenizerFast, **overrides: Any) -> TextPPOTra
         "max_new_tokens": 8,
         "minibatch_size": 8,
         "update_epochs": 4,
-        "learning_rate": 5e-4,
+        "lr": 5e-4,
         "beta": 0.1,
     }
     settings.update(overrides)
@@ -117,7 +117,7 @@ def test_adaptive_beta_follows_the_controller(
     trainer = _trainer(
         policy_tokenizer,
         kl_estimator=estimator,
-        learning_rate=3e-3,
+        lr=3e-3,
         adaptive_kl=True,
         kl_target=target,
         kl_horizon=horizon,

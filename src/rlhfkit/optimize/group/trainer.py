@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from rlhfkit.optimize.group.loss import grpo_advantages, policy_gradient_loss, r
 class GroupPGConfig:
     """RLOO / GRPO settings (which of the two is the trainer's ``algorithm``)."""
 
+    renamed: ClassVar[dict[str, str]] = {"learning_rate": "lr"}
+    """Old field names a config file may still hold -> their names now; loading one names the new key."""
+
     n_per_prompt: int = 4
     """Completions sampled per prompt (the group size G >= 2)."""
     prompts_per_step: int = 8
@@ -42,7 +45,7 @@ class GroupPGConfig:
     """Longest completion, in tokens."""
     update_epochs: int = 1
     """Gradient passes over each step's samples."""
-    learning_rate: float = 5e-4
+    lr: float = 5e-4
     """Adam learning rate."""
     clip_coef: float = 0.2
     """Ratio clipping epsilon."""
@@ -59,7 +62,7 @@ class GroupPGConfig:
                 "prompts_per_step": (positive, ">= 1"),
                 "max_new_tokens": (positive, ">= 1"),
                 "update_epochs": (positive, ">= 1"),
-                "learning_rate": (positive, "> 0"),
+                "lr": (positive, "> 0"),
                 "clip_coef": (positive, "> 0"),
                 "beta": (non_negative, ">= 0"),
                 "max_grad_norm": (positive, "> 0"),
@@ -92,7 +95,7 @@ class GroupPGTrainer:
         self.ref = ref
         self.config = config
         self.algorithm = algorithm
-        self.optimizer = torch.optim.Adam((p for p in policy.parameters() if p.requires_grad), lr=config.learning_rate)
+        self.optimizer = torch.optim.Adam((p for p in policy.parameters() if p.requires_grad), lr=config.lr)
         self.rng = np.random.default_rng(seed)
         self.seed = seed
         self.steps = 0

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -44,6 +44,9 @@ from rlhfkit.optimize.ppo.loss import PPOConfig, ppo_update, token_gae, token_kl
 class TextPPOConfig:
     """KL-regularised PPO settings for a language model with a value head."""
 
+    renamed: ClassVar[dict[str, str]] = {"learning_rate": "lr"}
+    """Old field names a config file may still hold -> their names now; loading one names the new key."""
+
     prompts_per_step: int = 16
     """Prompts per step, one completion each: a step samples prompts_per_step completions."""
     max_new_tokens: int = 32
@@ -52,7 +55,7 @@ class TextPPOConfig:
     """PPO passes over each step's completions."""
     minibatch_size: int = 8
     """Completions per gradient step (whole sequences; at most prompts_per_step)."""
-    learning_rate: float = 1e-5
+    lr: float = 1e-5
     """Adam learning rate, shared by the language model and its value head."""
     gamma: float = 1.0
     """Discount over tokens; 1 keeps the sequence score undiscounted at every token."""
@@ -83,7 +86,7 @@ class TextPPOConfig:
                 "max_new_tokens": (positive, ">= 1"),
                 "update_epochs": (positive, ">= 1"),
                 "minibatch_size": (lambda m: 1 <= m <= self.prompts_per_step, "in [1, prompts_per_step]"),
-                "learning_rate": (positive, "> 0"),
+                "lr": (positive, "> 0"),
                 "gamma": (lambda g: 0 < g <= 1, "in (0, 1]"),
                 "gae_lambda": (unit_interval, "in [0, 1]"),
                 "clip_coef": (positive, "> 0"),
@@ -105,7 +108,7 @@ class TextPPOConfig:
         return PPOConfig(
             update_epochs=self.update_epochs,
             minibatch_size=self.minibatch_size,
-            learning_rate=self.learning_rate,
+            lr=self.lr,
             anneal_lr=False,
             gamma=self.gamma,
             gae_lambda=self.gae_lambda,
@@ -146,9 +149,7 @@ class TextPPOTrainer:
         self.kl: KLController = (
             AdaptiveKL(config.beta, config.kl_target, config.kl_horizon) if config.adaptive_kl else FixedKL(config.beta)
         )
-        self.optimizer = torch.optim.Adam(
-            (p for p in policy.parameters() if p.requires_grad), lr=config.learning_rate, eps=1e-5
-        )
+        self.optimizer = torch.optim.Adam((p for p in policy.parameters() if p.requires_grad), lr=config.lr, eps=1e-5)
         self.ppo = config.ppo_config()
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(seed)

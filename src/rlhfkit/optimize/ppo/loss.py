@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ class Policy(Protocol):
 class PPOConfig:
     """PPO hyperparameters (Schulman et al. 2017), names as in the paper and CleanRL."""
 
+    renamed: ClassVar[dict[str, str]] = {"learning_rate": "lr"}
+    """Old field names a config file may still hold -> their names now; loading one names the new key."""
+
     n_envs: int = 4
     """Parallel environments (a synchronous vector env)."""
     n_steps: int = 512
@@ -45,7 +48,7 @@ class PPOConfig:
     """Passes over each rollout."""
     minibatch_size: int = 256
     """Transitions per gradient step."""
-    learning_rate: float = 1e-3
+    lr: float = 1e-3
     """Adam learning rate (annealed linearly when anneal_lr)."""
     anneal_lr: bool = True
     """Anneal the learning rate linearly to 0 over the whole training budget (all rounds of a run)."""
@@ -80,7 +83,7 @@ class PPOConfig:
                 "n_steps": (positive, ">= 1"),
                 "update_epochs": (positive, ">= 1"),
                 "minibatch_size": (positive, ">= 1"),
-                "learning_rate": (positive, "> 0"),
+                "lr": (positive, "> 0"),
                 "gamma": (lambda g: 0 < g <= 1, "in (0, 1]"),
                 "gae_lambda": (unit_interval, "in [0, 1]"),
                 "clip_coef": (positive, "> 0"),
