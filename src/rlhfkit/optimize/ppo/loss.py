@@ -9,6 +9,13 @@ where ``obs`` and ``actions`` are whatever tensors the domain uses, indexable
 along their first axis. Rewards arrive already shaped (learned reward minus the
 KL penalty), so the KL to the base policy enters through the reward, as in
 Ziegler et al. (2019).
+
+For a language model, where one completion is one episode of token actions, the
+same core takes ``(B, T)`` tensors with a mask of real tokens; :func:`token_kl`,
+:func:`token_rewards` and :func:`token_gae` build its per-token KL estimates,
+rewards (``-beta * kl_t``, plus the completion's score at its last token) and
+advantages. The trainers that drive it: ``env_trainer.py`` (gymnasium
+environments) and ``lm_trainer.py`` (language-model tokens).
 """
 
 from __future__ import annotations
