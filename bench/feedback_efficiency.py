@@ -31,9 +31,10 @@ import numpy as np
 import torch
 
 from rlhfkit.config import RunConfig, load_config
-from rlhfkit.domains.control import ActorCritic, RolloutCollector, SpaceSpec, evaluate_policy, make_vector_env
+from rlhfkit.domains.control import evaluate_policy
 from rlhfkit.loop import Run, seed_everything
-from rlhfkit.optimize.train import PPOTrainer
+from rlhfkit.models.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env
+from rlhfkit.optimize.ppo.env_trainer import PPOTrainer
 from rlhfkit.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]

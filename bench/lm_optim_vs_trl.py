@@ -183,8 +183,9 @@ def ours_side(spec: dict) -> dict[str, object]:
     import numpy as np
     import torch
 
-    from rlhfkit.domains.text import TextPolicy, load_causal_lm
-    from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
+    from rlhfkit.models.text import TextPolicy
+    from rlhfkit.models.text_builders import load_causal_lm
+    from rlhfkit.optimize.group.trainer import GroupPGConfig, GroupPGTrainer
 
     torch.manual_seed(spec["seed"])
     model, tokenizer = load_causal_lm(spec["model_dir"])
@@ -196,7 +197,7 @@ def ours_side(spec: dict) -> dict[str, object]:
         prompts_per_step=spec["prompts_per_step"],
         max_new_tokens=spec["max_new_tokens"],
         update_epochs=1,
-        learning_rate=spec["lr"],
+        lr=spec["lr"],
         clip_coef=spec["clip"],
         beta=spec["beta"],
         max_grad_norm=1.0,
@@ -274,7 +275,7 @@ def main() -> int:
     from _peer_env import ensure_peer_venv
     from transformers.utils import logging as hf_logging
 
-    from rlhfkit.domains.text import tiny_gpt2, train_tiny_tokenizer
+    from rlhfkit.models.text_builders import tiny_gpt2, train_tiny_tokenizer
 
     torch.set_num_threads(args.threads)
     hf_logging.disable_progress_bar()

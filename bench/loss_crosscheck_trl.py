@@ -5,7 +5,7 @@ With hard labels ``mu = (1, 0)``:
 - ``rlhfkit.reward.losses.bradley_terry_loss`` should equal TRL's reward-model
   loss, ``RewardTrainer.compute_loss``: ``-logsigmoid(r_chosen - r_rejected).mean()``
   (no margin, no reward centering);
-- ``rlhfkit.optimize.preference.dpo_loss`` should equal TRL's DPO loss with
+- ``rlhfkit.optimize.dpo.loss.dpo_loss`` should equal TRL's DPO loss with
   ``loss_type=["sigmoid"]``, ``label_smoothing=0``, ``f_divergence_type="reverse_kl"``:
   ``-logsigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))).mean()``.
 
@@ -252,7 +252,7 @@ def trl_child(in_path: str, out_path: str) -> None:
 
 
 def ours(data: dict[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
-    from rlhfkit.optimize.preference import dpo_loss
+    from rlhfkit.optimize.dpo.loss import dpo_loss
     from rlhfkit.reward.losses import bradley_terry_loss
 
     n = data["bt_chosen"].shape[0]

@@ -16,12 +16,16 @@ from rlhfkit.config import (
     RunConfig,
     config_to_toml,
     describe,
+    is_text_config,
     load_config,
 )
 from rlhfkit.feedback.teacher import TeacherConfig
-from rlhfkit.optimize.ppo import PPOConfig
+from rlhfkit.loop_text import load_text_config
+from rlhfkit.optimize.ppo.loss import PPOConfig
 from rlhfkit.reward.fit import RewardFitConfig
 from rlhfkit.tasks import get_task
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _write(tmp_path: Path, text: str, name: str = "run.toml") -> Path:
@@ -95,6 +99,20 @@ def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
     assert "feedback.comparisons_per_rond" in msg
     assert "did you mean comparisons_per_round" in msg
     assert "my-run.toml" in msg
+
+
+def test_a_renamed_key_gets_one_message_naming_its_new_name(tmp_path: Path) -> None:
+    """An older config file (or an older run folder's config.toml) that still says learning_rate."""
+    p = _write(tmp_path, "[ppo]\nlearning_rate = 1e-3\n", name="old-run.toml")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value) == f"{p}: ppo.learning_rate: renamed to ppo.lr"
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
+def test_every_example_config_loads(path: Path) -> None:
+    config = load_text_config(path) if is_text_config(path) else load_config(path)
+    assert config.task and config.rounds >= 1
 
 
 def test_unknown_key_without_close_match_lists_known(tmp_path: Path) -> None:
@@ -192,7 +210,7 @@ def test_task_ppo_defaults_apply_and_are_overridden(tmp_path: Path) -> None:
     assert cfg.ppo.clip_coef == 0.1
     # the task's defaults fill the rest of what it knows (cartpole: gamma 0.99, lr 3e-4, n_envs 4)
     assert cfg.ppo.gamma == 0.99
-    assert cfg.ppo.learning_rate == 3e-4
+    assert cfg.ppo.lr == 3e-4
     assert cfg.ppo.n_envs == 4
     # and PPOConfig's own defaults everything else
     assert cfg.ppo.update_epochs == PPOConfig().update_epochs
@@ -201,7 +219,7 @@ def test_task_ppo_defaults_apply_and_are_overridden(tmp_path: Path) -> None:
 
 def test_task_ppo_defaults_without_ppo_table(tmp_path: Path) -> None:
     cfg = load_config(_write(tmp_path, 'task = "halfcheetah"\n'))
-    assert cfg.ppo == PPOConfig(n_envs=4, n_steps=512, gamma=0.99, learning_rate=3e-4)
+    assert cfg.ppo == PPOConfig(n_envs=4, n_steps=512, gamma=0.99, lr=3e-4)
     assert cfg.ppo != PPOConfig()  # differs from the bare defaults (gamma 0.9, lr 1e-3)
 
 

@@ -94,7 +94,7 @@ algorithm = "grpo"
 n_per_prompt = 4
 prompts_per_step = 8
 max_new_tokens = 16
-learning_rate = 2e-4
+lr = 2e-4
 beta = 0.3
 
 [base]

@@ -97,6 +97,22 @@ def test_text_config_errors_name_the_field(
     assert "steps_per_rnd" in err and "steps_per_round" in err
 
 
+@pytest.mark.parametrize("section", ["optim", "ppo"])
+def test_an_older_learning_rate_gets_one_line_naming_lr(
+    section: str, text_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = tmp_path / "old.toml"
+    text = text_config.read_text()
+    if section == "optim":
+        old.write_text(text.replace("[optim]\n", "[optim]\nlearning_rate = 1e-3\n"))
+    else:
+        old.write_text(text + "\n[ppo]\nlearning_rate = 1e-3\n")
+    assert main(["run", str(old), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"rlhfkit: error: {old}: {section}.learning_rate: renamed to {section}.lr"]
+    assert not (tmp_path / "o").exists()
+
+
 def test_text_run_with_ppo_keeps_its_adaptive_beta_across_a_resume(text_config: Path, tmp_path: Path) -> None:
     ppo = """
 optimizer = "ppo"
@@ -106,7 +122,7 @@ prompts_per_step = 4
 minibatch_size = 4
 update_epochs = 2
 max_new_tokens = 12
-learning_rate = 1e-3
+lr = 1e-3
 adaptive_kl = true
 kl_target = 0.5
 kl_horizon = 20.0

@@ -122,7 +122,8 @@ def test_unknown_task_error_is_value_error() -> None:
 
 @pytest.mark.parametrize("name", ["pendulum", "cartpole", "reacher", "halfcheetah"])
 def test_every_builtin_task_steps_and_its_proxy_scores_a_segment(name: str) -> None:
-    from rlhfkit.domains.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env, segments_from_rollout
+    from rlhfkit.domains.control import segments_from_rollout
+    from rlhfkit.models.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env
 
     task = get_task(name)
     envs = make_vector_env(task.make_env, 2)

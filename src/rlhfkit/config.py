@@ -30,7 +30,7 @@ from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.effort import EffortConfig
 from rlhfkit.feedback.mix import check_kinds
 from rlhfkit.feedback.teacher import TeacherConfig
-from rlhfkit.optimize.ppo import PPOConfig
+from rlhfkit.optimize.ppo.loss import PPOConfig
 from rlhfkit.reward.fit import RewardFitConfig
 
 
@@ -277,12 +277,17 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "", defaults: di
     """Build ``cls`` from a TOML table, checking every key and type.
 
     ``defaults`` are used for fields the table leaves out (e.g. a task's PPO settings).
+    A key that ``cls.renamed`` (old name -> new name, a class attribute) lists is an error
+    naming the new key, e.g. ``ppo.learning_rate: renamed to ppo.lr``.
     """
     assert dataclasses.is_dataclass(cls)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    renamed: dict[str, str] = getattr(cls, "renamed", {})
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
+        if key not in names and key in renamed:
+            raise ConfigError(f"{prefix}{key}: renamed to {prefix}{renamed[key]}")
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(names)})"

@@ -23,8 +23,8 @@ class ConfigError(ValueError):
 
 PERSON_FACING: dict[str, tuple[str, ...]] = {
     "rlhfkit.tasks": ("UnknownTaskError",),
-    "rlhfkit.domains.control": ("UnsupportedSpaceError",),
-    "rlhfkit.domains.text": ("ModelFolderError",),
+    "rlhfkit.models.control": ("UnsupportedSpaceError",),
+    "rlhfkit.models.text_builders": ("ModelFolderError",),
     "rlhfkit.feedback.teacher": ("RewardValueError",),
     "rlhfkit.feedback.store": ("StoreError",),
     "rlhfkit.feedback.formats.common": ("DataFormatError", "InteropError"),

@@ -43,15 +43,7 @@ import torch
 from tqdm import tqdm
 
 from rlhfkit.config import ConfigError, RunConfig, config_to_toml, load_config
-from rlhfkit.domains.control import (
-    ActorCritic,
-    RolloutCollector,
-    SpaceSpec,
-    evaluate_policy,
-    make_vector_env,
-    policy_rollout,
-    segments_from_rollout,
-)
+from rlhfkit.domains.control import evaluate_policy, policy_rollout, segments_from_rollout
 from rlhfkit.feedback.mix import (
     KindTools,
     comparisons_only,
@@ -65,8 +57,9 @@ from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import Human, SimulatedHuman, TeacherConfig
 from rlhfkit.feedback.web import AnnotationSettings, WebHuman, open_run_store, write_settings
 from rlhfkit.files import atomic_torch_save, atomic_write_bytes
+from rlhfkit.models.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env
 from rlhfkit.optimize.kl import AdaptiveKL, FixedKL, KLController
-from rlhfkit.optimize.train import PPOTrainer
+from rlhfkit.optimize.ppo.env_trainer import PPOTrainer
 from rlhfkit.reward.fit import (
     NoUsableFeedbackError,
     RewardMetrics,

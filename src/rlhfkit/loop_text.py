@@ -36,22 +36,19 @@ from transformers import GPT2ForSequenceClassification
 
 from rlhfkit.checks import positive, require
 from rlhfkit.config import ConfigError, from_dict
-from rlhfkit.domains.text import Prompt, TextPolicy, load_causal_lm
 from rlhfkit.feedback.effort import EffortConfig
 from rlhfkit.feedback.mix import KindTools, check_kinds, comparisons_only, query_size, run_kind_setup, split_queries
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
 from rlhfkit.feedback.web import AnnotationSettings, WebHuman, open_run_store, write_settings
 from rlhfkit.loop import ask_pending, existing_run_folder, load_latest_checkpoint, new_run_folder, save_checkpoint
-from rlhfkit.optimize.text_ppo import TextPPOConfig, TextPPOTrainer
-from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
+from rlhfkit.models.text import TextPolicy
+from rlhfkit.models.text_batch import Prompt
+from rlhfkit.models.text_builders import load_causal_lm, reward_model_config
+from rlhfkit.optimize.group.trainer import GroupPGConfig, GroupPGTrainer
+from rlhfkit.optimize.ppo.lm_trainer import TextPPOConfig, TextPPOTrainer
 from rlhfkit.reward.fit import NoUsableFeedbackError, is_heldout
 from rlhfkit.reward.mixed import MixedFitConfig, fit_stored
-from rlhfkit.reward.text import (
-    PromptGroup,
-    TextRewardFitConfig,
-    fit_text_reward,
-    reward_model_config,
-)
+from rlhfkit.reward.text import PromptGroup, TextRewardFitConfig, fit_text_reward
 from rlhfkit.reward.text_fit import RewardModelScorer, pairs_to_groups
 from rlhfkit.reward.text_mixed import SequenceRewardModel
 from rlhfkit.samples import TEXT_SAMPLES, text_samples, write_samples
@@ -143,7 +140,7 @@ class TextRunConfig:
     (a value head and a per-token KL penalty in the reward; settings in [ppo])."""
     optim: GroupPGConfig = field(default_factory=lambda: GroupPGConfig(max_new_tokens=24, beta=0.05))
     """Step 3 with optimizer = 'grpo' or 'rloo': the group method, with the KL to the base model in the loss."""
-    ppo: TextPPOConfig = field(default_factory=lambda: TextPPOConfig(max_new_tokens=24, learning_rate=2e-4))
+    ppo: TextPPOConfig = field(default_factory=lambda: TextPPOConfig(max_new_tokens=24, lr=2e-4))
     """Step 3 with optimizer = 'ppo': KL-regularised PPO (k1 or k3 per token, fixed or adaptive beta)."""
     base: TextBaseConfig = field(default_factory=TextBaseConfig)
     """The base model."""

@@ -6,7 +6,7 @@ import pytest
 from optimize_helpers import LearnedReward, fit_learned_vowel_reward
 from transformers import PreTrainedTokenizerFast
 
-from rlhfkit.domains.text import train_tiny_tokenizer
+from rlhfkit.models.text_builders import train_tiny_tokenizer
 from rlhfkit.tasks import text as text_task
 
 

@@ -18,7 +18,9 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from rlhfkit.domains.text import Prompt, TextPolicy, tiny_gpt2
+from rlhfkit.models.text import TextPolicy
+from rlhfkit.models.text_batch import Prompt
+from rlhfkit.models.text_builders import tiny_gpt2
 from rlhfkit.reward.text import TextRewardFitConfig, fit_text_reward
 from rlhfkit.reward.text_fit import RewardModelScorer, load_reward_model, pairs_to_groups
 from rlhfkit.tasks import text as text_task

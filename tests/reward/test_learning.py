@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rlhfkit.domains.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env, segments_from_rollout
+from rlhfkit.domains.control import segments_from_rollout
 from rlhfkit.feedback.teacher import SimulatedHuman
+from rlhfkit.models.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env
 from rlhfkit.reward.fit import RewardFitConfig, fit_reward, make_pairs, ordering_accuracy
 from rlhfkit.reward.nets import RewardEnsemble
 from rlhfkit.tasks import get_task

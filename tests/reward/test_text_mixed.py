@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
-from rlhfkit.domains.text import train_tiny_tokenizer
+from rlhfkit.models.text_builders import train_tiny_tokenizer
 from rlhfkit.reward.kinds_eval import ask, make_setup
 from rlhfkit.reward.mixed import MixedFitConfig, agreement, fit_stored, heldout_pairs
 from rlhfkit.reward.text_fit import RewardModelScorer

@@ -54,10 +54,11 @@ def dpo_command(args: argparse.Namespace) -> int:
 
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from rlhfkit.domains.text import TextPolicy, load_causal_lm, tiny_gpt2, train_tiny_tokenizer
     from rlhfkit.feedback.formats import DataFormatError, preference_file, read_preferences
     from rlhfkit.files import atomic_write_bytes
-    from rlhfkit.optimize.dpo import DPOConfig, train_dpo
+    from rlhfkit.models.text import TextPolicy
+    from rlhfkit.models.text_builders import load_causal_lm, tiny_gpt2, train_tiny_tokenizer
+    from rlhfkit.optimize.dpo.trainer import DPOConfig, train_dpo
 
     try:
         config = DPOConfig(loss=args.loss, beta=args.beta, epochs=args.epochs, lr=args.lr, seed=args.seed)

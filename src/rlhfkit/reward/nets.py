@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlhfkit.nets import mlp
+
 
 class StepFeatures(nn.Module):
     """Turns ``(obs, act)`` into a normalised feature vector.
@@ -51,15 +53,6 @@ class StepFeatures(nn.Module):
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return (self.raw(obs, act) - self.mean) / self.std
-
-
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for h in hidden:
-        layers += [nn.Linear(in_dim, h), activation()]
-        in_dim = h
-    layers.append(nn.Linear(in_dim, out_dim))
-    return nn.Sequential(*layers)
 
 
 class RewardEnsemble(nn.Module):

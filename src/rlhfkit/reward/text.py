@@ -24,34 +24,18 @@ number of optimiser steps follows the number of pairs, not of prompts.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
-from transformers import DynamicCache, PretrainedConfig
+from transformers import DynamicCache
 
 from rlhfkit.checks import non_negative, positive, require
 from rlhfkit.reward.losses import bradley_terry_loss
-
-ConfigT = TypeVar("ConfigT", bound=PretrainedConfig)
-
-
-def reward_model_config(lm_config: ConfigT) -> ConfigT:
-    """The config of a one-output sequence classifier (a reward model) shaped like the LM of ``lm_config``.
-
-    A copy with ``num_labels`` set (its setter remakes the label maps): building the config
-    anew with ``num_labels=1`` beside the LM's default two-label ``id2label`` makes
-    transformers warn that the two are incompatible.
-    """
-    config = copy.deepcopy(lm_config)
-    config.num_labels = 1
-    return config
 
 
 @dataclass(frozen=True)

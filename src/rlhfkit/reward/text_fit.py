@@ -33,9 +33,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from rlhfkit.domains.text import ModelFolderError, tiny_gpt2, train_tiny_tokenizer
 from rlhfkit.feedback.formats import DataFormatError, PreferenceRecord, read_preferences
 from rlhfkit.files import atomic_write_bytes
+from rlhfkit.models.text_builders import ModelFolderError, tiny_gpt2, train_tiny_tokenizer
 from rlhfkit.reward.text import (
     PromptGroup,
     TextRewardFitConfig,

@@ -95,7 +95,7 @@ def pretrain_base_model(
     """
     import torch
 
-    from rlhfkit.domains.text import tiny_gpt2, train_tiny_tokenizer
+    from rlhfkit.models.text_builders import tiny_gpt2, train_tiny_tokenizer
 
     sentences = corpus(n_sentences, seed)
     tokenizer = train_tiny_tokenizer(sentences, vocab_size=320)

@@ -13,9 +13,10 @@ import torch
 from optimize_helpers import LearnedReward, tiny_policy, vowel_share
 from transformers import PreTrainedTokenizerFast
 
-from rlhfkit.domains.text import TextPolicy, tiny_gpt2, train_tiny_tokenizer
 from rlhfkit.feedback.formats import PreferenceRecord
-from rlhfkit.optimize.dpo import (
+from rlhfkit.models.text import TextPolicy
+from rlhfkit.models.text_builders import tiny_gpt2, train_tiny_tokenizer
+from rlhfkit.optimize.dpo.trainer import (
     DPOConfig,
     logratio_margins,
     pair_logprobs,

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rlhfkit.domains.control import ActorCritic, RolloutCollector, RunningMeanStd
+from rlhfkit.models.control import ActorCritic, RolloutCollector, RunningMeanStd
 from rlhfkit.optimize.kl import FixedKL, KLController, KLEstimator, kl_estimate
-from rlhfkit.optimize.ppo import PPOConfig, PPOStats, compute_gae, ppo_update
+from rlhfkit.optimize.ppo.loss import PPOConfig, PPOStats, compute_gae, ppo_update
 
 StepRewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """``r(obs, env_actions) -> rewards``: obs ``(..., obs_dim)`` to rewards ``obs.shape[:-1]``."""
@@ -61,7 +61,7 @@ class PPOTrainer:
     """PPO env steps over which the learning rate anneals to 0 (default: each train call's steps)."""
 
     def __post_init__(self) -> None:
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.learning_rate, eps=1e-5)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.lr, eps=1e-5)
         self.scaler = RewardScaler(self.collector.envs.num_envs, self.config.gamma)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.env_steps = 0
@@ -85,7 +85,7 @@ class PPOTrainer:
             if cfg.anneal_lr:
                 frac = max(0.0, 1.0 - (self.ppo_steps - start) / budget)
                 for g in self.optimizer.param_groups:
-                    g["lr"] = cfg.learning_rate * frac
+                    g["lr"] = cfg.lr * frac
             ro = self.collector.collect(self.policy, cfg.n_steps)
             self.env_steps += ro.n_steps
             self.ppo_steps += ro.n_steps

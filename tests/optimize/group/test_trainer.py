@@ -6,7 +6,7 @@ import pytest
 from optimize_helpers import LearnedReward, tiny_policy, vowel_share
 from transformers import PreTrainedTokenizerFast
 
-from rlhfkit.optimize.text_rl import GroupPGConfig, GroupPGTrainer
+from rlhfkit.optimize.group.trainer import GroupPGConfig, GroupPGTrainer
 from rlhfkit.tasks import text as text_task
 
 
@@ -20,7 +20,7 @@ def test_group_methods_raise_the_learned_reward_with_bounded_kl(
         n_per_prompt=4,
         prompts_per_step=4,
         max_new_tokens=8,
-        learning_rate=lr,
+        lr=lr,
         beta=0.1,
     )
     trainer = GroupPGTrainer(policy, ref, cfg, seed=0, algorithm=algorithm)  # type: ignore[arg-type]  # the two valid names

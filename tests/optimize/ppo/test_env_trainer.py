@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from rlhfkit.domains.control import ActorCritic, RolloutCollector, SpaceSpec, evaluate_policy, make_vector_env
+from rlhfkit.domains.control import evaluate_policy
+from rlhfkit.models.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env
 from rlhfkit.optimize.kl import AdaptiveKL, FixedKL, KLController
-from rlhfkit.optimize.ppo import PPOConfig
-from rlhfkit.optimize.train import PPOTrainer
+from rlhfkit.optimize.ppo.env_trainer import PPOTrainer
+from rlhfkit.optimize.ppo.loss import PPOConfig
 from rlhfkit.tasks import get_task, pendulum_true
 
 
@@ -31,7 +32,7 @@ def _trainer(task_name: str, cfg: PPOConfig, base: bool = False, kl: KLControlle
 
 
 def test_categorical_ppo_learns_cartpole() -> None:
-    cfg = PPOConfig(n_envs=4, n_steps=128, gamma=0.99, learning_rate=1e-3, minibatch_size=128, update_epochs=4)
+    cfg = PPOConfig(n_envs=4, n_steps=128, gamma=0.99, lr=1e-3, minibatch_size=128, update_epochs=4)
     tr = _trainer("env:CartPole-v1", cfg)
     before = evaluate_policy(tr.policy, get_task("env:CartPole-v1").make_env, 5, 0)["true_return"]
     tr.train(lambda o, a: np.ones(o.shape[:-1]), 40_000)
@@ -40,7 +41,7 @@ def test_categorical_ppo_learns_cartpole() -> None:
 
 
 def test_gaussian_ppo_learns_pendulum_swing_up() -> None:
-    cfg = PPOConfig(n_envs=4, n_steps=1024, gamma=0.9, learning_rate=1e-3)
+    cfg = PPOConfig(n_envs=4, n_steps=1024, gamma=0.9, lr=1e-3)
     tr = _trainer("pendulum", cfg)
     make_env = get_task("pendulum").make_env
     before = evaluate_policy(tr.policy, make_env, 10, 0)["true_return"]
@@ -50,7 +51,7 @@ def test_gaussian_ppo_learns_pendulum_swing_up() -> None:
 
 
 def test_kl_penalty_keeps_the_policy_near_the_base() -> None:
-    cfg = PPOConfig(n_envs=4, n_steps=512, gamma=0.9, learning_rate=1e-3)
+    cfg = PPOConfig(n_envs=4, n_steps=512, gamma=0.9, lr=1e-3)
     make_env = get_task("pendulum").make_env
     kls = {}
     for beta in (0.0, 2.0):
@@ -62,7 +63,7 @@ def test_kl_penalty_keeps_the_policy_near_the_base() -> None:
 
 
 def test_adaptive_beta_moves_towards_the_target() -> None:
-    cfg = PPOConfig(n_envs=4, n_steps=512, gamma=0.9, learning_rate=1e-3)
+    cfg = PPOConfig(n_envs=4, n_steps=512, gamma=0.9, lr=1e-3)
     ctrl = AdaptiveKL(beta=0.01, target=0.001, horizon=2048)
     tr = _trainer("pendulum", cfg, base=True, kl=ctrl)
     logs = tr.train(pendulum_true, 16_384)

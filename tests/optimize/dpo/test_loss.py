@@ -1,4 +1,4 @@
-"""Tests for rlhfkit.optimize.preference: DPO and IPO against hand-computed numbers."""
+"""Tests for rlhfkit.optimize.dpo.loss: DPO and IPO against hand-computed numbers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from rlhfkit.optimize.preference import PreferenceTerms, dpo_loss, ipo_loss
+from rlhfkit.optimize.dpo.loss import PreferenceTerms, dpo_loss, ipo_loss
 from rlhfkit.reward.losses import bradley_terry_loss
 
 LossFn = Callable[..., PreferenceTerms]

@@ -12,12 +12,12 @@ cut). Each step:
    completions)``, one number per completion;
 3. estimate the KL to the frozen reference policy per token,
    ``kl_t = k(log pi(y_t|s_t), log ref(y_t|s_t))`` with ``k1`` or ``k3``;
-4. token rewards (:func:`token_rewards`): ``r_t = -beta * kl_t`` on every real
+4. token rewards (:func:`~rlhfkit.optimize.ppo.loss.token_rewards`): ``r_t = -beta * kl_t`` on every real
    token, plus ``s`` at the last real token, 0 after the end;
 5. values ``V(s_t)`` from the policy's value head, and GAE along the token axis
-   with the end of each completion terminal (:func:`token_gae`);
+   with the end of each completion terminal (:func:`~rlhfkit.optimize.ppo.loss.token_gae`);
 6. ``update_epochs`` PPO epochs over minibatches of whole completions
-   (:func:`rlhfkit.optimize.ppo.ppo_update`, its means over real tokens only);
+   (:func:`rlhfkit.optimize.ppo.loss.ppo_update`, its means over real tokens only);
 7. the KL controller updates ``beta`` from the measured mean KL per completion.
 
 So the policy maximises ``E[s(x, y)] - beta * KL(pi(.|x) || ref(.|x))`` with the
@@ -28,21 +28,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
 from rlhfkit.checks import non_negative, positive, require, unit_interval
-from rlhfkit.domains.text import Prompt, TextPolicy
-from rlhfkit.optimize.kl import AdaptiveKL, FixedKL, KLController, KLEstimator, kl_estimate
-from rlhfkit.optimize.ppo import PPOConfig, compute_gae, ppo_update
-from rlhfkit.optimize.text_rl import TextRewardFn
+from rlhfkit.models.text import TextPolicy
+from rlhfkit.models.text_batch import Prompt, TextRewardFn
+from rlhfkit.optimize.kl import AdaptiveKL, FixedKL, KLController
+from rlhfkit.optimize.ppo.loss import PPOConfig, ppo_update, token_gae, token_kl, token_rewards
 
 
 @dataclass(frozen=True)
 class TextPPOConfig:
     """KL-regularised PPO settings for a language model with a value head."""
+
+    renamed: ClassVar[dict[str, str]] = {"learning_rate": "lr"}
+    """Old field names a config file may still hold -> their names now; loading one names the new key."""
 
     prompts_per_step: int = 16
     """Prompts per step, one completion each: a step samples prompts_per_step completions."""
@@ -52,7 +55,7 @@ class TextPPOConfig:
     """PPO passes over each step's completions."""
     minibatch_size: int = 8
     """Completions per gradient step (whole sequences; at most prompts_per_step)."""
-    learning_rate: float = 1e-5
+    lr: float = 1e-5
     """Adam learning rate, shared by the language model and its value head."""
     gamma: float = 1.0
     """Discount over tokens; 1 keeps the sequence score undiscounted at every token."""
@@ -83,7 +86,7 @@ class TextPPOConfig:
                 "max_new_tokens": (positive, ">= 1"),
                 "update_epochs": (positive, ">= 1"),
                 "minibatch_size": (lambda m: 1 <= m <= self.prompts_per_step, "in [1, prompts_per_step]"),
-                "learning_rate": (positive, "> 0"),
+                "lr": (positive, "> 0"),
                 "gamma": (lambda g: 0 < g <= 1, "in (0, 1]"),
                 "gae_lambda": (unit_interval, "in [0, 1]"),
                 "clip_coef": (positive, "> 0"),
@@ -105,7 +108,7 @@ class TextPPOConfig:
         return PPOConfig(
             update_epochs=self.update_epochs,
             minibatch_size=self.minibatch_size,
-            learning_rate=self.learning_rate,
+            lr=self.lr,
             anneal_lr=False,
             gamma=self.gamma,
             gae_lambda=self.gae_lambda,
@@ -116,79 +119,6 @@ class TextPPOConfig:
             target_kl=None,
             normalize_reward=False,
         )
-
-
-def _check_prefix_mask(mask: torch.Tensor) -> None:
-    if mask.ndim != 2 or mask.dtype != torch.bool:
-        raise ValueError(f"mask must be a (B, T) bool tensor, got {mask.dtype} of shape {tuple(mask.shape)}")
-    if not torch.all(mask[:, 0]) or torch.any(mask[:, 1:] & ~mask[:, :-1]):
-        raise ValueError("mask must mark a non-empty prefix of each row (real tokens, then padding)")
-
-
-def token_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, estimator: KLEstimator) -> torch.Tensor:
-    """Per-token estimates ``(B, T)`` of KL(pi || ref) at tokens sampled from pi, exactly 0 where ``mask`` is False.
-
-    ``logp``, ``ref_logp``: ``(B, T)`` log-probs of the sampled tokens under the
-    sampling policy and the reference; see :func:`rlhfkit.optimize.kl.kl_estimate`.
-    Summed over a row it estimates the KL of the whole completion.
-    """
-    return torch.where(mask, kl_estimate(logp, ref_logp, estimator), 0.0)
-
-
-def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
-    """Per-token rewards ``(B, T)`` of KL-penalised RLHF (Ziegler et al. 2019; Stiennon et al. 2020)::
-
-        r_t = -beta * kl_t + [t = last real token] * score
-
-    ``scores``: ``(B,)`` the reward model's score of each completion; ``kl``:
-    ``(B, T)`` per-token KL estimates; ``mask``: ``(B, T)`` bool, True on a
-    prefix of real tokens (eos included). Positions after the end get exactly 0,
-    whatever ``kl`` holds there. Summed over a row, the rewards are
-    ``score - beta * (the completion's KL estimate)``.
-    """
-    _check_prefix_mask(mask)
-    if kl.shape != mask.shape or scores.shape != mask.shape[:1]:
-        raise ValueError(
-            f"kl must have the shape of mask {tuple(mask.shape)} and scores ({mask.shape[0]},); "
-            f"got {tuple(kl.shape)} and {tuple(scores.shape)}"
-        )
-    rewards = torch.where(mask, -beta * kl, 0.0)
-    last = mask.sum(-1) - 1
-    rows = torch.arange(mask.shape[0], device=mask.device)
-    rewards[rows, last] += scores.to(rewards.dtype)
-    return rewards
-
-
-def token_gae(
-    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, gae_lambda: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE along the token axis of ``(B, T)`` completions; returns ``(advantages, returns)``, each ``(B, T)``.
-
-    Each row is one episode that ends at its last real token (``mask``, a prefix
-    of True): that token is terminal, so nothing is bootstrapped past it, not even
-    for a completion cut at ``max_new_tokens``, which the reward model scored as
-    it stands. With ``V_t`` the value of the state before token t::
-
-        delta_t = r_t + gamma * V_{t+1} - V_t        (V_{t+1} = 0 at the last real token)
-        A_t     = delta_t + gamma * lambda * A_{t+1}  (A_{t+1} = 0 at the last real token)
-
-    Advantages and returns (``A_t + V_t``) are exactly 0 after the end; rewards
-    and values there are ignored. Built on :func:`rlhfkit.optimize.ppo.compute_gae`
-    with tokens as its time axis and completions as its envs.
-    """
-    _check_prefix_mask(mask)
-    if rewards.shape != mask.shape or values.shape != mask.shape:
-        raise ValueError(
-            f"rewards and values must have the shape of mask {tuple(mask.shape)}, "
-            f"got {tuple(rewards.shape)} and {tuple(values.shape)}"
-        )
-    rewards = torch.where(mask, rewards, 0.0)
-    values = torch.where(mask, values, 0.0)
-    next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], dim=1)
-    is_last = mask & ~torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
-    done = is_last | ~mask  # terminal at the last real token; padding is a run of empty terminal steps
-    adv, ret = compute_gae(rewards.T, values.T, next_values.T, done.T, done.T, gamma, gae_lambda)
-    return adv.T.contiguous(), ret.T.contiguous()
 
 
 class TextPPOTrainer:
@@ -219,9 +149,7 @@ class TextPPOTrainer:
         self.kl: KLController = (
             AdaptiveKL(config.beta, config.kl_target, config.kl_horizon) if config.adaptive_kl else FixedKL(config.beta)
         )
-        self.optimizer = torch.optim.Adam(
-            (p for p in policy.parameters() if p.requires_grad), lr=config.learning_rate, eps=1e-5
-        )
+        self.optimizer = torch.optim.Adam((p for p in policy.parameters() if p.requires_grad), lr=config.lr, eps=1e-5)
         self.ppo = config.ppo_config()
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(seed)

@@ -1,4 +1,4 @@
-"""Tests for rlhfkit.optimize.group: group baselines and the token-level surrogate against hand numbers."""
+"""Tests for rlhfkit.optimize.group.loss: group baselines and the token-level surrogate against hand numbers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from rlhfkit.optimize.group import grpo_advantages, policy_gradient_loss, rloo_advantages
+from rlhfkit.optimize.group.loss import grpo_advantages, policy_gradient_loss, rloo_advantages
 from rlhfkit.optimize.kl import KLEstimator, kl_estimate
 
 # Two prompts, three completions each.

@@ -4,7 +4,7 @@ Direct preference optimisation (Rafailov et al. 2023) and IPO (Azar et al. 2023)
 fit a policy ``pi`` to preference pairs without a reward model: the implicit
 reward of a completion is ``beta * (log pi(y|x) - log ref(y|x))`` against a
 frozen reference ``ref`` (the policy as it was before training), and the losses
-of :mod:`rlhfkit.optimize.preference` fit the difference of the two implicit
+of :mod:`rlhfkit.optimize.dpo.loss` fit the difference of the two implicit
 rewards of a pair to its label ``mu``.
 
 Tokenisation (:func:`tokenize_records`): the prompt is rendered with
@@ -16,7 +16,7 @@ stop where the preferred answer stops (a sampled completion ends the same
 way). The completion tokens are those that follow the prompt tokens, exactly
 as sampling would produce them.
 
-Batches (:func:`pair_logprobs`) mirror :class:`~rlhfkit.domains.text.TextBatch`:
+Batches (:func:`pair_logprobs`) mirror :class:`~rlhfkit.models.text_batch.TextBatch`:
 ``2n`` rows, the ``n`` chosen completions then the ``n`` rejected ones, prompts
 left-padded to a common ``P`` (prompt ends aligned), completions right-padded
 to a common ``T``. One forward pass scores both sides of every pair; the
@@ -41,9 +41,9 @@ import numpy as np
 import torch
 
 from rlhfkit.checks import non_negative, positive, require
-from rlhfkit.domains.text import TextPolicy
 from rlhfkit.feedback.formats import PreferenceRecord, TextValue
-from rlhfkit.optimize.preference import dpo_loss, ipo_loss
+from rlhfkit.models.text import TextPolicy
+from rlhfkit.optimize.dpo.loss import dpo_loss, ipo_loss
 
 __all__ = [
     "DPOConfig",

@@ -9,19 +9,27 @@ where ``obs`` and ``actions`` are whatever tensors the domain uses, indexable
 along their first axis. Rewards arrive already shaped (learned reward minus the
 KL penalty), so the KL to the base policy enters through the reward, as in
 Ziegler et al. (2019).
+
+For a language model, where one completion is one episode of token actions, the
+same core takes ``(B, T)`` tensors with a mask of real tokens; :func:`token_kl`,
+:func:`token_rewards` and :func:`token_gae` build its per-token KL estimates,
+rewards (``-beta * kl_t``, plus the completion's score at its last token) and
+advantages. The trainers that drive it: ``env_trainer.py`` (gymnasium
+environments) and ``lm_trainer.py`` (language-model tokens).
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from rlhfkit.checks import non_negative, positive, require, unit_interval
+from rlhfkit.optimize.kl import KLEstimator, kl_estimate
 
 
 class Policy(Protocol):
@@ -36,6 +44,9 @@ class Policy(Protocol):
 class PPOConfig:
     """PPO hyperparameters (Schulman et al. 2017), names as in the paper and CleanRL."""
 
+    renamed: ClassVar[dict[str, str]] = {"learning_rate": "lr"}
+    """Old field names a config file may still hold -> their names now; loading one names the new key."""
+
     n_envs: int = 4
     """Parallel environments (a synchronous vector env)."""
     n_steps: int = 512
@@ -44,7 +55,7 @@ class PPOConfig:
     """Passes over each rollout."""
     minibatch_size: int = 256
     """Transitions per gradient step."""
-    learning_rate: float = 1e-3
+    lr: float = 1e-3
     """Adam learning rate (annealed linearly when anneal_lr)."""
     anneal_lr: bool = True
     """Anneal the learning rate linearly to 0 over the whole training budget (all rounds of a run)."""
@@ -79,7 +90,7 @@ class PPOConfig:
                 "n_steps": (positive, ">= 1"),
                 "update_epochs": (positive, ">= 1"),
                 "minibatch_size": (positive, ">= 1"),
-                "learning_rate": (positive, "> 0"),
+                "lr": (positive, "> 0"),
                 "gamma": (lambda g: 0 < g <= 1, "in (0, 1]"),
                 "gae_lambda": (unit_interval, "in [0, 1]"),
                 "clip_coef": (positive, "> 0"),
@@ -221,3 +232,79 @@ def ppo_update(
         clip_frac=float(np.mean(stats["cf"])),
         n_gradient_steps=steps,
     )
+
+
+# -- token-level pieces for a language model (one completion = one episode) --------
+
+
+def _check_prefix_mask(mask: torch.Tensor) -> None:
+    if mask.ndim != 2 or mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a (B, T) bool tensor, got {mask.dtype} of shape {tuple(mask.shape)}")
+    if not torch.all(mask[:, 0]) or torch.any(mask[:, 1:] & ~mask[:, :-1]):
+        raise ValueError("mask must mark a non-empty prefix of each row (real tokens, then padding)")
+
+
+def token_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, estimator: KLEstimator) -> torch.Tensor:
+    """Per-token estimates ``(B, T)`` of KL(pi || ref) at tokens sampled from pi, exactly 0 where ``mask`` is False.
+
+    ``logp``, ``ref_logp``: ``(B, T)`` log-probs of the sampled tokens under the
+    sampling policy and the reference; see :func:`rlhfkit.optimize.kl.kl_estimate`.
+    Summed over a row it estimates the KL of the whole completion.
+    """
+    return torch.where(mask, kl_estimate(logp, ref_logp, estimator), 0.0)
+
+
+def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
+    """Per-token rewards ``(B, T)`` of KL-penalised RLHF (Ziegler et al. 2019; Stiennon et al. 2020)::
+
+        r_t = -beta * kl_t + [t = last real token] * score
+
+    ``scores``: ``(B,)`` the reward model's score of each completion; ``kl``:
+    ``(B, T)`` per-token KL estimates; ``mask``: ``(B, T)`` bool, True on a
+    prefix of real tokens (eos included). Positions after the end get exactly 0,
+    whatever ``kl`` holds there. Summed over a row, the rewards are
+    ``score - beta * (the completion's KL estimate)``.
+    """
+    _check_prefix_mask(mask)
+    if kl.shape != mask.shape or scores.shape != mask.shape[:1]:
+        raise ValueError(
+            f"kl must have the shape of mask {tuple(mask.shape)} and scores ({mask.shape[0]},); "
+            f"got {tuple(kl.shape)} and {tuple(scores.shape)}"
+        )
+    rewards = torch.where(mask, -beta * kl, 0.0)
+    last = mask.sum(-1) - 1
+    rows = torch.arange(mask.shape[0], device=mask.device)
+    rewards[rows, last] += scores.to(rewards.dtype)
+    return rewards
+
+
+def token_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, gae_lambda: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE along the token axis of ``(B, T)`` completions; returns ``(advantages, returns)``, each ``(B, T)``.
+
+    Each row is one episode that ends at its last real token (``mask``, a prefix
+    of True): that token is terminal, so nothing is bootstrapped past it, not even
+    for a completion cut at ``max_new_tokens``, which the reward model scored as
+    it stands. With ``V_t`` the value of the state before token t::
+
+        delta_t = r_t + gamma * V_{t+1} - V_t        (V_{t+1} = 0 at the last real token)
+        A_t     = delta_t + gamma * lambda * A_{t+1}  (A_{t+1} = 0 at the last real token)
+
+    Advantages and returns (``A_t + V_t``) are exactly 0 after the end; rewards
+    and values there are ignored. Built on :func:`compute_gae`
+    with tokens as its time axis and completions as its envs.
+    """
+    _check_prefix_mask(mask)
+    if rewards.shape != mask.shape or values.shape != mask.shape:
+        raise ValueError(
+            f"rewards and values must have the shape of mask {tuple(mask.shape)}, "
+            f"got {tuple(rewards.shape)} and {tuple(values.shape)}"
+        )
+    rewards = torch.where(mask, rewards, 0.0)
+    values = torch.where(mask, values, 0.0)
+    next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], dim=1)
+    is_last = mask & ~torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
+    done = is_last | ~mask  # terminal at the last real token; padding is a run of empty terminal steps
+    adv, ret = compute_gae(rewards.T, values.T, next_values.T, done.T, done.T, gamma, gae_lambda)
+    return adv.T.contiguous(), ret.T.contiguous()

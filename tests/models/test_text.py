@@ -9,16 +9,9 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerFast
 
-from rlhfkit.domains.text import (
-    ModelFolderError,
-    TextBatch,
-    TextPolicy,
-    completion_mask_from,
-    load_causal_lm,
-    sample_tokens,
-    tiny_gpt2,
-    train_tiny_tokenizer,
-)
+from rlhfkit.models.text import TextPolicy
+from rlhfkit.models.text_batch import TextBatch, completion_mask_from, sample_tokens
+from rlhfkit.models.text_builders import ModelFolderError, load_causal_lm, tiny_gpt2, train_tiny_tokenizer
 from rlhfkit.types import Text
 
 CORPUS = [

@@ -1,4 +1,4 @@
-"""Text domain: a causal language model as a policy, with exact sampling log-probs.
+"""A causal language model as a policy, with exact sampling log-probs.
 
 A :class:`TextPolicy` wraps a Hugging Face causal LM and its tokenizer. It samples
 completions for a batch of prompts (:meth:`TextPolicy.generate`, returning a
@@ -27,9 +27,9 @@ Shapes: ``B`` rows (prompts times completions per prompt), ``P`` the padded prom
 length, ``T`` the completion length (at most ``max_new_tokens``; sampling stops
 early once every row has produced an end-of-sequence token), ``V`` the vocabulary.
 
-For tests and demos, :func:`train_tiny_tokenizer` and :func:`tiny_gpt2` build a
-small byte-level BPE tokenizer and GPT-2 from scratch (nothing is downloaded);
-:func:`load_causal_lm` loads any model and tokenizer saved with ``save_pretrained``.
+The batches it returns (:class:`~rlhfkit.models.text_batch.TextBatch`) and the token
+helpers are in :mod:`rlhfkit.models.text_batch`; the tiny tokenizer and GPT-2 builders
+and :func:`~rlhfkit.models.text_builders.load_causal_lm` in :mod:`rlhfkit.models.text_builders`.
 """
 
 from __future__ import annotations
@@ -37,275 +37,13 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TypeVar
+from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch import nn
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    DynamicCache,
-    GPT2Config,
-    GPT2LMHeadModel,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    PreTrainedTokenizerFast,
-)
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhfkit.types import Message, Text
-
-Prompt = str | Sequence[Message]
-"""A prompt: raw text, or a conversation rendered with the tokenizer's chat template."""
-ModelT = TypeVar("ModelT", bound=PreTrainedModel)
-
-EOS_TOKEN = "<|endoftext|>"
-PAD_TOKEN = "<|pad|>"
-ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
-
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] not in ['system', 'user', 'assistant'] -%}"
-    "{{ raise_exception('unknown chat role ' ~ message['role'] ~ ': expected system, user or assistant') }}"
-    "{%- endif -%}"
-    "{{ '<|' ~ message['role'] ~ '|>\\n' ~ message['content'] }}"
-    "{%- if message['role'] == 'assistant' -%}{{ '" + EOS_TOKEN + "' }}{%- endif -%}"
-    "{{ '\\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|assistant|>\\n' }}{%- endif -%}"
-)
-"""Renders ``[{"role": "user", "content": "hi"}]`` as ``"<|user|>\\nhi\\n"``; an assistant
-turn ends with ``<|endoftext|>`` (what a sampled completion ends with), and
-``add_generation_prompt`` appends ``"<|assistant|>\\n"``."""
-
-
-class ModelFolderError(ValueError):
-    """A folder given as a saved model lacks the model or the tokenizer (or cannot be loaded)."""
-
-
-# -- building and loading models -----------------------------------------------
-
-
-def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer trained on ``texts``, ready for a chat model.
-
-    Every byte is in the vocabulary (no unknown tokens); ``<|endoftext|>`` is the
-    eos (and bos) token, ``<|pad|>`` the pad token, ``<|system|>``, ``<|user|>`` and
-    ``<|assistant|>`` mark chat turns (see :data:`CHAT_TEMPLATE`). Padding is on
-    the left, as batched sampling needs. Save it with ``save_pretrained``.
-    """
-    specials = [EOS_TOKEN, PAD_TOKEN, *ROLE_TOKENS]
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    if vocab_size < len(alphabet) + len(specials):
-        raise ValueError(
-            f"vocab_size must be >= {len(alphabet) + len(specials)} (256 bytes + specials), got {vocab_size}"
-        )
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=alphabet, show_progress=False
-    )
-    tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=EOS_TOKEN,
-        eos_token=EOS_TOKEN,
-        pad_token=PAD_TOKEN,
-        additional_special_tokens=list(ROLE_TOKENS),
-        padding_side="left",
-        chat_template=CHAT_TEMPLATE,
-    )
-
-
-def tiny_gpt2(
-    tokenizer: PreTrainedTokenizerBase,
-    n_layer: int = 2,
-    n_embd: int = 128,
-    n_head: int = 4,
-    n_positions: int = 256,
-    seed: int = 0,
-) -> GPT2LMHeadModel:
-    """A freshly initialised GPT-2 sized to ``tokenizer`` (seeded; dropout off).
-
-    Vocabulary size and the bos/eos/pad ids come from the tokenizer; the
-    global torch RNG is left as it was.
-    """
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=n_positions,
-        n_embd=n_embd,
-        n_layer=n_layer,
-        n_head=n_head,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = GPT2LMHeadModel(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return _with_causal_lm_loss(model)
-
-
-def _with_causal_lm_loss(model: ModelT) -> ModelT:
-    """Name the model's loss as next-token cross-entropy, which it is.
-
-    transformers picks a model's loss from its class name; ``GPT2LMHeadModel`` matches
-    none, so a forward pass with ``labels`` warns "loss_type=None ... unrecognized"
-    (once per process) before using this same loss.
-    """
-    if getattr(model, "loss_type", None) is None:
-        model.loss_type = "ForCausalLM"
-    return model
-
-
-_WEIGHT_SUFFIXES = (".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json")
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
-
-
-def load_causal_lm(path: str | os.PathLike[str]) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load ``(model, tokenizer)`` from a folder written by their ``save_pretrained``.
-
-    Only local files are read (never the Hub). Raises :class:`ModelFolderError`,
-    naming the folder and what is missing, when it holds no model (``config.json``
-    and weights) or no tokenizer, or when loading them fails.
-    """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise ModelFolderError(f"{folder}: not a folder (expected one written by save_pretrained)")
-    names = {p.name for p in folder.iterdir()}
-    missing = []
-    if "config.json" not in names or not any(n.endswith(_WEIGHT_SUFFIXES) for n in names):
-        missing.append("a model (config.json and *.safetensors weights)")
-    if not any(n in names for n in _TOKENIZER_FILES):
-        missing.append("a tokenizer (tokenizer.json / tokenizer_config.json)")
-    if missing:
-        found = ", ".join(sorted(names)) or "nothing"
-        raise ModelFolderError(
-            f"{folder}: no saved causal LM here: missing {' and '.join(missing)}; found {found}. "
-            "Save both with model.save_pretrained(folder) and tokenizer.save_pretrained(folder)."
-        )
-    try:
-        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError, KeyError) as e:
-        raise ModelFolderError(f"{folder}: could not load the saved causal LM: {e}") from e
-    return _with_causal_lm_loss(model), tokenizer
-
-
-# -- batches -----------------------------------------------------------------------
-
-
-def completion_mask_from(completion_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
-    """``(B, T)`` mask: 1 for tokens up to and including the first eos of each row, 0 after."""
-    is_eos = (completion_ids == eos_token_id).long()
-    eos_before = is_eos.cumsum(-1) - is_eos  # number of eos strictly before each position
-    return (eos_before == 0).long()
-
-
-def sample_tokens(logprobs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One token per row of ``(B, V)`` log-probs, drawn with probability ``exp(logprobs)``.
-
-    Inverts the cumulative distribution with one uniform number per row: the
-    first ``i`` with ``cdf_i > u * cdf_V``, so a token of probability 0 is never
-    drawn. That takes ``B`` random numbers where ``torch.multinomial`` takes
-    ``B * V`` (on CPU it races exponentials), which made it a sixth of the
-    sampling time for a small model.
-    """
-    cdf = logprobs.exp().cumsum(-1)
-    u = torch.rand((cdf.shape[0], 1), generator=generator, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
-
-
-def position_ids_from(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions ``(B, L)`` of left-padded rows as ``generate`` assigns them: 0 at the first real token."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-@dataclass
-class TextBatch:
-    """A batch of sampled completions, ``B`` rows, as tensors and text.
-
-    - ``input_ids``: ``(B, P + T)``, the left-padded prompt followed by the
-      completion (pad tokens after a row's eos);
-    - ``attention_mask``: ``(B, P + T)``, 0 on prompt padding and after a row's
-      first eos (the prompt mask followed by ``completion_mask``);
-    - ``prompt_len``: ``P``, the padded prompt length; completions start there;
-    - ``completion_mask``: ``(B, T)``, 1 for real completion tokens up to and
-      including the first eos, 0 after;
-    - ``logp``: ``(B, T)``, the sampler's log-prob of each completion token under
-      the full softmax at temperature 1 (0 where ``completion_mask`` is 0);
-    - ``completions``: the decoded completions, eos excluded;
-    - ``prompt_index``: ``(B,)``, which prompt each row answers (row ``i`` holds
-      completion ``i % n`` of prompt ``i // n`` for ``n`` completions per prompt);
-    - ``finished``: ``(B,)`` bool, whether the row ended with eos (else it was cut
-      at ``max_new_tokens``).
-    """
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    prompt_len: int
-    completion_mask: torch.Tensor
-    logp: torch.Tensor
-    completions: list[str]
-    prompt_index: torch.Tensor
-    finished: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.input_ids.shape[0])
-
-    @property
-    def completion_ids(self) -> torch.Tensor:
-        """``(B, T)``, the sampled tokens (the PPO actions)."""
-        return self.input_ids[:, self.prompt_len :]
-
-    @property
-    def lengths(self) -> torch.Tensor:
-        """``(B,)``, real completion tokens per row (eos included)."""
-        return self.completion_mask.sum(-1)
-
-    def obs(self) -> torch.Tensor:
-        """``(B, 3, P + T)`` long: input ids, attention mask and a 0/1 row marking the completion positions.
-
-        This is the observation that :meth:`TextPolicy.log_prob` and
-        :meth:`TextPolicy.value` take (the PPO core indexes it along rows).
-        """
-        region = torch.zeros_like(self.input_ids)
-        region[:, self.prompt_len :] = 1
-        return torch.stack([self.input_ids, self.attention_mask.long(), region], dim=1)
-
-    def subset(self, rows: torch.Tensor | Sequence[int]) -> TextBatch:
-        """The rows ``rows`` of this batch (e.g. a minibatch); ``P`` and ``T`` are kept."""
-        idx = torch.as_tensor(rows, dtype=torch.long)
-        return TextBatch(
-            input_ids=self.input_ids[idx],
-            attention_mask=self.attention_mask[idx],
-            prompt_len=self.prompt_len,
-            completion_mask=self.completion_mask[idx],
-            logp=self.logp[idx],
-            completions=[self.completions[int(i)] for i in idx],
-            prompt_index=self.prompt_index[idx],
-            finished=self.finished[idx],
-        )
-
-    def to_texts(self, prompts: Sequence[Prompt]) -> list[Text]:
-        """One :class:`~rlhfkit.types.Text` record per row, given the prompts passed to ``generate``."""
-        return [
-            Text(prompt=_freeze(prompts[int(p)]), completion=c, info={"prompt_index": int(p), "finished": bool(f)})
-            for p, c, f in zip(self.prompt_index, self.completions, self.finished, strict=True)
-        ]
-
-
-# -- the policy --------------------------------------------------------------------
+from rlhfkit.models.text_batch import Prompt, TextBatch, completion_mask_from, position_ids_from, sample_tokens
 
 
 class TextPolicy(nn.Module):
@@ -711,15 +449,6 @@ class TextPolicy(nn.Module):
         for p in ref.parameters():
             p.requires_grad_(False)
         return ref.eval()
-
-
-def _gather_logp(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """``log softmax(logits)[token]``: ``(B, T, V)`` and ``(B, T)`` -> ``(B, T)``."""
-    return F.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-
-
-def _freeze(prompt: Prompt) -> str | tuple[Message, ...]:
-    return prompt if isinstance(prompt, str) else tuple(prompt)
 
 
 def _unpack_obs(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:

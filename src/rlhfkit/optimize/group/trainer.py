@@ -17,24 +17,25 @@ The KL reported is the mean per-token k3 estimate under the sampled tokens.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
 from rlhfkit.checks import non_negative, positive, require
-from rlhfkit.domains.text import Prompt, TextPolicy
-from rlhfkit.optimize.group import grpo_advantages, policy_gradient_loss, rloo_advantages
-
-TextRewardFn = Callable[[Sequence[Prompt], Sequence[str]], np.ndarray]
-"""``reward(prompts, completions) -> (N,)``: one prompt per completion."""
+from rlhfkit.models.text import TextPolicy
+from rlhfkit.models.text_batch import Prompt, TextRewardFn
+from rlhfkit.optimize.group.loss import grpo_advantages, policy_gradient_loss, rloo_advantages
 
 
 @dataclass(frozen=True)
 class GroupPGConfig:
     """RLOO / GRPO settings (which of the two is the trainer's ``algorithm``)."""
+
+    renamed: ClassVar[dict[str, str]] = {"learning_rate": "lr"}
+    """Old field names a config file may still hold -> their names now; loading one names the new key."""
 
     n_per_prompt: int = 4
     """Completions sampled per prompt (the group size G >= 2)."""
@@ -44,7 +45,7 @@ class GroupPGConfig:
     """Longest completion, in tokens."""
     update_epochs: int = 1
     """Gradient passes over each step's samples."""
-    learning_rate: float = 5e-4
+    lr: float = 5e-4
     """Adam learning rate."""
     clip_coef: float = 0.2
     """Ratio clipping epsilon."""
@@ -61,7 +62,7 @@ class GroupPGConfig:
                 "prompts_per_step": (positive, ">= 1"),
                 "max_new_tokens": (positive, ">= 1"),
                 "update_epochs": (positive, ">= 1"),
-                "learning_rate": (positive, "> 0"),
+                "lr": (positive, "> 0"),
                 "clip_coef": (positive, "> 0"),
                 "beta": (non_negative, ">= 0"),
                 "max_grad_norm": (positive, "> 0"),
@@ -94,7 +95,7 @@ class GroupPGTrainer:
         self.ref = ref
         self.config = config
         self.algorithm = algorithm
-        self.optimizer = torch.optim.Adam((p for p in policy.parameters() if p.requires_grad), lr=config.learning_rate)
+        self.optimizer = torch.optim.Adam((p for p in policy.parameters() if p.requires_grad), lr=config.lr)
         self.rng = np.random.default_rng(seed)
         self.seed = seed
         self.steps = 0

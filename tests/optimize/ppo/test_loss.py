@@ -1,4 +1,5 @@
-"""Tests for rlhfkit.optimize.ppo: GAE worked by hand, and the clipped-surrogate update on a tiny policy."""
+"""Tests for rlhfkit.optimize.ppo.loss: GAE worked by hand, the clipped-surrogate update on a tiny policy, and
+for a language model the token rewards, the masked GAE and the masked update."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical
 
-from rlhfkit.optimize.ppo import PPOConfig, compute_gae, ppo_update
+from rlhfkit.optimize.ppo.loss import PPOConfig, compute_gae, ppo_update, token_gae, token_rewards
 
 GAMMA = 0.9
 LAM = 0.8  # gamma * lambda = 0.72
@@ -182,3 +183,133 @@ def test_ppo_zero_advantage_leaves_policy_unchanged() -> None:
     cfg = PPOConfig(update_epochs=2, minibatch_size=45, vf_coef=0.0, ent_coef=0.0)
     ppo_update(policy, opt, obs, actions, old_logp, torch.zeros(90), returns, cfg)
     assert _probs(policy) == pytest.approx([1 / 3] * 3, abs=1e-7)
+
+
+# -- token level (a language model: one completion = one episode) ----------------------------
+
+
+def _mask(lengths: list[int], T: int) -> torch.Tensor:
+    return torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
+
+
+# -- exact maths --------------------------------------------------------------------
+
+
+def test_token_rewards_by_hand() -> None:
+    scores = torch.tensor([1.0, 2.0, -0.5], dtype=torch.float64)
+    kl = torch.tensor(
+        [
+            [0.1, 0.2, 0.3, 0.4],
+            [0.5, -0.1, 0.7, 0.9],  # k1 may be negative per token: that token's reward is then positive
+            [9.0, 9.0, 9.0, 9.0],  # whatever sits after the end is ignored
+        ],
+        dtype=torch.float64,
+    )
+    mask = _mask([2, 4, 1], 4)
+    rewards = token_rewards(scores, kl, mask, beta=0.5)
+    expected = [
+        [-0.05, -0.1 + 1.0, 0.0, 0.0],  # -beta * kl on the 2 real tokens, the score at the last one
+        [-0.25, 0.05, -0.35, -0.45 + 2.0],  # a full-length row: the score at position T - 1
+        [-4.5 - 0.5, 0.0, 0.0, 0.0],  # a one-token completion (eos at once): penalty and score together
+    ]
+    assert rewards.tolist() == [pytest.approx(row, abs=1e-12) for row in expected]
+    # Summed over a row: score - beta * (the completion's KL).
+    assert rewards.sum(-1).tolist() == pytest.approx([1.0 - 0.5 * 0.3, 2.0 - 0.5 * 2.0, -0.5 - 0.5 * 9.0], abs=1e-12)
+
+
+def test_token_rewards_rejects_a_mask_with_holes() -> None:
+    holes = torch.tensor([[True, False, True]])
+    with pytest.raises(ValueError, match="prefix"):
+        token_rewards(torch.zeros(1), torch.zeros(1, 3), holes, beta=0.1)
+
+
+def test_token_gae_over_a_masked_sequence_by_hand() -> None:
+    gamma, lam = 0.9, 0.8  # gamma * lambda = 0.72
+    rewards = torch.tensor([[0.1, -0.2, 1.5, 7.0], [0.0, 0.0, 0.0, 2.0]], dtype=torch.float64)
+    values = torch.tensor([[0.5, 0.4, 1.0, 99.0], [1.0, 1.2, 1.5, 1.8]], dtype=torch.float64)
+    mask = _mask([3, 4], 4)  # row 0 ends at token 2: its reward 7.0 and value 99.0 at token 3 are padding
+    adv, ret = token_gae(rewards, values, mask, gamma, lam)
+
+    # Row 0. The last real token is terminal: no bootstrap from V = 99.
+    d2 = 1.5 - 1.0  # 0.5
+    d1 = -0.2 + 0.9 * 1.0 - 0.4  # 0.3
+    d0 = 0.1 + 0.9 * 0.4 - 0.5  # -0.04
+    a2 = d2  # 0.5
+    a1 = d1 + 0.72 * a2  # 0.66
+    a0 = d0 + 0.72 * a1  # 0.4352
+    assert [a0, a1, a2] == pytest.approx([0.4352, 0.66, 0.5], abs=1e-12)
+    assert adv[0].tolist() == pytest.approx([a0, a1, a2, 0.0], abs=1e-12)
+    assert ret[0].tolist() == pytest.approx([a0 + 0.5, a1 + 0.4, a2 + 1.0, 0.0], abs=1e-12)
+
+    # Row 1, a full-length completion: the score arrives at token 3 and nothing follows it.
+    d3 = 2.0 - 1.8  # 0.2
+    d2 = 0.9 * 1.8 - 1.5  # 0.12
+    d1 = 0.9 * 1.5 - 1.2  # 0.15
+    d0 = 0.9 * 1.2 - 1.0  # 0.08
+    b3 = d3
+    b2 = d2 + 0.72 * b3  # 0.264
+    b1 = d1 + 0.72 * b2  # 0.34008
+    b0 = d0 + 0.72 * b1  # 0.3248576
+    assert [b0, b1, b2, b3] == pytest.approx([0.3248576, 0.34008, 0.264, 0.2], abs=1e-12)
+    assert adv[1].tolist() == pytest.approx([b0, b1, b2, b3], abs=1e-12)
+    assert ret[1].tolist() == pytest.approx([b0 + 1.0, b1 + 1.2, b2 + 1.5, b3 + 1.8], abs=1e-12)
+
+    # gamma = lambda = 1: returns are the rewards-to-go within the completion, zero after it.
+    _, mc = token_gae(rewards, values, mask, 1.0, 1.0)
+    assert mc.tolist() == [pytest.approx([1.4, 1.3, 1.5, 0.0], abs=1e-12), pytest.approx([2.0] * 4, abs=1e-12)]
+
+
+class TokenCategorical(nn.Module):
+    """One categorical over 3 tokens at every position and a scalar value; obs has the shape of the actions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.tensor([0.3, -0.2, 0.1]))
+        self.v = nn.Parameter(torch.tensor(0.5))
+
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d = Categorical(logits=self.logits.expand(*actions.shape, 3))
+        return d.log_prob(actions), d.entropy()
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.v.expand(obs.shape)
+
+
+def test_masked_ppo_update_equals_the_update_on_real_tokens_only() -> None:
+    g = torch.Generator().manual_seed(0)
+    B, T = 6, 4
+    mask = _mask([4, 2, 3, 1, 4, 2], T)
+    actions = torch.randint(0, 3, (B, T), generator=g)
+    advantages = torch.randn(B, T, generator=g, dtype=torch.float64).float()
+    returns = torch.randn(B, T, generator=g, dtype=torch.float64).float()
+    with torch.no_grad():
+        old_logp, _ = TokenCategorical().log_prob(actions, actions)
+    cfg = PPOConfig(update_epochs=3, minibatch_size=B, max_grad_norm=1e9)  # one minibatch: order-free
+
+    # Padding holds garbage (nan log-probs, huge advantages and returns): with the mask it must not matter.
+    garbage = TokenCategorical()
+    opt = torch.optim.SGD(garbage.parameters(), lr=0.3)
+    stats = ppo_update(
+        garbage,
+        opt,
+        torch.zeros(B, T),
+        actions,
+        torch.where(mask, old_logp, torch.nan),
+        torch.where(mask, advantages, 1e6),
+        torch.where(mask, returns, -1e6),
+        cfg,
+        mask=mask,
+    )
+    # The same update on the 16 real tokens as a flat batch without a mask.
+    flat = TokenCategorical()
+    opt = torch.optim.SGD(flat.parameters(), lr=0.3)
+    n_real = int(mask.sum())
+    flat_cfg = PPOConfig(update_epochs=3, minibatch_size=n_real, max_grad_norm=1e9)
+    flat_stats = ppo_update(
+        flat, opt, torch.zeros(n_real), actions[mask], old_logp[mask], advantages[mask], returns[mask], flat_cfg
+    )
+    assert torch.allclose(garbage.logits, flat.logits, atol=1e-6)
+    assert torch.allclose(garbage.v, flat.v, atol=1e-6)
+    assert garbage.logits.detach().ne(torch.tensor([0.3, -0.2, 0.1])).all()  # it did move
+    for field in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac"):
+        assert getattr(stats, field) == pytest.approx(getattr(flat_stats, field), abs=1e-6), field

@@ -143,7 +143,7 @@ def policy_gradient_loss(
     ``ref_logp`` is None) and ``clip_frac`` as the fraction of real tokens
     whose clipped branch is active, i.e. whose surrogate gradient is zero
     (``rho > 1 + clip_coef`` with ``A > 0``, or ``rho < 1 - clip_coef`` with
-    ``A < 0``). That differs from :func:`rlhfkit.optimize.ppo.ppo_update`'s
+    ``A < 0``). That differs from :func:`rlhfkit.optimize.ppo.loss.ppo_update`'s
     ``|rho - 1| > clip_coef``, which also counts tokens the min leaves unclipped.
     """
     if logp.ndim != 2:

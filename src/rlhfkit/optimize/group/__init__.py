@@ -1,0 +1,2 @@
+"""RLOO and GRPO: the group baselines and the clipped token-level loss (``loss.py``) and their
+language-model trainer (``trainer.py``)."""
