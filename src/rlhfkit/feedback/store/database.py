@@ -1,6 +1,6 @@
 """Database helpers of the feedback store: a failure named in plain words, a private SQLite file.
 
-Kept apart from :mod:`rlhfkit.feedback.store` so that the web app and the command
+Kept apart from the :class:`~rlhfkit.feedback.store.FeedbackStore` class so that the web app and the command
 line name a database failure the same way the store does.
 """
 

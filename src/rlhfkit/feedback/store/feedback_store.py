@@ -1,269 +1,43 @@
-"""The feedback store: the one source of truth for generations, queries and answers.
-
-SQLAlchemy over SQLite (a file in the run folder, WAL journal) by default, any
-other database by URL (``postgresql+psycopg://...``). The loop writes pending
-queries and reads answers; a web app (or any other process) reads pending
-queries and writes answers. Neither holds human answers in memory only: every
-:meth:`FeedbackStore.record` commits before it returns.
-
-Writes are idempotent where retrying is natural:
-
-- generations and queries are keyed by their id, and adding one that is already
-  stored is a no-op, so a resumed round can re-offer the same records;
-- at most one answer is kept per ``(query, annotator)``: recording it twice (a
-  double click, a client retry, a resumed loop) stores it once.
-
-Control segments are stored as ``.npz`` bytes so that arrays round-trip exactly.
-"""
+"""The :class:`FeedbackStore` class: every read and write of the store (see the package docstring)."""
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from rlhfkit.feedback.database import create_private_file, database_problem
+from rlhfkit.feedback.store.accounts import TOKEN_ROLES, StoredToken
+from rlhfkit.feedback.store.codecs import _content_from_bytes, _content_to_bytes, _feedback_columns, _feedback_from_row
+from rlhfkit.feedback.store.database import create_private_file, database_problem
+from rlhfkit.feedback.store.errors import StoreError, StoreUnavailableError
+from rlhfkit.feedback.store.tables import (
+    annotator_tokens_table,
+    annotators_table,
+    feedback_table,
+    generations_table,
+    loop_control_table,
+    metadata,
+    queries_table,
+    web_sessions_table,
+)
 from rlhfkit.types import (
     FEEDBACK_KINDS,
     Annotator,
     Answer,
     Comparison,
-    Content,
     Correction,
     Feedback,
     Generation,
     InvalidFeedbackError,
-    Label,
-    Language,
     Query,
     Ranking,
-    Rating,
-    Segment,
-    Text,
     check_correction,
 )
-
-metadata = sa.MetaData()
-
-generations_table = sa.Table(
-    "generations",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("round", sa.Integer, nullable=False, index=True),
-    sa.Column("policy_id", sa.String(128), nullable=False),
-    sa.Column("domain", sa.String(32), nullable=False),
-    sa.Column("payload", sa.LargeBinary, nullable=False),
-    sa.Column("info", sa.JSON, nullable=False),
-)
-
-queries_table = sa.Table(
-    "queries",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("round", sa.Integer, nullable=False, index=True),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("generation_ids", sa.JSON, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-
-annotators_table = sa.Table(
-    "annotators",
-    metadata,
-    sa.Column("id", sa.String(128), primary_key=True),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("name", sa.String(256), nullable=False),
-)
-
-feedback_table = sa.Table(
-    "feedback",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("query_id", sa.String(64), sa.ForeignKey("queries.id"), nullable=False, index=True),
-    sa.Column("annotator_id", sa.String(128), nullable=False),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("answer", sa.String(32), nullable=False),
-    sa.Column("mu_a", sa.Float, nullable=True),
-    sa.Column("mu_b", sa.Float, nullable=True),
-    sa.Column("payload", sa.JSON, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("query_id", "annotator_id", name="one_answer_per_annotator"),
-)
-
-# The web app's tables (added after the first release: ``create_all`` adds them to
-# older run folders, whose other tables are left as they are).
-
-annotator_tokens_table = sa.Table(
-    "annotator_tokens",
-    metadata,
-    # A token is ``SELECTOR.SECRET``: the selector finds the row, the secret is
-    # checked against its SHA-256 in constant time. The secret itself is never stored.
-    sa.Column("selector", sa.String(32), primary_key=True),
-    sa.Column("secret_sha256", sa.String(64), nullable=False),
-    sa.Column("annotator_id", sa.String(128), nullable=False, index=True),
-    sa.Column("role", sa.String(16), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("revoked_at", sa.Float, nullable=True),
-)
-
-loop_control_table = sa.Table(
-    "loop_control",
-    metadata,
-    # Small shared state between the loop and the web app, e.g. ``paused``.
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.JSON, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-
-web_sessions_table = sa.Table(
-    "web_sessions",
-    metadata,
-    # A browser's sign-in (the web app's cookie holds a random id; only its SHA-256 is
-    # stored). It lasts while its token is live and until ``expires_at``; signing out
-    # deletes the row. Added after the tokens table: older stores get it on open.
-    sa.Column("id_sha256", sa.String(64), primary_key=True),
-    sa.Column("selector", sa.String(32), nullable=False, index=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False, index=True),
-)
-
-TOKEN_ROLES = ("annotator", "admin")
-"""Roles a login token can carry: an annotator sees their own queue and answers; an admin sees everything."""
-
-
-@dataclass(frozen=True)
-class StoredToken:
-    """A login token's stored half: who it belongs to, never the secret."""
-
-    selector: str
-    secret_sha256: str
-    annotator_id: str
-    role: str
-    created_at: float
-    revoked_at: float | None
-
-
-class StoreError(RuntimeError):
-    """A write the store refused; nothing from it was stored."""
-
-
-class StoreUnavailableError(StoreError):
-    """The database cannot be opened, reached or written (down, locked, full, read-only)."""
-
-
-def _content_to_bytes(content: Segment | Text) -> bytes:
-    if isinstance(content, Text):
-        return json.dumps(content.to_json(), ensure_ascii=False).encode("utf-8")
-    return _segment_to_bytes(content)
-
-
-def _content_from_bytes(domain: str, payload: bytes, info: dict[str, Any]) -> Segment | Text:
-    if domain == "text":
-        data = json.loads(payload.decode("utf-8"))
-        return Text(prompt=data["prompt"], completion=data["completion"], info=info)
-    return _segment_from_bytes(payload, info)
-
-
-def _segment_to_bytes(segment: Segment) -> bytes:
-    buf = io.BytesIO()
-    np.savez(
-        buf,
-        observations=segment.observations,
-        actions=segment.actions,
-        true_rewards=segment.true_rewards,
-    )
-    return buf.getvalue()
-
-
-def _segment_from_bytes(payload: bytes, info: dict[str, Any]) -> Segment:
-    with np.load(io.BytesIO(payload)) as data:
-        return Segment(
-            observations=data["observations"],
-            actions=data["actions"],
-            true_rewards=data["true_rewards"],
-            info=dict(info),
-        )
-
-
-def _content_to_json(content: Content) -> dict[str, Any]:
-    """A generation's content as plain JSON (floats round-trip exactly through Python's JSON)."""
-    if isinstance(content, Text):
-        return {"domain": "text", **content.to_json()}
-    return {
-        "domain": "control",
-        "observations": content.observations.tolist(),
-        "actions": content.actions.tolist(),
-        "discrete": content.actions.dtype.kind in "iu",
-        "true_rewards": content.true_rewards.tolist(),
-        "info": dict(content.info),
-    }
-
-
-def _content_from_json(data: dict[str, Any]) -> Content:
-    if data["domain"] == "text":
-        return Text(prompt=data["prompt"], completion=data["completion"], info=data.get("info", {}))
-    actions = np.asarray(data["actions"], dtype=np.int64 if data.get("discrete") else np.float64)
-    return Segment(
-        observations=np.asarray(data["observations"], dtype=np.float64),
-        actions=actions,
-        true_rewards=np.asarray(data["true_rewards"], dtype=np.float64),
-        info=data.get("info", {}),
-    )
-
-
-def _feedback_columns(feedback: Feedback) -> dict[str, Any]:
-    """The ``answer``, ``mu_a``, ``mu_b`` and ``payload`` columns of one answer.
-
-    Comparisons keep their label in ``answer``/``mu_*``; every other kind writes
-    its kind name to ``answer`` and its own fields to the JSON ``payload``.
-    """
-    if isinstance(feedback, Comparison):
-        mu = feedback.mu
-        return {
-            "answer": feedback.answer.value,
-            "mu_a": None if mu is None else mu[0],
-            "mu_b": None if mu is None else mu[1],
-            "payload": {},
-        }
-    payload: dict[str, Any]
-    if isinstance(feedback, Ranking):
-        payload = {"ranked": list(feedback.ranked)}
-    elif isinstance(feedback, Rating):
-        payload = {"value": feedback.value, "scale": list(feedback.scale)}
-    elif isinstance(feedback, Label):
-        payload = {"label": feedback.label, "choices": list(feedback.choices), "ordinal": feedback.ordinal}
-    elif isinstance(feedback, Correction):
-        payload = {"corrected": _content_to_json(feedback.corrected)}
-    elif isinstance(feedback, Language):
-        payload = {"utterance": feedback.utterance}
-    else:
-        raise InvalidFeedbackError(f"the store does not know feedback of type {type(feedback).__name__}")
-    return {"answer": feedback.kind, "mu_a": None, "mu_b": None, "payload": payload}
-
-
-def _feedback_from_row(r: Any) -> Feedback:
-    base = {"query_id": r.query_id, "annotator_id": r.annotator_id, "created_at": r.created_at}
-    p = r.payload
-    if r.kind == Comparison.kind:
-        return Comparison(**base, answer=Answer(r.answer), mu=None if r.mu_a is None else (r.mu_a, r.mu_b))
-    if r.kind == Ranking.kind:
-        return Ranking(**base, ranked=tuple(p["ranked"]))
-    if r.kind == Rating.kind:
-        return Rating(**base, value=p["value"], scale=tuple(p["scale"]))
-    if r.kind == Label.kind:
-        return Label(**base, label=p["label"], choices=tuple(p["choices"]), ordinal=p["ordinal"])
-    if r.kind == Correction.kind:
-        return Correction(**base, corrected=_content_from_json(p["corrected"]))
-    if r.kind == Language.kind:
-        return Language(**base, utterance=p["utterance"])
-    raise StoreError(f"stored feedback of unknown kind {r.kind!r}")
 
 
 def _enable_sqlite_wal(engine: Engine) -> None:
