@@ -10,7 +10,7 @@ import pytest
 from apphelpers import Env, app_config
 from fastapi.testclient import TestClient
 
-from rlhfkit.app.server import CSP
+from rlhfkit.app.guard import CSP
 from rlhfkit.types import Comparison
 
 

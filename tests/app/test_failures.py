@@ -21,7 +21,8 @@ from dbfaults import CuttableProxy, page_count, sqlite_limits
 from fastapi.testclient import TestClient
 
 from rlhfkit.app.auth import add_annotator
-from rlhfkit.app.server import CSP, AppConfig, create_app
+from rlhfkit.app.guard import CSP
+from rlhfkit.app.server import AppConfig, create_app
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.web import normalise_store_url
 from rlhfkit.types import Query

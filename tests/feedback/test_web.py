@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from rlhfkit.app.auth import add_annotator
+from rlhfkit.app.bot import WebBot
 from rlhfkit.app.client import AnnotationClient
 from rlhfkit.app.server import AppConfig, create_app, run_in_thread
 from rlhfkit.config import ConfigError, load_config
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
-from rlhfkit.feedback.web import STATUS_KEY, WebBot, WebHuman
+from rlhfkit.feedback.web import STATUS_KEY, WebHuman
 from rlhfkit.loop import Run
 from rlhfkit.types import Comparison, Generation, Query, Text
 
