@@ -11,6 +11,7 @@ from apphelpers import Env, app_config
 from fastapi.testclient import TestClient
 
 from rlhfkit.app.guard import CSP
+from rlhfkit.feedback.store.control import PAUSED
 from rlhfkit.types import Comparison
 
 
@@ -72,7 +73,7 @@ def test_annotator_sees_only_own_answers_and_no_admin_views(client: TestClient, 
     for path in ["/api/admin/progress", "/api/admin/agreement", "/api/admin/loop"]:
         assert client.get(path, headers=alice).status_code == 403
     assert client.post("/api/admin/loop", json={"paused": True}, headers=alice).status_code == 403
-    assert env.store.control("paused") is None
+    assert env.store.control(PAUSED) is None and not env.store.paused()  # nothing was written
     # the admin reads bob's answers
     rows = client.get("/api/answers", params={"annotator_id": "bob"}, headers=env.headers(env.admin)).json()
     assert [(r["query_id"], r["answer"], r["mu_a"]) for r in rows] == [("q0", "B", 0.0)]
@@ -312,10 +313,10 @@ def test_progress_agreement_and_pause(client: TestClient, env: Env) -> None:
     assert g["by_pair"] == [{"annotators": ["alice", "bob"], "agree": 3, "pairs": 4}]
     assert client.get("/api/admin/loop", headers=admin).json() == {"paused": False, "status": {}}
     assert client.post("/api/admin/loop", json={"paused": True}, headers=admin).json()["paused"] is True
-    assert env.store.control("paused") is True
+    assert env.store.paused() is True
     assert client.get("/api/queue", headers=env.headers(env.alice)).json()["paused"] is True
     assert client.post("/api/admin/loop", json={"paused": False}, headers=admin).json()["paused"] is False
-    assert env.store.control("paused") is False
+    assert env.store.paused() is False
 
 
 def test_comparisons_answered_in_the_app_are_ordinary_store_records(client: TestClient, env: Env) -> None:

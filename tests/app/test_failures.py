@@ -129,7 +129,7 @@ def test_a_database_that_goes_away_is_503_everywhere_then_recovers(
         for what, r in answers.items():
             assert r.status_code in (200, 201, 204), (what, r.status_code, r.text)  # type: ignore[attr-defined]
         assert [c.query_id for c in env.store.comparisons("alice")] == ["q1"]
-        assert env.store.control("paused") is True
+        assert env.store.paused() is True
 
 
 # -- SQLite: full, read-only ----------------------------------------------------------------

@@ -73,8 +73,8 @@ from rlhfkit.app.prerender import Prerenderer
 from rlhfkit.app.runview import people_progress, rounds_view, run_settings, settings_out
 from rlhfkit.app.writer import AnswerWriter
 from rlhfkit.feedback.agreement import agreement
-from rlhfkit.feedback.store import FeedbackStore, StoreError
-from rlhfkit.feedback.web import PAUSED_KEY, STATUS_KEY, AnnotationSettings, normalise_store_url
+from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore, StoreError
+from rlhfkit.feedback.web import normalise_store_url
 from rlhfkit.types import (
     Comparison,
     Correction,
@@ -125,7 +125,7 @@ class AppConfig:
     run_dir: Path | None = None
     """The run folder, for the admin page's ``metrics.jsonl`` and ``report.html``; None = ``media_dir``'s parent."""
     # The run writes its instructions, rating scale and label choices to the store
-    # (feedback/web.py: AnnotationSettings); the app uses those. The three fields below
+    # (feedback/store/control.py: AnnotationSettings); the app uses those. The three fields below
     # are only a fallback for a store no run has written, defaulting to what a run with
     # a default config writes.
     rating_scale: tuple[float, float] = AnnotationSettings.rating_scale
@@ -379,7 +379,7 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
             pending=len(pending),
             answered=total - len(pending),  # each answer is to one stored query, at most one per annotator
             total=total,
-            paused=bool(store.control(PAUSED_KEY, False)),
+            paused=store.paused(),
             queries=[
                 s.QueryOut(id=q.id, kind=q.kind, round=q.round, items=[_item(gens[g]) for g in q.generation_ids])
                 for q in first
@@ -544,10 +544,8 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
         )
 
     def loop_state() -> s.LoopOut:
-        status = store.control(STATUS_KEY, {})
-        return s.LoopOut(
-            paused=bool(store.control(PAUSED_KEY, False)), status=status if isinstance(status, dict) else {}
-        )
+        status = store.loop_status()
+        return s.LoopOut(paused=store.paused(), status={} if status is None else status.to_json())
 
     @app.get("/api/admin/loop", response_model=s.LoopOut, responses=_errors(401, 403), tags=["admin"])
     def get_loop(who: Admin) -> s.LoopOut:
@@ -556,7 +554,7 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
     @app.post("/api/admin/loop", response_model=s.LoopOut, responses=_errors(401, 403, 413, 422), tags=["admin"])
     def set_loop(body: s.LoopIn, who: Admin) -> s.LoopOut:
         """Pause or resume the loop: it holds before its next optimisation step until resumed."""
-        store.set_control(PAUSED_KEY, body.paused)
+        store.set_paused(body.paused)
         log.info("loop %s by %s", "paused" if body.paused else "resumed", who.annotator_id)
         return loop_state()
 

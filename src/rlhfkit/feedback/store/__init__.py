@@ -14,11 +14,21 @@ Writes are idempotent where retrying is natural:
   double click, a client retry, a resumed loop) stores it once.
 
 Control segments are stored as ``.npz`` bytes so that arrays round-trip exactly.
+
+The modules: :mod:`~rlhfkit.feedback.store.tables` (the schema),
+:mod:`~rlhfkit.feedback.store.codecs` (content and answers as columns),
+:mod:`~rlhfkit.feedback.store.recording` (answers, one or a batch),
+:mod:`~rlhfkit.feedback.store.accounts` (login tokens, web sessions),
+:mod:`~rlhfkit.feedback.store.control` (pause, the loop's status, the annotation
+settings), :mod:`~rlhfkit.feedback.store.database` (SQLite setup, failures in
+plain words) and :mod:`~rlhfkit.feedback.store.feedback_store`, the
+:class:`FeedbackStore` class that offers all of them.
 """
 
 from __future__ import annotations
 
 from rlhfkit.feedback.store.accounts import TOKEN_ROLES, StoredToken
+from rlhfkit.feedback.store.control import GENERIC_INSTRUCTIONS, AnnotationSettings, LoopStatus
 from rlhfkit.feedback.store.errors import StoreError, StoreUnavailableError
 from rlhfkit.feedback.store.feedback_store import FeedbackStore
 from rlhfkit.feedback.store.tables import (
@@ -33,8 +43,11 @@ from rlhfkit.feedback.store.tables import (
 )
 
 __all__ = [
+    "GENERIC_INSTRUCTIONS",
     "TOKEN_ROLES",
+    "AnnotationSettings",
     "FeedbackStore",
+    "LoopStatus",
     "StoreError",
     "StoreUnavailableError",
     "StoredToken",

@@ -1,4 +1,11 @@
-"""How generations and answers become columns and back: content as bytes or JSON, feedback as columns."""
+"""How generations and answers become columns and back.
+
+A generation's content is stored as bytes (:func:`content_to_bytes`): a text as
+UTF-8 JSON, a control segment as ``.npz`` so that its arrays round-trip exactly.
+A correction holds edited content inside an answer's JSON ``payload``, so content
+also has a plain-JSON form (:func:`content_to_json`). An answer of any kind is one
+row of the ``feedback`` table (:func:`feedback_columns`, :func:`feedback_from_row`).
+"""
 
 from __future__ import annotations
 
@@ -25,13 +32,15 @@ from rlhfkit.types import (
 )
 
 
-def _content_to_bytes(content: Segment | Text) -> bytes:
+def content_to_bytes(content: Segment | Text) -> bytes:
+    """A generation's content as the ``payload`` column of ``generations``."""
     if isinstance(content, Text):
         return json.dumps(content.to_json(), ensure_ascii=False).encode("utf-8")
     return _segment_to_bytes(content)
 
 
-def _content_from_bytes(domain: str, payload: bytes, info: dict[str, Any]) -> Segment | Text:
+def content_from_bytes(domain: str, payload: bytes, info: dict[str, Any]) -> Segment | Text:
+    """The content stored by :func:`content_to_bytes` (``domain`` "text" or "control"; ``info`` its own column)."""
     if domain == "text":
         data = json.loads(payload.decode("utf-8"))
         return Text(prompt=data["prompt"], completion=data["completion"], info=info)
@@ -59,7 +68,7 @@ def _segment_from_bytes(payload: bytes, info: dict[str, Any]) -> Segment:
         )
 
 
-def _content_to_json(content: Content) -> dict[str, Any]:
+def content_to_json(content: Content) -> dict[str, Any]:
     """A generation's content as plain JSON (floats round-trip exactly through Python's JSON)."""
     if isinstance(content, Text):
         return {"domain": "text", **content.to_json()}
@@ -73,7 +82,8 @@ def _content_to_json(content: Content) -> dict[str, Any]:
     }
 
 
-def _content_from_json(data: dict[str, Any]) -> Content:
+def content_from_json(data: dict[str, Any]) -> Content:
+    """The content written by :func:`content_to_json` (actions keep their integer or float dtype)."""
     if data["domain"] == "text":
         return Text(prompt=data["prompt"], completion=data["completion"], info=data.get("info", {}))
     actions = np.asarray(data["actions"], dtype=np.int64 if data.get("discrete") else np.float64)
@@ -85,7 +95,7 @@ def _content_from_json(data: dict[str, Any]) -> Content:
     )
 
 
-def _feedback_columns(feedback: Feedback) -> dict[str, Any]:
+def feedback_columns(feedback: Feedback) -> dict[str, Any]:
     """The ``answer``, ``mu_a``, ``mu_b`` and ``payload`` columns of one answer.
 
     Comparisons keep their label in ``answer``/``mu_*``; every other kind writes
@@ -107,7 +117,7 @@ def _feedback_columns(feedback: Feedback) -> dict[str, Any]:
     elif isinstance(feedback, Label):
         payload = {"label": feedback.label, "choices": list(feedback.choices), "ordinal": feedback.ordinal}
     elif isinstance(feedback, Correction):
-        payload = {"corrected": _content_to_json(feedback.corrected)}
+        payload = {"corrected": content_to_json(feedback.corrected)}
     elif isinstance(feedback, Language):
         payload = {"utterance": feedback.utterance}
     else:
@@ -115,7 +125,8 @@ def _feedback_columns(feedback: Feedback) -> dict[str, Any]:
     return {"answer": feedback.kind, "mu_a": None, "mu_b": None, "payload": payload}
 
 
-def _feedback_from_row(r: Any) -> Feedback:
+def feedback_from_row(r: Any) -> Feedback:
+    """The typed answer of one ``feedback`` row (:class:`StoreError` for a kind this version does not know)."""
     base = {"query_id": r.query_id, "annotator_id": r.annotator_id, "created_at": r.created_at}
     p = r.payload
     if r.kind == Comparison.kind:
@@ -127,7 +138,7 @@ def _feedback_from_row(r: Any) -> Feedback:
     if r.kind == Label.kind:
         return Label(**base, label=p["label"], choices=tuple(p["choices"]), ordinal=p["ordinal"])
     if r.kind == Correction.kind:
-        return Correction(**base, corrected=_content_from_json(p["corrected"]))
+        return Correction(**base, corrected=content_from_json(p["corrected"]))
     if r.kind == Language.kind:
         return Language(**base, utterance=p["utterance"])
     raise StoreError(f"stored feedback of unknown kind {r.kind!r}")

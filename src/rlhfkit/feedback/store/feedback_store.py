@@ -1,4 +1,10 @@
-"""The :class:`FeedbackStore` class: every read and write of the store (see the package docstring)."""
+"""The :class:`FeedbackStore` class: every read and write of the store (see the package docstring).
+
+Its methods on login tokens and web sessions, on loop control and on recording
+answers are one-line calls into :mod:`~rlhfkit.feedback.store.accounts`,
+:mod:`~rlhfkit.feedback.store.control` and :mod:`~rlhfkit.feedback.store.recording`,
+functions over the store's engine.
+"""
 
 from __future__ import annotations
 
@@ -9,48 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
-from rlhfkit.feedback.store.accounts import TOKEN_ROLES, StoredToken
-from rlhfkit.feedback.store.codecs import _content_from_bytes, _content_to_bytes, _feedback_columns, _feedback_from_row
-from rlhfkit.feedback.store.database import create_private_file, database_problem
+from rlhfkit.feedback.store import accounts, control, recording
+from rlhfkit.feedback.store.accounts import StoredToken
+from rlhfkit.feedback.store.codecs import content_from_bytes, content_to_bytes, feedback_from_row
+from rlhfkit.feedback.store.control import AnnotationSettings, LoopStatus
+from rlhfkit.feedback.store.database import create_private_file, database_problem, enable_sqlite_wal
 from rlhfkit.feedback.store.errors import StoreError, StoreUnavailableError
 from rlhfkit.feedback.store.tables import (
-    annotator_tokens_table,
     annotators_table,
     feedback_table,
     generations_table,
-    loop_control_table,
     metadata,
     queries_table,
-    web_sessions_table,
 )
-from rlhfkit.types import (
-    FEEDBACK_KINDS,
-    Annotator,
-    Answer,
-    Comparison,
-    Correction,
-    Feedback,
-    Generation,
-    InvalidFeedbackError,
-    Query,
-    Ranking,
-    check_correction,
-)
-
-
-def _enable_sqlite_wal(engine: Engine) -> None:
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        # WAL lets a reader (the web app) and the writer (the loop) work at once.
-        # synchronous=FULL: a committed answer survives a power cut, not only a kill.
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=10000")
-        cur.close()
+from rlhfkit.types import FEEDBACK_KINDS, Annotator, Answer, Comparison, Feedback, Generation, Query
 
 
 class FeedbackStore:
@@ -66,7 +45,7 @@ class FeedbackStore:
         self.engine = sa.create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             create_private_file(url)
-            _enable_sqlite_wal(self.engine)
+            enable_sqlite_wal(self.engine)
         try:
             self._create_tables()
         except sa.exc.DBAPIError as e:
@@ -122,7 +101,7 @@ class FeedbackStore:
                 "round": g.round,
                 "policy_id": g.policy_id,
                 "domain": g.domain,
-                "payload": _content_to_bytes(g.content),
+                "payload": content_to_bytes(g.content),
                 "info": dict(g.content.info),
             }
             for g in generations
@@ -161,62 +140,29 @@ class FeedbackStore:
         """Commit one answer. Returns ``False`` if this annotator had already answered this query.
 
         Every kind is stored in one row: its kind-specific fields go to the JSON
-        ``payload`` column (see :func:`_feedback_columns`). A record that is
-        invalid on its own was already refused when it was built
+        ``payload`` column (see :func:`~rlhfkit.feedback.store.codecs.feedback_columns`).
+        A record that is invalid on its own was already refused when it was built
         (:class:`~rlhfkit.types.InvalidFeedbackError`). Raises :class:`StoreError`
         if the query is unknown, asks for another kind, or does not fit the answer
         (a ranking of other generations, a correction of another shape); nothing
         is written then.
         """
-        if not isinstance(feedback, tuple(FEEDBACK_KINDS.values())):
-            raise StoreError(f"not a feedback record: {type(feedback).__name__}")
-        columns = _feedback_columns(feedback)
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                sa.select(queries_table.c.kind, queries_table.c.generation_ids).where(
-                    queries_table.c.id == feedback.query_id
-                )
-            ).first()
-            if row is None:
-                raise StoreError(f"answer to unknown query {feedback.query_id!r}")
-            if row.kind != feedback.kind:
-                raise StoreError(f"query {feedback.query_id!r} asks for {row.kind!r} feedback, got {feedback.kind!r}")
-            shown = tuple(row.generation_ids)
-            if isinstance(feedback, Ranking) and sorted(feedback.ranked) != sorted(shown):
-                raise StoreError(
-                    f"ranking for query {feedback.query_id!r} must order exactly its generations {list(shown)}, "
-                    f"got {list(feedback.ranked)}"
-                )
-            if isinstance(feedback, Correction):
-                original = conn.execute(sa.select(generations_table).where(generations_table.c.id == shown[0])).one()
-                try:
-                    check_correction(
-                        _content_from_bytes(original.domain, original.payload, original.info), feedback.corrected
-                    )
-                except InvalidFeedbackError as e:
-                    raise StoreError(f"correction for query {feedback.query_id!r}: {e}") from None
-            exists = conn.execute(
-                sa.select(feedback_table.c.id).where(
-                    feedback_table.c.query_id == feedback.query_id,
-                    feedback_table.c.annotator_id == feedback.annotator_id,
-                )
-            ).first()
-            if exists is not None:
-                return False
-            try:
-                conn.execute(
-                    feedback_table.insert().values(
-                        query_id=feedback.query_id,
-                        annotator_id=feedback.annotator_id,
-                        kind=feedback.kind,
-                        created_at=feedback.created_at,
-                        **columns,
-                    )
-                )
-            except sa.exc.IntegrityError:
-                # A concurrent writer stored the same answer between our check and insert.
-                return False
-        return True
+        return recording.record(self.engine, feedback)
+
+    def record_batch(self, feedback: Sequence[Feedback], all_or_nothing: bool = False) -> list[bool | StoreError]:
+        """Commit many answers in one transaction: one disk sync for the lot.
+
+        Each answer is judged as :meth:`record` judges it (the same checks: the
+        query exists and asks for this kind, a ranking orders exactly the query's
+        generations, a correction fits its original): ``True`` when stored,
+        ``False`` when this annotator had already answered the query (also when
+        the same pair comes twice in ``feedback``), a :class:`StoreError` when
+        refused. Every ``True`` is committed before this returns. With
+        ``all_or_nothing`` the first refusal is raised and nothing is written
+        (imports use this). This is the web app's group commit: answers that
+        arrive while a commit is on disk go into the next one.
+        """
+        return recording.record_batch(self.engine, feedback, all_or_nothing)
 
     # -- reads ----------------------------------------------------------------
 
@@ -234,7 +180,7 @@ class FeedbackStore:
                 id=r.id,
                 round=r.round,
                 policy_id=r.policy_id,
-                content=_content_from_bytes(r.domain, r.payload, r.info),
+                content=content_from_bytes(r.domain, r.payload, r.info),
             )
             for r in rows
         }
@@ -290,7 +236,7 @@ class FeedbackStore:
             stmt = stmt.where(feedback_table.c.annotator_id == annotator_id)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        return [_feedback_from_row(r) for r in rows]
+        return [feedback_from_row(r) for r in rows]
 
     def annotators(self) -> list[Annotator]:
         with self.engine.connect() as conn:
@@ -326,119 +272,84 @@ class FeedbackStore:
                 n += 1
         return n
 
-    # -- the web app: login tokens, loop control, batched answers -------------------
+    # -- the web app: login tokens and web sessions (see rlhfkit.feedback.store.accounts) --
 
     def add_token(self, annotator: Annotator, selector: str, secret_sha256: str, role: str) -> None:
         """Register ``annotator`` (if new) and a login token for them, in one transaction.
 
         Only the SHA-256 of the token's secret half is stored; see :mod:`rlhfkit.app.auth`.
         """
-        if role not in TOKEN_ROLES:
-            raise StoreError(f"unknown role {role!r}; expected one of {', '.join(TOKEN_ROLES)}")
-        with self.engine.begin() as conn:
-            known = conn.execute(sa.select(annotators_table.c.id).where(annotators_table.c.id == annotator.id)).first()
-            if known is None:
-                conn.execute(
-                    annotators_table.insert().values(id=annotator.id, kind=annotator.kind, name=annotator.name)
-                )
-            conn.execute(
-                annotator_tokens_table.insert().values(
-                    selector=selector,
-                    secret_sha256=secret_sha256,
-                    annotator_id=annotator.id,
-                    role=role,
-                    created_at=time.time(),
-                    revoked_at=None,
-                )
-            )
+        accounts.add_token(self.engine, annotator, selector, secret_sha256, role)
 
     def token(self, selector: str) -> StoredToken | None:
         """The stored token with this selector (revoked ones included), or None."""
-        with self.engine.connect() as conn:
-            r = conn.execute(
-                sa.select(annotator_tokens_table).where(annotator_tokens_table.c.selector == selector)
-            ).first()
-        return None if r is None else StoredToken(**r._asdict())
+        return accounts.token(self.engine, selector)
 
     def tokens(self, annotator_id: str | None = None) -> list[StoredToken]:
         """Stored tokens (hashes only), oldest first."""
-        stmt = sa.select(annotator_tokens_table).order_by(annotator_tokens_table.c.created_at)
-        if annotator_id is not None:
-            stmt = stmt.where(annotator_tokens_table.c.annotator_id == annotator_id)
-        with self.engine.connect() as conn:
-            return [StoredToken(**r._asdict()) for r in conn.execute(stmt).all()]
+        return accounts.tokens(self.engine, annotator_id)
 
     def revoke_tokens(self, annotator_id: str) -> int:
         """Revoke every live token of an annotator and end their web sessions; returns how many tokens.
 
         Their answers stay.
         """
-        t, ws = annotator_tokens_table, web_sessions_table
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                t.update()
-                .where(t.c.annotator_id == annotator_id, t.c.revoked_at.is_(None))
-                .values(revoked_at=time.time())
-            )
-            conn.execute(
-                ws.delete().where(ws.c.selector.in_(sa.select(t.c.selector).where(t.c.annotator_id == annotator_id)))
-            )
-        return int(result.rowcount)
+        return accounts.revoke_tokens(self.engine, annotator_id)
 
     def add_session(self, id_sha256: str, selector: str, expires_at: float) -> None:
         """Store a web session opened with the token ``selector`` (and drop sessions that have expired)."""
-        ws = web_sessions_table
-        now = time.time()
-        with self.engine.begin() as conn:
-            conn.execute(ws.delete().where(ws.c.expires_at <= now))
-            conn.execute(
-                ws.insert().values(id_sha256=id_sha256, selector=selector, created_at=now, expires_at=expires_at)
-            )
+        accounts.add_session(self.engine, id_sha256, selector, expires_at)
 
     def session(self, id_sha256: str) -> StoredToken | None:
         """The live token behind a web session, or None if the session ended, expired or its token was revoked."""
-        t, ws = annotator_tokens_table, web_sessions_table
-        stmt = (
-            sa.select(t)
-            .join(ws, ws.c.selector == t.c.selector)
-            .where(ws.c.id_sha256 == id_sha256, ws.c.expires_at > time.time(), t.c.revoked_at.is_(None))
-        )
-        with self.engine.connect() as conn:
-            r = conn.execute(stmt).first()
-        return None if r is None else StoredToken(**r._asdict())
+        return accounts.session(self.engine, id_sha256)
 
     def end_session(self, id_sha256: str) -> bool:
         """End a web session (sign-out); False if there was none."""
-        ws = web_sessions_table
-        with self.engine.begin() as conn:
-            result = conn.execute(ws.delete().where(ws.c.id_sha256 == id_sha256))
-        return bool(result.rowcount)
+        return accounts.end_session(self.engine, id_sha256)
+
+    # -- loop control: what the loop and the app tell each other (see rlhfkit.feedback.store.control) --
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause (True) or resume the loop: while paused it holds before its next optimisation step."""
+        control.set_control(self.engine, control.PAUSED, bool(paused))
+
+    def paused(self) -> bool:
+        """Whether an admin has paused the loop (False if no one ever has)."""
+        return bool(control.control(self.engine, control.PAUSED, False))
+
+    def set_loop_status(self, status: LoopStatus) -> None:
+        """Say what the loop is doing (its round and phase), for the admin page."""
+        control.set_control(self.engine, control.LOOP_STATUS, status.to_json())
+
+    def loop_status(self) -> LoopStatus | None:
+        """What the loop last said it is doing, or None if it has said nothing yet."""
+        return LoopStatus.from_json(control.control(self.engine, control.LOOP_STATUS))
+
+    def write_annotation_settings(self, settings: AnnotationSettings) -> None:
+        """Store the run's :class:`AnnotationSettings` for the app (the loop calls this when it starts)."""
+        control.set_control(self.engine, control.ANNOTATION_SETTINGS, settings.to_json())
+
+    def read_annotation_settings(self) -> AnnotationSettings | None:
+        """The settings a run wrote to this store, or None if no run has (``ValueError`` naming the field if
+        they are malformed)."""
+        data = control.control(self.engine, control.ANNOTATION_SETTINGS)
+        return None if data is None else AnnotationSettings.from_json(data)
+
+    def set_control(self, key: str, value: Any) -> None:
+        """Set a loop-control value (JSON-able) under any ``key``; the typed methods above use this."""
+        control.set_control(self.engine, key, value)
+
+    def control(self, key: str, default: Any = None) -> Any:
+        """A loop-control value, or ``default`` if it was never set; the typed methods above use this."""
+        return control.control(self.engine, key, default)
+
+    # -- counts and lookups -----------------------------------------------------------
 
     def ping(self) -> None:
         """Ask the database the simplest question; raises if it cannot answer."""
         with self.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-
-    def set_control(self, key: str, value: Any) -> None:
-        """Set a shared loop-control value (JSON-able), e.g. ``set_control("paused", True)``."""
-        t = loop_control_table
-        for _ in range(3):
-            with self.engine.begin() as conn:
-                done = conn.execute(t.update().where(t.c.key == key).values(value=value, updated_at=time.time()))
-                if done.rowcount:
-                    return
-                try:
-                    conn.execute(t.insert().values(key=key, value=value, updated_at=time.time()))
-                    return
-                except sa.exc.IntegrityError:
-                    pass  # another process inserted it first: update on the next try
-        raise StoreError(f"could not set loop control {key!r}")
-
-    def control(self, key: str, default: Any = None) -> Any:
-        """A shared loop-control value, or ``default`` if it was never set."""
-        with self.engine.connect() as conn:
-            r = conn.execute(sa.select(loop_control_table.c.value).where(loop_control_table.c.key == key)).first()
-        return default if r is None else r.value
 
     def feedback_counts(self) -> dict[str, int]:
         """How many answers each annotator has stored."""
@@ -467,104 +378,4 @@ class FeedbackStore:
         t = feedback_table
         with self.engine.connect() as conn:
             r = conn.execute(sa.select(t).where(t.c.query_id == query_id, t.c.annotator_id == annotator_id)).first()
-        return None if r is None else _feedback_from_row(r)
-
-    def record_batch(self, feedback: Sequence[Feedback], all_or_nothing: bool = False) -> list[bool | StoreError]:
-        """Commit many answers in one transaction: one disk sync for the lot.
-
-        Each answer is judged as :meth:`record` judges it (the same checks: the
-        query exists and asks for this kind, a ranking orders exactly the query's
-        generations, a correction fits its original): ``True`` when stored,
-        ``False`` when this annotator had already answered the query (also when
-        the same pair comes twice in ``feedback``), a :class:`StoreError` when
-        refused. Every ``True`` is committed before this returns. With
-        ``all_or_nothing`` the first refusal is raised and nothing is written
-        (imports use this). This is the web app's group commit: answers that
-        arrive while a commit is on disk go into the next one.
-        """
-        items = list(feedback)
-        for f in items:
-            if not isinstance(f, tuple(FEEDBACK_KINDS.values())):
-                raise StoreError(f"not a feedback record: {type(f).__name__}")
-        for _attempt in range(3 if all_or_nothing else 1):
-            try:
-                return self._record_batch_once(items, all_or_nothing)
-            except sa.exc.IntegrityError:
-                # Another writer stored one of these pairs between our read and our
-                # insert; the transaction was rolled back, so judge the batch again.
-                continue
-        if all_or_nothing:
-            raise StoreError("could not store the batch: concurrent writers kept storing the same answers")
-        results: list[bool | StoreError] = []
-        for f in items:  # one by one: record() settles each race on its own
-            try:
-                results.append(self.record(f))
-            except StoreError as e:
-                results.append(e)
-        return results
-
-    @staticmethod
-    def _misfit(conn: sa.Connection, f: Feedback, shown: tuple[str, ...]) -> str | None:
-        """Why ``f`` does not fit its query's generations (the checks of :meth:`record`), or None."""
-        if isinstance(f, Ranking) and sorted(f.ranked) != sorted(shown):
-            return (
-                f"ranking for query {f.query_id!r} must order exactly its generations {list(shown)}, "
-                f"got {list(f.ranked)}"
-            )
-        if isinstance(f, Correction):
-            original = conn.execute(sa.select(generations_table).where(generations_table.c.id == shown[0])).one()
-            try:
-                check_correction(_content_from_bytes(original.domain, original.payload, original.info), f.corrected)
-            except InvalidFeedbackError as e:
-                return f"correction for query {f.query_id!r}: {e}"
-        return None
-
-    def _record_batch_once(self, items: list[Feedback], all_or_nothing: bool) -> list[bool | StoreError]:
-        results: list[bool | StoreError] = []
-        if not items:
-            return results
-        q, fb = queries_table, feedback_table
-        qids = sorted({f.query_id for f in items})
-        pairs = sorted({(f.query_id, f.annotator_id) for f in items})
-        with self.engine.begin() as conn:
-            kinds: dict[str, str] = {}
-            shown: dict[str, tuple[str, ...]] = {}
-            for i in range(0, len(qids), 500):
-                rows = conn.execute(
-                    sa.select(q.c.id, q.c.kind, q.c.generation_ids).where(q.c.id.in_(qids[i : i + 500]))
-                ).all()
-                kinds.update({r[0]: r[1] for r in rows})
-                shown.update({r[0]: tuple(r[2]) for r in rows})
-            seen: set[tuple[str, str]] = set()
-            for i in range(0, len(pairs), 250):
-                key = sa.tuple_(fb.c.query_id, fb.c.annotator_id)
-                found = conn.execute(sa.select(fb.c.query_id, fb.c.annotator_id).where(key.in_(pairs[i : i + 250])))
-                seen.update((r[0], r[1]) for r in found)
-            new_rows: list[dict[str, Any]] = []
-            for f in items:
-                kind = kinds.get(f.query_id)
-                if kind is None:
-                    results.append(StoreError(f"answer to unknown query {f.query_id!r}"))
-                elif kind != f.kind:
-                    results.append(StoreError(f"query {f.query_id!r} asks for {kind!r} feedback, got {f.kind!r}"))
-                elif (f.query_id, f.annotator_id) in seen:
-                    results.append(False)
-                elif (problem := self._misfit(conn, f, shown[f.query_id])) is not None:
-                    results.append(StoreError(problem))
-                else:
-                    seen.add((f.query_id, f.annotator_id))
-                    new_rows.append(
-                        {
-                            "query_id": f.query_id,
-                            "annotator_id": f.annotator_id,
-                            "kind": f.kind,
-                            "created_at": f.created_at,
-                            **_feedback_columns(f),  # the same columns record() writes
-                        }
-                    )
-                    results.append(True)
-                if all_or_nothing and isinstance(results[-1], StoreError):
-                    raise results[-1]
-            if new_rows:
-                conn.execute(fb.insert(), new_rows)
-        return results
+        return None if r is None else feedback_from_row(r)
