@@ -27,3 +27,24 @@ def test_progress_agreement_and_pause(client: TestClient, env: Env) -> None:
     assert client.get("/api/queue", headers=env.headers(env.alice)).json()["paused"] is True
     assert client.post("/api/admin/loop", json={"paused": False}, headers=admin).json()["paused"] is False
     assert env.store.paused() is False
+
+
+def test_the_admin_handlers_run_alone_without_http(env: Env) -> None:
+    """Each handler is a module-level function: a test hands it the store and an admin itself."""
+    from rlhfkit.app import schemas as s
+    from rlhfkit.app.auth import Principal
+    from rlhfkit.app.routes import admin
+    from rlhfkit.feedback.store import LoopStatus
+    from rlhfkit.types import Comparison
+
+    boss = Principal("boss", "admin")
+    env.store.record(Comparison.make("q0", "A", "alice"))
+    progress = admin.progress(who=boss, store=env.store)
+    assert (progress.queries, progress.answers) == (5, 1)
+    assert [(a.annotator_id, a.answered) for a in progress.annotators] == [("alice", 1), ("bob", 0)]
+    assert admin.set_loop(s.LoopIn(paused=True), who=boss, store=env.store) == s.LoopOut(paused=True, status={})
+    assert env.store.paused() is True
+    env.store.set_loop_status(LoopStatus(2, "waiting for answers", updated_at=5.0, answers=3, needed=6))
+    assert admin.get_loop(who=boss, store=env.store) == s.LoopOut(
+        paused=True, status={"round": 2, "phase": "waiting for answers", "updated_at": 5.0, "answers": 3, "needed": 6}
+    )

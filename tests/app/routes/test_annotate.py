@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from apphelpers import Env, post_answer
+from apphelpers import Env, app_config, fill, post_answer
 from fastapi.testclient import TestClient
 
-from rlhfkit.types import Comparison
+from rlhfkit.app import schemas as s
+from rlhfkit.app.auth import add_annotator
+from rlhfkit.types import Comparison, Query
 
 
 def test_queue_is_per_annotator(client: TestClient, env: Env) -> None:
@@ -168,3 +172,97 @@ def test_every_kind_is_answered_and_stored_as_its_record(client: TestClient, env
     assert got["x0"].corrected.prompt == "prompt 3 <b>bold?</b>"  # type: ignore[union-attr]
     listed = {a["query_id"]: a for a in client.get("/api/answers", headers=h).json()}
     assert listed["k1"]["payload"] == {"ranked": ["t2a", "t1a", "t1b"]} and listed["r0"]["answer"] == "rating"
+
+
+# -- the handlers alone, and the answer route's schema per run ------------------------------
+
+
+def test_the_queue_and_answer_handlers_run_alone_without_http(env: Env) -> None:
+    """Each handler is a module-level function: a test hands it a store, a person and the settings itself."""
+    import asyncio
+
+    from fastapi import Response
+
+    from rlhfkit.app.auth import Principal
+    from rlhfkit.app.routes import annotate
+    from rlhfkit.app.writer import AnswerWriter
+    from rlhfkit.feedback.store import AnnotationSettings
+
+    alice, settings = Principal("alice", "annotator"), AnnotationSettings()
+    first = annotate.queue(who=alice, store=env.store, settings=settings, limit=2)
+    assert (first.pending, first.total, [q.id for q in first.queries]) == (5, 5, ["q0", "q1"])
+    writer = AnswerWriter(env.store)
+    writer.start()
+    try:
+        body = s.ComparisonGradedIn(query_id="q0", answer="graded", mu_a=0.8)
+
+        def answer() -> tuple[s.AnswerOut, int]:
+            response = Response(status_code=201)  # the route's status, unless the handler says otherwise
+            out = asyncio.run(annotate.answer(body, alice, env.store, writer, settings, response))
+            return out, response.status_code
+
+        assert answer() == (s.AnswerOut(query_id="q0", stored=True, duplicate=False), 201)
+        assert answer() == (s.AnswerOut(query_id="q0", stored=False, duplicate=True), 200)
+    finally:
+        writer.stop()
+    (c,) = env.store.comparisons("alice")
+    assert c.mu == pytest.approx((0.8, 0.2))
+    assert annotate.queue(who=alice, store=env.store, settings=settings, limit=2).pending == 4
+    assert [a.query_id for a in annotate.answers(who=alice, store=env.store)] == ["q0"]
+
+
+def _answer_schema(app: object) -> dict[str, object]:
+    schema = app.openapi()  # type: ignore[attr-defined]
+    components = schema["components"]["schemas"]
+    return {"rating": components["RatingIn"]["properties"]["value"], "label": components["LabelIn"]["properties"]}
+
+
+def test_each_app_publishes_and_enforces_its_own_runs_scale_and_choices(env: Env, tmp_path: Path) -> None:
+    """The answer route's body is typed per app: two apps in one process keep their own scale and labels."""
+    from rlhfkit.app.server import create_app
+    from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore
+
+    other = FeedbackStore.in_dir(tmp_path / "other")
+    fill(other)
+    other.add_queries([Query("r0", ("t0a",), 2, kind="rating"), Query("l0", ("t1a",), 2, kind="label")])
+    other.write_annotation_settings(AnnotationSettings(rating_scale=(0.0, 10.0), label_choices=("poor", "great")))
+    token = add_annotator(other, "olga")
+    fallback_app = create_app(app_config(env.run_dir, env.store), store=env.store)
+    run_app = create_app(app_config(tmp_path / "other", other), store=other)
+    try:
+        assert _answer_schema(fallback_app)["rating"] == {
+            "type": "number",
+            "maximum": 7.0,
+            "minimum": 1.0,
+            "title": "Value",
+        }
+        assert _answer_schema(run_app)["rating"] == {
+            "type": "number",
+            "maximum": 10.0,
+            "minimum": 0.0,
+            "title": "Value",
+        }
+        assert _answer_schema(run_app)["label"]["label"]["enum"] == ["poor", "great", "none of these"]  # type: ignore[index]
+        assert _answer_schema(fallback_app)["label"]["label"]["enum"] == ["bad", "ok", "good", "none of these"]  # type: ignore[index]
+        operation = run_app.openapi()["paths"]["/api/answers"]["post"]
+        assert operation["operationId"] == "answer_api_answers_post" and operation["summary"] == "Answer"
+        with TestClient(run_app) as client:
+            h = {"Authorization": f"Bearer {token}"}
+            assert (
+                client.post(
+                    "/api/answers", json={"kind": "rating", "query_id": "r0", "value": 9}, headers=h
+                ).status_code
+                == 201
+            )
+            assert (
+                client.post(
+                    "/api/answers", json={"kind": "label", "query_id": "l0", "label": "ok"}, headers=h
+                ).status_code
+                == 422
+            )
+        with TestClient(fallback_app) as client:
+            body = {"kind": "rating", "query_id": "q0", "value": 9}
+            r = client.post("/api/answers", json=body, headers=env.headers(env.alice))
+            assert r.status_code == 422 and "value" in r.json()["detail"]
+    finally:
+        other.close()
