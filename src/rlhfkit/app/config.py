@@ -1,7 +1,7 @@
 """How the app is set up: :class:`AppConfig` (``rlhfkit serve`` fills it from its arguments).
 
-Its own module, below the server and its routers, so that both can name it
-(the routers reach it through :data:`rlhfkit.app.deps.Config`).
+Its own module, below the server and the routes, so that both can name it
+(the routes reach it through :data:`rlhfkit.app.deps.Config`).
 """
 
 from __future__ import annotations

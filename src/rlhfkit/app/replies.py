@@ -69,8 +69,9 @@ async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 405:  # name every method of this path, not only the matched route's
         methods: set[str] = set()
-        for context in iter_route_contexts(request.app.routes):  # the routes of the included routers too
-            route = context.original_route  # the app's routers have no path prefix: the route's own path
+        # every route, those of an included router too (FastAPI >= 0.137 keeps them nested); none has a prefix
+        for context in iter_route_contexts(request.app.routes):
+            route = context.original_route
             if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
                 methods |= route.methods or set()
         headers["Allow"] = ", ".join(sorted(methods))

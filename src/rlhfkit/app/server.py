@@ -38,7 +38,7 @@ Security, in one place:
 Answers go through :class:`~rlhfkit.app.writer.AnswerWriter` (group commit):
 a request is answered only after its answer is committed.
 
-Where each part lives: the routes, one router per role, in :mod:`rlhfkit.app.routes`
+Where each part lives: the routes, one module per role, in :mod:`rlhfkit.app.routes`
 (each handler a module-level function); what a handler may ask for (who is
 asking, the store, the writer, ...) in :mod:`rlhfkit.app.deps`; the security
 headers and the body limit in :mod:`rlhfkit.app.guard`; how refusals look in
@@ -128,12 +128,11 @@ def create_app(config: AppConfig, store: FeedbackStore | None = None) -> FastAPI
     app.state.settings = settings
     app.state.settings_from_run = from_run
 
-    app.include_router(pages.router)
-    app.include_router(session.router)
-    app.include_router(annotate.router)
-    app.include_router(annotate.answer_router(settings))
-    app.include_router(media.router)
-    app.include_router(admin.router)
+    pages.add_routes(app)
+    session.add_routes(app)
+    annotate.add_routes(app, settings)
+    media.add_routes(app)
+    admin.add_routes(app)
     app.add_middleware(GuardMiddleware, max_body=config.max_body_bytes)
     return app
 

@@ -198,7 +198,7 @@ def test_the_queue_and_answer_handlers_run_alone_without_http(env: Env) -> None:
 
         def answer() -> tuple[s.AnswerOut, int]:
             response = Response(status_code=201)  # the route's status, unless the handler says otherwise
-            out = asyncio.run(annotate.answer(body, alice, env.store, writer, settings, response))
+            out = asyncio.run(annotate.answer(body, alice, response, store=env.store, writer=writer, settings=settings))
             return out, response.status_code
 
         assert answer() == (s.AnswerOut(query_id="q0", stored=True, duplicate=False), 201)
@@ -266,3 +266,15 @@ def test_each_app_publishes_and_enforces_its_own_runs_scale_and_choices(env: Env
             assert r.status_code == 422 and "value" in r.json()["detail"]
     finally:
         other.close()
+
+
+def test_the_answer_route_is_matched_on_the_app_and_solves_one_dependency(client: TestClient) -> None:
+    """Answers carry the load (docs/benchmarks.md): their route sits on the app itself (an included router is a
+    node every request walks) and solves only who is asking per request; its other parts are bound once."""
+    from fastapi.routing import APIRoute
+
+    routes = client.app.routes  # type: ignore[attr-defined]
+    assert all(isinstance(r, APIRoute) or not r.__class__.__name__.startswith("_Included") for r in routes)
+    (route,) = [r for r in routes if isinstance(r, APIRoute) and r.path == "/api/answers" and "POST" in r.methods]
+    assert [d.name for d in route.dependant.dependencies] == ["who"]
+    assert route.name == "answer" and route.status_code == 201

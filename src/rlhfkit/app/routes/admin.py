@@ -11,8 +11,9 @@ inline style and no script at all (:data:`rlhfkit.app.guard.REPORT_CSP`).
 
 import logging
 import re
+from enum import Enum
 
-from fastapi import APIRouter, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import FileResponse
 
 from rlhfkit.app import schemas as s
@@ -25,23 +26,18 @@ from rlhfkit.feedback.store import FeedbackStore
 
 log = logging.getLogger("rlhfkit.app")
 
-router = APIRouter(tags=["admin"])
 
-
-@router.get("/api/admin/progress", response_model=s.ProgressOut, responses=errors(401, 403))
 def progress(who: Admin, store: Store) -> s.ProgressOut:
     """Answers per annotator (admins who have answered nothing are left out)."""
     people = people_progress(store)
     return s.ProgressOut(queries=store.count_queries(), answers=store.count_feedback(), annotators=people)
 
 
-@router.get("/api/admin/rounds", response_model=s.RoundsOut, responses=errors(401, 403))
 def rounds(who: Admin, store: Store, run_dir: RunDir) -> s.RoundsOut:
     """Per round: queries posted, answers to them, true and learned return (when metrics.jsonl is readable)."""
     return rounds_view(store, run_dir, "/report/")
 
 
-@router.get("/report/", include_in_schema=False)
 def report(who: Admin, run_dir: RunDir) -> Response:
     """The run's report.html (admins only: it shows the config, which may hold the store's URL)."""
     path = run_dir / "report.html"
@@ -50,7 +46,6 @@ def report(who: Admin, run_dir: RunDir) -> Response:
     return FileResponse(path, media_type="text/html", headers={"cache-control": "no-store", **REPORT_CSP})
 
 
-@router.get("/report/plots/{name}", include_in_schema=False)
 def report_plot(who: Admin, run_dir: RunDir, name: str) -> Response:
     path = run_dir / "plots" / name
     if not re.fullmatch(r"[a-z0-9_]{1,64}\.png", name) or not path.is_file():
@@ -58,7 +53,6 @@ def report_plot(who: Admin, run_dir: RunDir, name: str) -> Response:
     return FileResponse(path, media_type="image/png", headers={"cache-control": "no-cache"})
 
 
-@router.get("/api/admin/agreement", response_model=s.AgreementOut, responses=errors(401, 403))
 def agreement_view(who: Admin, store: Store) -> s.AgreementOut:
     """Pairwise agreement and Krippendorff's alpha over queries two or more people answered."""
     a = agreement(store.comparisons())
@@ -78,14 +72,34 @@ def loop_state(store: FeedbackStore) -> s.LoopOut:
     return s.LoopOut(paused=store.paused(), status={} if status is None else status.to_json())
 
 
-@router.get("/api/admin/loop", response_model=s.LoopOut, responses=errors(401, 403))
 def get_loop(who: Admin, store: Store) -> s.LoopOut:
     return loop_state(store)
 
 
-@router.post("/api/admin/loop", response_model=s.LoopOut, responses=errors(401, 403, 413, 422))
 def set_loop(body: s.LoopIn, who: Admin, store: Store) -> s.LoopOut:
     """Pause or resume the loop: it holds before its next optimisation step until resumed."""
     store.set_paused(body.paused)
     log.info("loop %s by %s", "paused" if body.paused else "resumed", who.annotator_id)
     return loop_state(store)
+
+
+def add_routes(app: FastAPI) -> None:
+    """Serve the admin routes on ``app`` (each needs an admin token)."""
+    tags: list[str | Enum] = ["admin"]
+    refused = errors(401, 403)
+    app.add_api_route("/api/admin/progress", progress, response_model=s.ProgressOut, responses=refused, tags=tags)
+    app.add_api_route("/api/admin/rounds", rounds, response_model=s.RoundsOut, responses=refused, tags=tags)
+    app.add_api_route("/report/", report, include_in_schema=False, tags=tags)
+    app.add_api_route("/report/plots/{name}", report_plot, include_in_schema=False, tags=tags)
+    app.add_api_route(
+        "/api/admin/agreement", agreement_view, response_model=s.AgreementOut, responses=refused, tags=tags
+    )
+    app.add_api_route("/api/admin/loop", get_loop, response_model=s.LoopOut, responses=refused, tags=tags)
+    app.add_api_route(
+        "/api/admin/loop",
+        set_loop,
+        methods=["POST"],
+        response_model=s.LoopOut,
+        responses=errors(401, 403, 413, 422),
+        tags=tags,
+    )

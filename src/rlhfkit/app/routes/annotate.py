@@ -7,10 +7,16 @@ anyone's answers. Answers go through the :class:`~rlhfkit.app.writer.AnswerWrite
 The body of ``POST /api/answers`` names this run's rating scale and label
 choices (the OpenAPI schema documents exactly what is accepted, and anything
 else is 422 before it reaches the store). The run's settings are read when the
-app starts, after this module is imported, so :func:`answer_router` registers
-the module-level :func:`answer` with its body typed for the run
-(:func:`with_body`); called alone, :func:`answer` takes any
-:data:`~rlhfkit.app.schemas.AnswerIn`.
+app starts, after this module is imported, so :func:`add_routes` serves the
+module-level :func:`answer` with its body typed for the run (:func:`bind`);
+called alone, :func:`answer` takes any :data:`~rlhfkit.app.schemas.AnswerIn`.
+
+The answer route carries the load (docs/benchmarks.md, "Annotation app under
+load"), so it gets the app's store, answer writer and settings once, when it is
+served, instead of as dependencies: FastAPI solves each dependency on every
+request, about 80 Python calls each in FastAPI 0.165 (the store and the writer
+as dependencies took an answer from 675 to 833 calls in the app, measured with
+cProfile). The other handlers take them as dependencies (:mod:`rlhfkit.app.deps`).
 """
 
 # No `from __future__ import annotations`: FastAPI reads these signatures at run time.
@@ -19,15 +25,17 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
+from enum import Enum
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import FastAPI, HTTPException, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from rlhfkit.app import schemas as s
-from rlhfkit.app.deps import Settings, SettingsFromRun, Store, Who, Writer
+from rlhfkit.app.deps import Settings, SettingsFromRun, Store, Who
 from rlhfkit.app.replies import errors
 from rlhfkit.app.runview import settings_out
+from rlhfkit.app.writer import AnswerWriter
 from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore, StoreError
 from rlhfkit.types import (
     Comparison,
@@ -43,11 +51,7 @@ from rlhfkit.types import (
     Text,
 )
 
-router = APIRouter(tags=["annotate"])
-"""Every route here but ``POST /api/answers``, which :func:`answer_router` builds for the run."""
 
-
-@router.get("/api/queue", response_model=s.QueueOut, responses=errors(401, 403, 422))
 def queue(who: Who, store: Store, settings: Settings, limit: Annotated[int, Query(ge=1, le=100)] = 10) -> s.QueueOut:
     """The oldest queries this annotator has not answered, with what to show for each."""
     pending = store.queries(pending_for=who.annotator_id)
@@ -70,26 +74,18 @@ def queue(who: Who, store: Store, settings: Settings, limit: Annotated[int, Quer
     )
 
 
-@router.get("/api/settings", response_model=s.SettingsOut, responses=errors(401))
 def settings_view(who: Who, settings: Settings, from_run: SettingsFromRun) -> s.SettingsOut:
     """What people are asked (the run's instructions) and how they may answer (its scale and label choices)."""
     return settings_out(settings, from_run)
 
 
-ANSWER_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"model": s.AnswerOut, "description": "the same answer was already stored; nothing changed"},
-    404: {"model": s.ErrorOut, "description": "no such query"},
-    409: {
-        "model": s.ErrorOut,
-        "description": "a different answer to this query is already stored, or the query asks for another kind",
-    },
-    503: {"model": s.ErrorOut, "description": "the store could not be written"},
-    **errors(401, 403, 413, 422),
-}
-
-
 async def answer(
-    body: s.AnswerIn, who: Who, store: Store, writer: Writer, settings: Settings, response: Response
+    body: s.AnswerIn,
+    who: Who,
+    response: Response,
+    store: FeedbackStore,
+    writer: AnswerWriter,
+    settings: AnnotationSettings,
 ) -> s.AnswerOut:
     """Store one answer. Sending the same answer again stores nothing and says so (200, duplicate)."""
     try:
@@ -116,43 +112,6 @@ async def answer(
     return s.AnswerOut(query_id=body.query_id, stored=False, duplicate=True)
 
 
-Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Any]])
-
-
-def with_body(endpoint: Endpoint, body_type: Any) -> Endpoint:
-    """``endpoint`` as FastAPI should see it: the same handler, with its ``body`` parameter typed ``body_type``.
-
-    FastAPI reads a route's parameters, and so its schema, from the endpoint's
-    ``inspect.signature``, which honours ``__signature__``. The returned function
-    calls ``endpoint`` unchanged and carries its name (the operation id) and docstring.
-    """
-    signature = inspect.signature(endpoint, eval_str=True)
-    parameters = [p.replace(annotation=body_type) if p.name == "body" else p for p in signature.parameters.values()]
-
-    @functools.wraps(endpoint)
-    async def typed(*args: Any, **kwargs: Any) -> Any:
-        return await endpoint(*args, **kwargs)
-
-    typed.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]  # read by FastAPI
-    return typed  # type: ignore[return-value]  # the same call signature as endpoint
-
-
-def answer_router(settings: AnnotationSettings) -> APIRouter:
-    """``POST /api/answers`` with its body typed for this run: ratings on its scale, labels from its choices."""
-    body_type = s.answer_model(settings.rating_scale, settings.label_choices)
-    answers_router = APIRouter(tags=["annotate"])
-    answers_router.add_api_route(
-        "/api/answers",
-        with_body(answer, body_type),
-        methods=["POST"],
-        response_model=s.AnswerOut,
-        status_code=201,
-        responses=ANSWER_RESPONSES,
-    )
-    return answers_router
-
-
-@router.get("/api/answers", response_model=list[s.StoredAnswer], responses=errors(401, 403, 422))
 def answers(
     who: Who,
     store: Store,
@@ -163,6 +122,63 @@ def answers(
     if target != who.annotator_id and not who.is_admin:
         raise HTTPException(403, "annotators may read only their own answers")
     return [stored_answer(f) for f in store.feedback(annotator_id=target)]
+
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Any]])
+
+
+def bind(endpoint: Endpoint, body_type: Any, **values: Any) -> Endpoint:
+    """``endpoint`` as one app serves it: its ``body`` typed ``body_type``, and the parameters in ``values`` given.
+
+    FastAPI reads a route's parameters, and so its schema, from the endpoint's
+    ``inspect.signature``, which honours ``__signature__``: the returned function
+    shows FastAPI ``body`` typed ``body_type`` and none of ``values`` (passed on
+    every call), and calls ``endpoint`` unchanged, under its own name (the
+    operation id) and docstring.
+    """
+    signature = inspect.signature(endpoint, eval_str=True)
+    parameters = [
+        p.replace(annotation=body_type) if p.name == "body" else p
+        for p in signature.parameters.values()
+        if p.name not in values
+    ]
+
+    @functools.wraps(endpoint)
+    async def route(*args: Any, **kwargs: Any) -> Any:
+        return await endpoint(*args, **kwargs, **values)
+
+    route.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]  # read by FastAPI
+    return route  # type: ignore[return-value]  # called as endpoint is, less the bound parameters
+
+
+def add_routes(app: FastAPI, settings: AnnotationSettings) -> None:
+    """Serve a person's queue, the run's settings and answers on ``app``; answers are checked against ``settings``."""
+    tags: list[str | Enum] = ["annotate"]
+    body_type = s.answer_model(settings.rating_scale, settings.label_choices)
+    app.add_api_route("/api/queue", queue, response_model=s.QueueOut, responses=errors(401, 403, 422), tags=tags)
+    app.add_api_route("/api/settings", settings_view, response_model=s.SettingsOut, responses=errors(401), tags=tags)
+    app.add_api_route(
+        "/api/answers",
+        # this route carries the load: its parts are bound once, not solved as dependencies per request
+        bind(answer, body_type, store=app.state.store, writer=app.state.writer, settings=settings),
+        methods=["POST"],
+        response_model=s.AnswerOut,
+        status_code=201,
+        responses={
+            200: {"model": s.AnswerOut, "description": "the same answer was already stored; nothing changed"},
+            404: {"model": s.ErrorOut, "description": "no such query"},
+            409: {
+                "model": s.ErrorOut,
+                "description": "a different answer to this query is already stored, or the query asks for another kind",
+            },
+            503: {"model": s.ErrorOut, "description": "the store could not be written"},
+            **errors(401, 403, 413, 422),
+        },
+        tags=tags,
+    )
+    app.add_api_route(
+        "/api/answers", answers, response_model=list[s.StoredAnswer], responses=errors(401, 403, 422), tags=tags
+    )
 
 
 # -- from request bodies to records, and from records to replies ---------------------------

@@ -11,7 +11,7 @@ once (503 beyond that), and a symlink in the media folder is never served
 import logging
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import FastAPI, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
@@ -24,17 +24,7 @@ from rlhfkit.types import Segment
 
 log = logging.getLogger("rlhfkit.app")
 
-router = APIRouter(tags=["annotate"])
 
-
-@router.get(
-    "/api/media/{fmt}/{generation_id}",
-    responses={
-        200: {"content": {"video/webm": {}, "image/gif": {}}, "description": "the rendered segment"},
-        404: {"model": s.ErrorOut, "description": "no control generation with this id that a query shows"},
-        **errors(401, 422),
-    },
-)
 def media_file(
     who: Who,
     store: Store,
@@ -65,3 +55,17 @@ def media_file(
             log.warning("rendering %s.%s failed: %s", generation_id, fmt, e.strerror or type(e).__name__)
             return failures.unavailable(f"the video could not be written: {e.strerror or 'disk error'}")
     return FileResponse(path, media_type=FORMATS[fmt], headers={"cache-control": "private, max-age=86400"})
+
+
+def add_routes(app: FastAPI) -> None:
+    """Serve the segment videos on ``app``."""
+    app.add_api_route(
+        "/api/media/{fmt}/{generation_id}",
+        media_file,
+        responses={
+            200: {"content": {"video/webm": {}, "image/gif": {}}, "description": "the rendered segment"},
+            404: {"model": s.ErrorOut, "description": "no control generation with this id that a query shows"},
+            **errors(401, 422),
+        },
+        tags=["annotate"],
+    )

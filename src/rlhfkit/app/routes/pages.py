@@ -9,7 +9,7 @@ under a strict Content-Security-Policy (:mod:`rlhfkit.app.guard`).
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse
 
 from rlhfkit.app import schemas as s
@@ -19,34 +19,27 @@ from rlhfkit.app.replies import error
 
 STATIC = Path(__file__).parent.parent / "static"
 
-router = APIRouter()
-
 
 def page(name: str) -> FileResponse:
     return FileResponse(STATIC / name, media_type="text/html", headers={"cache-control": "no-store"})
 
 
-@router.get("/", include_in_schema=False)
 def index() -> FileResponse:
     return page("index.html")
 
 
-@router.get("/annotate", include_in_schema=False)
 def annotate_page() -> FileResponse:
     return page("annotate.html")
 
 
-@router.get("/admin", include_in_schema=False)
 def admin_page() -> FileResponse:
     return page("admin.html")
 
 
-@router.get("/docs", include_in_schema=False)
 def docs(request: Request) -> HTMLResponse:
     return HTMLResponse(docs_page(request.app.openapi()), headers={"cache-control": "no-cache"})
 
 
-@router.get("/static/{name}", include_in_schema=False)
 def static(name: str) -> Response:
     types = {".js": "text/javascript", ".css": "text/css"}
     path = STATIC / name
@@ -55,8 +48,17 @@ def static(name: str) -> Response:
     return FileResponse(path, media_type=types[path.suffix], headers={"cache-control": "no-cache"})
 
 
-@router.get("/healthz", response_model=s.HealthOut, tags=["app"])
 def health(store: Store) -> s.HealthOut:
     """Whether the app and its store answer (503 with the reason when the store does not)."""
     store.ping()
     return s.HealthOut(ok=True)
+
+
+def add_routes(app: FastAPI) -> None:
+    """Serve the pages, their files, the docs page and the health check on ``app``."""
+    app.add_api_route("/", index, include_in_schema=False)
+    app.add_api_route("/annotate", annotate_page, include_in_schema=False)
+    app.add_api_route("/admin", admin_page, include_in_schema=False)
+    app.add_api_route("/docs", docs, include_in_schema=False)
+    app.add_api_route("/static/{name}", static, include_in_schema=False)
+    app.add_api_route("/healthz", health, response_model=s.HealthOut, tags=["app"])

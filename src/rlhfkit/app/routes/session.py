@@ -8,7 +8,9 @@ token with every request (``Authorization: Bearer``).
 
 # No `from __future__ import annotations`: FastAPI reads these signatures at run time.
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from enum import Enum
+
+from fastapi import FastAPI, HTTPException, Request, Response
 
 from rlhfkit.app import schemas as s
 from rlhfkit.app.auth import end_session, open_session
@@ -18,10 +20,7 @@ from rlhfkit.app.replies import errors
 OLD_COOKIE = "rlhfkit_token"
 """Where versions before sessions kept the token itself; signing in clears it."""
 
-router = APIRouter(tags=["session"])
 
-
-@router.post("/api/session", response_model=s.MeOut, responses=errors(401, 403, 413, 422))
 def login(
     body: s.LoginIn, request: Request, response: Response, store: Store, verifier: Verifier, config: Config
 ) -> s.MeOut:
@@ -45,7 +44,6 @@ def login(
     return s.MeOut(annotator_id=who.annotator_id, role=who.role)  # type: ignore[arg-type]  # role is checked by the store
 
 
-@router.delete("/api/session", status_code=204)
 def logout(request: Request, response: Response, store: Store) -> Response:
     """Sign out: the session ends at once (its cookie no longer works, even if kept)."""
     end_session(store, request.cookies.get(COOKIE))
@@ -54,6 +52,15 @@ def logout(request: Request, response: Response, store: Store) -> Response:
     return response
 
 
-@router.get("/api/me", response_model=s.MeOut, responses=errors(401))
 def me(who: Who) -> s.MeOut:
     return s.MeOut(annotator_id=who.annotator_id, role=who.role)  # type: ignore[arg-type]
+
+
+def add_routes(app: FastAPI) -> None:
+    """Serve signing in, signing out and "who am I" on ``app``."""
+    tags: list[str | Enum] = ["session"]
+    app.add_api_route(
+        "/api/session", login, methods=["POST"], response_model=s.MeOut, responses=errors(401, 403, 413, 422), tags=tags
+    )
+    app.add_api_route("/api/session", logout, methods=["DELETE"], status_code=204, tags=tags)
+    app.add_api_route("/api/me", me, response_model=s.MeOut, responses=errors(401), tags=tags)
