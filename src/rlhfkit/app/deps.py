@@ -5,11 +5,14 @@ app starts (the store, the token verifier, the answer writer, the media cache,
 the config and the run's settings for people); a handler names what it needs
 (``store: Store``, ``who: Admin``) and FastAPI hands it over. A handler is thus a
 plain module-level function: a test can call it with a store and a
-:class:`~rlhfkit.app.auth.Principal` of its own, without HTTP.
+:class:`~rlhfkit.app.auth.Principal` of its own, without HTTP. (The answer route
+gets its parts once, when it is served, instead: see
+:mod:`rlhfkit.app.routes.annotate`.)
 
-Every dependency here is ``async``: it only reads ``app.state`` (or a cached
-token hash), so it runs on the event loop instead of waiting for a thread-pool
-thread (docs/benchmarks.md, "Annotation app under load", step 3).
+Every dependency here is ``async``: it reads ``app.state`` (or a cached token
+hash) on the event loop instead of first waiting for a thread-pool thread
+(docs/benchmarks.md, "Annotation app under load", step 3); only a session
+lookup goes to the thread pool, since it reads the store.
 
 Who is asking (:func:`principal`):
 
@@ -34,7 +37,6 @@ from starlette.concurrency import run_in_threadpool
 from rlhfkit.app.auth import Principal, TokenVerifier, session_principal
 from rlhfkit.app.config import AppConfig
 from rlhfkit.app.media import MediaCache
-from rlhfkit.app.writer import AnswerWriter
 from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore
 
 COOKIE = "rlhfkit_session"
@@ -54,12 +56,6 @@ async def get_verifier(request: Request) -> TokenVerifier:
     """The ``Bearer`` token checker (with its short cache)."""
     verifier: TokenVerifier = request.app.state.verifier
     return verifier
-
-
-async def get_writer(request: Request) -> AnswerWriter:
-    """The group-commit writer that stores answers."""
-    writer: AnswerWriter = request.app.state.writer
-    return writer
 
 
 async def get_media(request: Request) -> MediaCache:
@@ -93,7 +89,6 @@ async def get_settings_from_run(request: Request) -> bool:
 
 Store = Annotated[FeedbackStore, Depends(get_store)]
 Verifier = Annotated[TokenVerifier, Depends(get_verifier)]
-Writer = Annotated[AnswerWriter, Depends(get_writer)]
 Media = Annotated[MediaCache, Depends(get_media)]
 Config = Annotated[AppConfig, Depends(get_config)]
 RunDir = Annotated[Path, Depends(get_run_dir)]
