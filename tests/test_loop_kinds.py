@@ -252,9 +252,9 @@ SCALE = '[feedback.teacher]\nrating_scale = [0, 10]\nlabel_choices = ["poor", "f
 def test_people_answer_every_kind_of_a_text_run_over_http(tmp_path: Path) -> None:
     """The text loop with human = "web" and all six kinds; a bot answers each kind through the app's API."""
     from rlhfkit.app.auth import add_annotator
+    from rlhfkit.app.bot import WebBot
     from rlhfkit.app.client import AnnotationClient
     from rlhfkit.app.server import AppConfig, create_app, run_in_thread
-    from rlhfkit.feedback.web import WebBot
     from rlhfkit.tasks import text as describe_task
     from rlhfkit.tasks.features import editor, feature_set, return_range
 

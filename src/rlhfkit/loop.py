@@ -53,9 +53,9 @@ from rlhfkit.feedback.mix import (
     split_queries,
 )
 from rlhfkit.feedback.queries import QuerySelector, UniformPairs
-from rlhfkit.feedback.store import FeedbackStore
+from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore
 from rlhfkit.feedback.teacher import Human, SimulatedHuman, TeacherConfig
-from rlhfkit.feedback.web import AnnotationSettings, WebHuman, open_run_store, write_settings
+from rlhfkit.feedback.web import WebHuman, open_run_store
 from rlhfkit.files import atomic_torch_save, atomic_write_bytes
 from rlhfkit.models.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env
 from rlhfkit.optimize.kl import AdaptiveKL, FixedKL, KLController
@@ -208,7 +208,7 @@ class Run:
         self.store = open_run_store(run_dir, fb.store_url)
         # what people in the web app are asked, and on which scale: from this config, for `rlhfkit serve`
         instructions = fb.instructions or self.task.instructions
-        write_settings(self.store, AnnotationSettings.of_run(fb.teacher, instructions, config.task))
+        self.store.write_annotation_settings(AnnotationSettings.of_run(fb.teacher, instructions, config.task))
         self.selector: QuerySelector = UniformPairs()
         self.mixed = not comparisons_only(fb.kinds)
         self.tools, teacher = kind_setup(config, self.task)

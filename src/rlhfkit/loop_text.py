@@ -38,8 +38,9 @@ from rlhfkit.checks import positive, require
 from rlhfkit.config import ConfigError, from_dict
 from rlhfkit.feedback.effort import EffortConfig
 from rlhfkit.feedback.mix import KindTools, check_kinds, comparisons_only, query_size, run_kind_setup, split_queries
+from rlhfkit.feedback.store import AnnotationSettings
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
-from rlhfkit.feedback.web import AnnotationSettings, WebHuman, open_run_store, write_settings
+from rlhfkit.feedback.web import WebHuman, open_run_store
 from rlhfkit.loop import ask_pending, existing_run_folder, load_latest_checkpoint, new_run_folder, save_checkpoint
 from rlhfkit.models.text import TextPolicy
 from rlhfkit.models.text_batch import Prompt
@@ -205,7 +206,7 @@ class TextRun:
         self.tools, teacher = text_kind_setup(config)
         self.store = open_run_store(run_dir, fb.store_url)
         instructions = fb.instructions or describe_task.INSTRUCTIONS
-        write_settings(self.store, AnnotationSettings.of_run(fb.teacher, instructions, config.task))
+        self.store.write_annotation_settings(AnnotationSettings.of_run(fb.teacher, instructions, config.task))
         self.human: SimulatedHuman | WebHuman = (
             WebHuman(self.store, fb.web_min_answers, fb.web_poll_s, log=print if progress else None, run_dir=run_dir)
             if fb.human == "web"

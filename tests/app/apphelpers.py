@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from fastapi.testclient import TestClient
 
 from rlhfkit.app.server import AppConfig
 from rlhfkit.feedback.store import FeedbackStore
@@ -56,3 +57,11 @@ class Env:
 
 def app_config(run_dir: Path, store: FeedbackStore, max_body_bytes: int = 4096) -> AppConfig:
     return AppConfig(store_url=store.url, media_dir=run_dir / "media", prerender=False, max_body_bytes=max_body_bytes)
+
+
+def post_answer(client: TestClient, token: str, query_id: str, answer: str, mu_a: float | None = None) -> object:
+    """POST one comparison answer with ``token``; returns the response."""
+    body: dict[str, object] = {"query_id": query_id, "answer": answer}
+    if mu_a is not None:
+        body["mu_a"] = mu_a
+    return client.post("/api/answers", json=body, headers={"Authorization": f"Bearer {token}"})

@@ -166,10 +166,10 @@ def test_admin_pauses_the_loop_and_sees_agreement(browser: object, base_url: str
     page.wait_for_selector("body[data-ready='1']")
     page.click("#pause-toggle")
     page.wait_for_function("() => document.getElementById('loop-state').textContent === 'paused'")
-    assert env.store.control("paused") is True
+    assert env.store.paused() is True
     page.click("#pause-toggle")
     page.wait_for_function("() => document.getElementById('loop-state').textContent === 'running'")
-    assert env.store.control("paused") is False
+    assert env.store.paused() is False
     assert not [p for p in problems if "Content Security Policy" in p], problems
     page.close()
 
@@ -275,7 +275,7 @@ def test_answers_wait_for_both_clips_and_the_saved_line_does_not_follow(
 
 
 def test_the_page_shows_the_runs_instructions_and_label_choices(browser: object, env: Env) -> None:
-    from rlhfkit.feedback.web import AnnotationSettings, write_settings
+    from rlhfkit.feedback.store import AnnotationSettings
     from rlhfkit.types import Comparison, Query
 
     for q in env.queries:
@@ -283,9 +283,8 @@ def test_the_page_shows_the_runs_instructions_and_label_choices(browser: object,
     env.store.add_queries([Query("l0", ("t1a",), 2, kind="label"), Query("r0", ("t0a",), 2, kind="rating")])
     instructions = "Prefer calm answers.\nA <script>kind</script> word counts."
     # what the loop writes when it starts, from the run's config (feedback.instructions, feedback.teacher)
-    write_settings(
-        env.store,
-        AnnotationSettings(instructions=instructions, rating_scale=(1, 5), label_choices=("poor", "fine", "great")),
+    env.store.write_annotation_settings(
+        AnnotationSettings(instructions=instructions, rating_scale=(1, 5), label_choices=("poor", "fine", "great"))
     )
     server, thread, port = run_in_thread(create_app(app_config(env.run_dir, env.store)))
     try:

@@ -21,7 +21,8 @@ from dbfaults import CuttableProxy, page_count, sqlite_limits
 from fastapi.testclient import TestClient
 
 from rlhfkit.app.auth import add_annotator
-from rlhfkit.app.server import CSP, AppConfig, create_app
+from rlhfkit.app.guard import CSP
+from rlhfkit.app.server import AppConfig, create_app
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.web import normalise_store_url
 from rlhfkit.types import Query
@@ -128,7 +129,7 @@ def test_a_database_that_goes_away_is_503_everywhere_then_recovers(
         for what, r in answers.items():
             assert r.status_code in (200, 201, 204), (what, r.status_code, r.text)  # type: ignore[attr-defined]
         assert [c.query_id for c in env.store.comparisons("alice")] == ["q1"]
-        assert env.store.control("paused") is True
+        assert env.store.paused() is True
 
 
 # -- SQLite: full, read-only ----------------------------------------------------------------

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 
 from rlhfkit.app.server import create_app
 from rlhfkit.cli import main
-from rlhfkit.feedback.web import AnnotationSettings, write_settings
+from rlhfkit.feedback.store import AnnotationSettings
+from rlhfkit.feedback.store.control import ANNOTATION_SETTINGS
 from rlhfkit.types import Comparison, Generation, Query, Text
 
 RUN_SETTINGS = AnnotationSettings(
@@ -28,7 +29,7 @@ def _client(env: Env) -> TestClient:
 
 
 def test_the_app_offers_and_accepts_the_scale_and_choices_the_run_wrote(env: Env) -> None:
-    write_settings(env.store, RUN_SETTINGS)  # what the loop does when it starts
+    env.store.write_annotation_settings(RUN_SETTINGS)  # what the loop does when it starts
     env.store.add_queries(
         [Query("r0", ("t0a",), 2, kind="rating", created_at=3000.0), Query("l0", ("t1a",), 2, kind="label")]
     )
@@ -67,7 +68,7 @@ def test_a_store_no_run_has_written_gets_the_fallback_of_a_default_run(client: T
 
 
 def test_malformed_settings_in_the_store_stop_the_app_with_the_field_named(env: Env) -> None:
-    env.store.set_control("annotation_settings", {"rating_scale": [7, 1], "label_choices": ["a", "b"]})
+    env.store.set_control(ANNOTATION_SETTINGS, {"rating_scale": [7, 1], "label_choices": ["a", "b"]})
     with pytest.raises(ValueError, match="rating_scale"):
         create_app(app_config(env.run_dir, env.store), store=env.store)
 
@@ -142,7 +143,7 @@ def test_the_report_is_served_to_admins_with_its_own_policy(client: TestClient, 
 
 
 def test_serve_and_export_flags_cannot_disagree_with_the_run(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    write_settings(env.store, RUN_SETTINGS)
+    env.store.write_annotation_settings(RUN_SETTINGS)
     run = str(env.run_dir)
     assert main(["serve", run, "--labels", "bad,good"]) == 2
     err = capsys.readouterr().err

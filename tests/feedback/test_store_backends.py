@@ -196,7 +196,7 @@ def test_the_app_on_this_database(store: FeedbackStore, tmp_path: Path) -> None:
 
 def test_counts_per_round_and_the_oldest_pending_queries(store: FeedbackStore) -> None:
     """What the admin page's progress per round and the app's rendering ahead read, on this database."""
-    from rlhfkit.feedback.web import AnnotationSettings, read_settings, write_settings
+    from rlhfkit.feedback.store import AnnotationSettings
 
     _fill(store)
     store.add_generations(
@@ -210,5 +210,5 @@ def test_counts_per_round_and_the_oldest_pending_queries(store: FeedbackStore) -
     assert [q.id for q in store.queries(limit=1)] == ["q0"]
     # the run's settings for people round-trip through the store's JSON column
     settings = AnnotationSettings("Be brief.", (0.0, 10.0), ("poor", "fine", "great"), task="text:describe")
-    write_settings(store, settings)
-    assert read_settings(store) == settings
+    store.write_annotation_settings(settings)
+    assert store.read_annotation_settings() == settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import threading
 import time
 from pathlib import Path
@@ -9,13 +10,15 @@ from typing import Any
 
 import pytest
 
+import rlhfkit
 from rlhfkit.app.auth import add_annotator
+from rlhfkit.app.bot import WebBot
 from rlhfkit.app.client import AnnotationClient
 from rlhfkit.app.server import AppConfig, create_app, run_in_thread
 from rlhfkit.config import ConfigError, load_config
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
-from rlhfkit.feedback.web import STATUS_KEY, WebBot, WebHuman
+from rlhfkit.feedback.web import WebHuman
 from rlhfkit.loop import Run
 from rlhfkit.types import Comparison, Generation, Query, Text
 
@@ -48,23 +51,29 @@ def test_wait_for_answers_returns_once_enough_usable_answers_arrived(tmp_path: P
     assert web.answer(Query("q4", ("g8", "g9"), 1), {}) is None
     assert web.wait_for_answers(round_=1) == 3
     assert sleeps == [0.5] * 4
-    status = store.control(STATUS_KEY)
-    assert status["round"] == 1 and status["phase"] == "fitting the reward" and status["answers"] == 3
+    status = store.loop_status()
+    assert status is not None
+    assert status.round == 1 and status.phase == "fitting the reward" and status.answers == 3
+
+
+def _phase(store: FeedbackStore) -> str | None:
+    status = store.loop_status()
+    return None if status is None else status.phase
 
 
 def test_hold_waits_while_paused(tmp_path: Path) -> None:
     store = _store_with_queries(tmp_path, 1)
-    store.set_control("paused", True)
+    store.set_paused(True)
     seen: list[str] = []
 
     def admin_resumes_later(seconds: float) -> None:
-        seen.append(store.control(STATUS_KEY)["phase"])
+        seen.append(_phase(store))
         if len(seen) == 3:
-            store.set_control("paused", False)
+            store.set_paused(False)
 
     WebHuman(store, sleep=admin_resumes_later).hold(2, "optimising")
     assert seen == ["paused"] * 3
-    assert store.control(STATUS_KEY)["phase"] == "optimising"
+    assert _phase(store) == "optimising"
 
 
 def test_web_config_is_validated(tmp_path: Path) -> None:
@@ -141,13 +150,12 @@ def test_the_waiting_loop_says_how_to_let_people_in(tmp_path: Path, capsys: pyte
 def test_a_run_writes_what_people_are_asked_for_the_app(tmp_path: Path) -> None:
     """The run's config is the one source of the instructions, rating scale and label choices: the loop writes
     them to the store, where `rlhfkit serve` (on any machine) reads them."""
-    from rlhfkit.feedback.web import read_settings
     from rlhfkit.tasks import get_task
 
     path = tmp_path / "web.toml"
     path.write_text(WEB_TINY, encoding="utf-8")
     run = Run.create(load_config(path), tmp_path / "default", progress=False)
-    settings = read_settings(run.store)
+    settings = run.store.read_annotation_settings()
     assert settings is not None and settings.task == "pendulum"
     assert settings.instructions == get_task("pendulum").instructions  # the task's default
     assert settings.rating_scale == (1.0, 7.0) and settings.label_choices == ("bad", "ok", "good")  # the teacher's
@@ -159,7 +167,7 @@ def test_a_run_writes_what_people_are_asked_for_the_app(tmp_path: Path) -> None:
     )
     path.write_text(custom, encoding="utf-8")
     run = Run.create(load_config(path), tmp_path / "custom", progress=False)
-    settings = read_settings(run.store)
+    settings = run.store.read_annotation_settings()
     assert settings is not None and settings.instructions == "Upright and still wins."
     assert settings.rating_scale == (0.0, 10.0) and settings.label_choices == ("poor", "fine", "great", "superb")
 
@@ -191,18 +199,18 @@ def test_the_loop_goes_on_while_people_answer_through_the_app(tmp_path: Path) ->
                 assert _wait(lambda: client.queue().pending == 12)  # round 1's queries are posted
                 events["first"] = bot.answer_pending(max_answers=6)
                 # nothing more until the loop is optimising round 2: round 1 was fitted on 6 answers
-                assert _wait(lambda: (store.control(STATUS_KEY) or {}).get("round") == 2)
-                assert _wait(lambda: store.control(STATUS_KEY)["phase"] == "optimising")
+                assert _wait(lambda: getattr(store.loop_status(), "round", None) == 2)
+                assert _wait(lambda: _phase(store) == "optimising")
                 events["late"] = bot.answer_pending()  # round 1's other 6 and round 2's 6
                 admin.pause()
-                assert _wait(lambda: store.control(STATUS_KEY)["phase"] == "paused", 30)
-                events["paused_round"] = store.control(STATUS_KEY)["round"]
+                assert _wait(lambda: _phase(store) == "paused", 30)
+                events["paused_round"] = getattr(store.loop_status(), "round", None)
                 time.sleep(0.3)
-                events["still_paused"] = store.control(STATUS_KEY)["phase"] == "paused"
+                events["still_paused"] = _phase(store) == "paused"
                 admin.resume()
         except BaseException as e:
             errors.append(e)
-            store.set_control("paused", False)
+            store.set_paused(False)
             with AnnotationClient(url, token) as client:  # let the loop finish whatever happened
                 WebBot(client, teacher, store).answer_pending()
 
@@ -297,3 +305,26 @@ def test_the_text_loop_fits_on_answers_given_over_http(tmp_path: Path) -> None:
     assert [h["round"] for h in history] == [0, 1]
     assert history[1]["n_feedback"] == 5 and history[1]["rm_train_pairs"] >= 1
     assert {c.annotator_id for c in run.store.comparisons()} == {"dana"}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, anywhere in it (``TYPE_CHECKING`` blocks and function bodies included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module is not None and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_the_feedback_layer_never_imports_the_app() -> None:
+    """Imports run one way (feedback -> ... -> app): the simulated web annotator is the app's (rlhfkit.app.bot)."""
+    feedback = Path(rlhfkit.__file__).parent / "feedback"
+    upward = {
+        f"{path.relative_to(feedback)}: {module}"
+        for path in sorted(feedback.rglob("*.py"))
+        for module in _imported_modules(path)
+        if module == "rlhfkit.app" or module.startswith("rlhfkit.app.")
+    }
+    assert upward == set()

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from rlhfkit.feedback.database import database_problem
 from rlhfkit.feedback.store import StoreUnavailableError
+from rlhfkit.feedback.store.database import database_problem
 
 log = logging.getLogger("rlhfkit.app")
 

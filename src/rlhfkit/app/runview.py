@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhfkit.app import schemas as s
-from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.web import AnnotationSettings, read_settings
+from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore
 
 log = logging.getLogger("rlhfkit.app")
 
@@ -27,7 +26,7 @@ def run_settings(store: FeedbackStore, fallback: AnnotationSettings) -> tuple[An
     A malformed record is a ``ValueError`` naming the field: the app then refuses
     to start rather than offer a scale the run does not use.
     """
-    written = read_settings(store)
+    written = store.read_annotation_settings()
     if written is None:
         return fallback, False
     return written, True

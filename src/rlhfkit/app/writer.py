@@ -21,8 +21,8 @@ import queue
 import threading
 from dataclasses import dataclass
 
-from rlhfkit.feedback.database import database_problem
 from rlhfkit.feedback.store import FeedbackStore
+from rlhfkit.feedback.store.database import database_problem
 from rlhfkit.types import Feedback
 
 log = logging.getLogger("rlhfkit.app")

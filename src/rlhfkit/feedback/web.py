@@ -21,144 +21,25 @@ Nothing lives in memory only, so either side can stop and restart.
 :class:`AnnotationSettings` is what people are asked and how they may answer:
 the run's instructions, rating scale and label choices. The run's config is
 their one source: the loop writes them to the store when it starts
-(:func:`write_settings`), and the app reads them from there, so an app on
-another machine (``serve --db postgresql://...``) shows what the run asks,
-without the run's Python config classes.
+(:meth:`~rlhfkit.feedback.store.FeedbackStore.write_annotation_settings`), and the
+app reads them from there, so an app on another machine (``serve --db
+postgresql://...``) shows what the run asks, without the run's Python config
+classes. The record lives with the store (:mod:`rlhfkit.feedback.store.control`)
+and is named here too for the callers of :func:`settings_or_fallback`.
 
-:class:`WebBot` is a simulated annotator that answers through the HTTP API,
-for tests and demos of the whole asynchronous path.
+The simulated annotator that answers through the HTTP API, for tests and demos
+of the whole asynchronous path, is :class:`rlhfkit.app.bot.WebBot` (a client of the app).
 """
 
 from __future__ import annotations
 
-import math
 import shlex
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from rlhfkit.feedback.edits import completion_text
-from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.teacher import TeacherConfig
-from rlhfkit.types import (
-    NONE_OF_THESE,
-    Comparison,
-    Correction,
-    Generation,
-    Label,
-    Language,
-    Query,
-    Ranking,
-    Rating,
-    Text,
-)
-
-if TYPE_CHECKING:
-    from rlhfkit.app.client import AnnotationClient
-    from rlhfkit.feedback.teacher import Human
-
-PAUSED_KEY = "paused"
-STATUS_KEY = "loop_status"
-SETTINGS_KEY = "annotation_settings"
-
-GENERIC_INSTRUCTIONS = (
-    "Judge what the model does, not how the clip or text looks: pick the one that does its task better. "
-    "When you cannot tell them apart, say they are about equal."
-)
-"""Instructions for a run whose task has none of its own."""
-
-
-@dataclass(frozen=True)
-class AnnotationSettings:
-    """What people are asked and how they may answer, as the run's config sets it.
-
-    The loop writes it to the store at start (:func:`write_settings`); the app
-    reads it (:func:`read_settings`) to show the instructions and to offer, and
-    accept, exactly this rating scale and these label choices. The simulated
-    human of the same run answers on the same scale with the same choices
-    (both come from ``feedback.teacher``), so simulated and real answers mean
-    the same thing.
-    """
-
-    instructions: str = GENERIC_INSTRUCTIONS
-    """What "better" means for this run, shown at the top of the annotation page (plain text)."""
-    rating_scale: tuple[float, float] = TeacherConfig.rating_scale
-    """(low, high) of rating queries; the page offers each whole number in it."""
-    label_choices: tuple[str, ...] = TeacherConfig.label_choices
-    """The choices of label queries, worst first when ``label_ordinal``; "none of these" is always offered too."""
-    label_ordinal: bool = True
-    """Whether the label choices are ordered worst to best."""
-    task: str = ""
-    """The run's task (shown to people; empty when unknown)."""
-
-    def __post_init__(self) -> None:
-        low, high = (float(v) for v in self.rating_scale)
-        if not (math.isfinite(low) and math.isfinite(high) and low < high):
-            raise ValueError(f"rating_scale must be finite (low, high) with low < high, got {self.rating_scale!r}")
-        choices = tuple(self.label_choices)
-        if len(choices) < 2 or len(set(choices)) != len(choices) or NONE_OF_THESE in choices:
-            raise ValueError(
-                f"label_choices must be 2 or more distinct names, without {NONE_OF_THESE!r} (always offered), "
-                f"got {list(choices)!r}"
-            )
-        if not all(isinstance(c, str) and c.strip() and len(c) <= 200 for c in choices):
-            raise ValueError(f"label_choices must be non-empty names of at most 200 characters, got {list(choices)!r}")
-        object.__setattr__(self, "rating_scale", (low, high))
-        object.__setattr__(self, "label_choices", choices)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "instructions": self.instructions,
-            "rating_scale": list(self.rating_scale),
-            "label_choices": list(self.label_choices),
-            "label_ordinal": self.label_ordinal,
-            "task": self.task,
-        }
-
-    @classmethod
-    def from_json(cls, data: Any) -> AnnotationSettings:
-        """Settings read back from the store (``ValueError`` naming the field if they are malformed)."""
-        if not isinstance(data, dict):
-            raise ValueError(f"{SETTINGS_KEY}: expected an object, got {type(data).__name__}")
-        try:
-            scale = data["rating_scale"]
-            if not (isinstance(scale, list) and len(scale) == 2 and all(isinstance(v, int | float) for v in scale)):
-                raise ValueError(f"{SETTINGS_KEY}.rating_scale: expected [low, high], got {scale!r}")
-            choices = data["label_choices"]
-            if not (isinstance(choices, list) and all(isinstance(c, str) for c in choices)):
-                raise ValueError(f"{SETTINGS_KEY}.label_choices: expected a list of names, got {choices!r}")
-            return cls(
-                instructions=str(data.get("instructions") or GENERIC_INSTRUCTIONS),
-                rating_scale=(float(scale[0]), float(scale[1])),
-                label_choices=tuple(choices),
-                label_ordinal=bool(data.get("label_ordinal", True)),
-                task=str(data.get("task", "")),
-            )
-        except KeyError as e:
-            raise ValueError(f"{SETTINGS_KEY}: missing field {e.args[0]!r}") from None
-
-    @classmethod
-    def of_run(cls, teacher: TeacherConfig, instructions: str, task: str) -> AnnotationSettings:
-        """A run's settings: the scale and choices of its ``feedback.teacher``, its instructions, its task."""
-        return cls(
-            instructions=instructions.strip() or GENERIC_INSTRUCTIONS,
-            rating_scale=teacher.rating_scale,
-            label_choices=teacher.label_choices,
-            task=task,
-        )
-
-
-def write_settings(store: FeedbackStore, settings: AnnotationSettings) -> None:
-    """Store the run's :class:`AnnotationSettings` for the app (the loop calls this when it starts)."""
-    store.set_control(SETTINGS_KEY, settings.to_json())
-
-
-def read_settings(store: FeedbackStore) -> AnnotationSettings | None:
-    """The settings a run wrote to this store, or None if no run has (``ValueError`` if malformed)."""
-    data = store.control(SETTINGS_KEY)
-    return None if data is None else AnnotationSettings.from_json(data)
+from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore, LoopStatus
+from rlhfkit.types import Comparison, Generation, Query
 
 
 def settings_or_fallback(
@@ -173,7 +54,7 @@ def settings_or_fallback(
     choices given for a store a run has written must agree with the run's
     (``ValueError`` naming both otherwise), so they can never be a second truth.
     """
-    written = read_settings(store)
+    written = store.read_annotation_settings()
     if written is None:
         default = AnnotationSettings()
         return AnnotationSettings(
@@ -243,14 +124,14 @@ class WebHuman:
         """Stored answers of every kind that a fit can use (not incomparable, not "none of these")."""
         return sum(1 for f in self.store.feedback() if getattr(f, "usable", True))
 
-    def _status(self, round_: int, phase: str, **extra: float | int | str) -> None:
-        self.store.set_control(STATUS_KEY, {"round": round_, "phase": phase, "updated_at": time.time(), **extra})
+    def _status(self, round_: int, phase: str, answers: int | None = None, needed: int | None = None) -> None:
+        self.store.set_loop_status(LoopStatus(round_, phase, answers=answers, needed=needed))
         if self.log is not None and phase != self._said:
             self.log(f"round {round_}: {phase}")
             self._said = phase
 
     def paused(self) -> bool:
-        return bool(self.store.control(PAUSED_KEY, False))
+        return self.store.paused()
 
     def hold(self, round_: int, phase: str = "optimising") -> None:
         """Wait here while an admin has paused the loop; then note ``phase``."""
@@ -273,67 +154,6 @@ class WebHuman:
                 where = self.run_dir if self.run_dir is not None else "RUN_DIR"
                 self.log(f"{n} of {self.min_answers} usable answers stored. {how_to_let_people_in(where)}")
             self.sleep(self.poll_s)
-
-
-class WebBot:
-    """A simulated annotator that answers pending queries through the app's HTTP API.
-
-    It reads its queue with ``client``, judges each query with ``human`` (which
-    needs the generations' contents: the bot reads them from ``store``, as a
-    simulated teacher is allowed to), and sends the answers over HTTP. Used by
-    the tests of the asynchronous loop and for demos.
-
-    It answers every kind the app takes, on the app's rating scale and label
-    choices (``GET /api/settings``: the run's, from its config): a simulated
-    ``human`` whose scale or choices differ is refused before anything is sent,
-    since its ratings and labels would mean something else. A correction of a
-    control segment cannot be sent (the app's form edits text); such queries are
-    left pending.
-    """
-
-    def __init__(self, client: AnnotationClient, human: Human, store: FeedbackStore) -> None:
-        self.client = client
-        self.human = human
-        self.store = store
-
-    def answer_pending(self, limit: int = 100, max_answers: int | None = None) -> int:
-        """Answer up to ``max_answers`` of the oldest pending queries; returns how many were stored."""
-        self._check_scale()
-        queue = self.client.queue(limit=limit)
-        stored = 0
-        for q in queue.queries:
-            if max_answers is not None and stored >= max_answers:
-                break
-            query = Query(q.id, tuple(i.generation_id for i in q.items), q.round, kind=q.kind)
-            answer = self.human.answer(query, self.store.generations(query.generation_ids))
-            if isinstance(answer, Comparison):
-                mu_a = answer.mu[0] if answer.answer.value == "graded" and answer.mu is not None else None
-                stored += self.client.answer(q.id, answer.answer.value, mu_a).stored
-            elif isinstance(answer, Rating):
-                stored += self.client.rate(q.id, answer.value).stored
-            elif isinstance(answer, Label):
-                stored += self.client.label(q.id, answer.label).stored
-            elif isinstance(answer, Ranking):
-                stored += self.client.rank(q.id, list(answer.ranked)).stored
-            elif isinstance(answer, Language):
-                stored += self.client.comment(q.id, answer.utterance).stored
-            elif isinstance(answer, Correction) and isinstance(answer.corrected, Text):
-                stored += self.client.correct(q.id, completion_text(answer.corrected)).stored
-        return stored
-
-    def _check_scale(self) -> None:
-        """``ValueError`` if the simulated human rates or labels on another scale than the app's."""
-        config = getattr(self.human, "config", None)
-        if not isinstance(config, TeacherConfig):
-            return
-        app = self.client.settings()
-        ours = (list(config.rating_scale), list(config.label_choices))
-        theirs = (app["rating_scale"], app["label_choices"])
-        if ours != theirs:
-            raise ValueError(
-                f"the simulated human rates on {ours[0]} with labels {ours[1]}, the app on {theirs[0]} with labels "
-                f"{theirs[1]} (the run's feedback.teacher.rating_scale and label_choices); give it the app's"
-            )
 
 
 def normalise_store_url(url: str) -> str:

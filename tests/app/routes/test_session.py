@@ -83,3 +83,27 @@ def test_cookie_writes_from_another_origin_are_refused(client: TestClient, env: 
     # a script with its token is not a browser: no Origin rule
     headers = {**env.headers(env.bob), "Origin": "http://evil.example"}
     assert client.post("/api/answers", json=body, headers=headers).status_code == 201
+
+
+def test_login_cookie_is_httponly_strict_and_writes_need_the_csrf_header(client: TestClient, env: Env) -> None:
+    r = client.post("/api/session", json={"token": env.alice})
+    assert r.status_code == 200 and r.json() == {"annotator_id": "alice", "role": "annotator"}
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+    assert client.get("/api/me").json()["annotator_id"] == "alice"  # the cookie authenticates reads
+    r = client.post("/api/answers", json={"query_id": "q0", "answer": "A"})
+    assert r.status_code == 403 and "X-Requested-With" in r.json()["detail"]
+    assert env.store.count_feedback() == 0
+    r = client.post("/api/answers", json={"query_id": "q0", "answer": "A"}, headers={"X-Requested-With": "rlhfkit"})
+    assert r.status_code == 201
+    assert client.delete("/api/session", headers={"X-Requested-With": "rlhfkit"}).status_code == 204
+    client.cookies.clear()
+    assert client.get("/api/me").status_code == 401
+
+
+def test_login_with_a_bad_token_is_401_and_echoes_nothing(client: TestClient, env: Env) -> None:
+    bad = env.alice[:-1] + ("x" if env.alice[-1] != "x" else "y")
+    r = client.post("/api/session", json={"token": bad})
+    assert r.status_code == 401 and bad not in r.text and "set-cookie" not in r.headers
+    r = client.post("/api/session", json={"token": env.alice, "oops": 1})
+    assert r.status_code == 422 and env.alice not in r.text

@@ -1,14 +1,16 @@
 """Database helpers of the feedback store: a failure named in plain words, a private SQLite file.
 
-Kept apart from :mod:`rlhfkit.feedback.store` so that the web app and the command
+Kept apart from the :class:`~rlhfkit.feedback.store.FeedbackStore` class so that the web app and the command
 line name a database failure the same way the store does.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 _PROBLEMS = [
     ("database or disk is full", "the database or disk is full"),
@@ -60,3 +62,18 @@ def create_private_file(url: str) -> None:
     except OSError:
         return  # a missing folder or a read-only one: SQLite says so when it opens the file
     os.close(fd)
+
+
+def enable_sqlite_wal(engine: Engine) -> None:
+    """Open every SQLite connection of ``engine`` in WAL mode, with full syncs, foreign keys and a busy timeout."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        # WAL lets a reader (the web app) and the writer (the loop) work at once.
+        # synchronous=FULL: a committed answer survives a power cut, not only a kill.
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.close()
