@@ -7,6 +7,7 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from rlhfkit.tasks import TASKS, UnknownTaskError, cartpole_true, get_task, pendulum_true
 
@@ -128,7 +129,9 @@ def test_every_builtin_task_steps_and_its_proxy_scores_a_segment(name: str) -> N
     task = get_task(name)
     envs = make_vector_env(task.make_env, 2)
     spec = SpaceSpec.of(envs.single_observation_space, envs.single_action_space, task.env_id)
-    ro = RolloutCollector(envs, 0).collect(ActorCritic(spec), task.segment_length + 5)
+    torch.manual_seed(0)  # the policy's initial weights, not whatever the tests before left in torch's generator
+    # Enough steps that some episode of a young policy outlasts a segment (CartPole's often end after ~20 steps).
+    ro = RolloutCollector(envs, 0).collect(ActorCritic(spec), 4 * (task.segment_length + 5))
     envs.close()
     segments = segments_from_rollout(ro, task.segment_length, task.env_id)
     assert segments and all(len(s) == task.segment_length for s in segments)
