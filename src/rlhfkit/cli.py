@@ -103,16 +103,16 @@ def _report(args: argparse.Namespace) -> int:
 def _fit_reward(args: argparse.Namespace) -> int:
     import math
 
-    from rlhfkit.reward.text import TextRewardFitConfig
-    from rlhfkit.reward.text_fit import fit_reward_files, not_measured, preference_file, skipped_note
+    from rlhfkit.reward.fit_files import file_config, fit_reward_files
+    from rlhfkit.reward.text_fit import not_measured, preference_file, skipped_note
 
     data = preference_file(args.data, "--data")
     eval_data = preference_file(args.eval_data, "--eval-data") if args.eval_data else None
     try:
-        config = TextRewardFitConfig(
-            epochs=args.epochs, lr=args.lr, max_tokens=args.max_tokens, max_pairs=args.max_pairs, seed=args.seed
+        config = file_config(
+            epochs=args.epochs, lr=args.lr, max_tokens=args.max_tokens, batch_size=args.max_pairs, seed=args.seed
         )
-    except ValueError as e:  # a bad option value, named as the config field (max_pairs for --max-pairs)
+    except ValueError as e:  # a bad option value, named as the config field (batch_size for --max-pairs)
         raise ConfigError(f"fit-reward: {e}") from None
     result = fit_reward_files(
         data, args.model, args.out, eval_data, args.format, args.skip_bad_rows, args.eval_frac, config

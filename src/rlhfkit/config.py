@@ -31,7 +31,7 @@ from rlhfkit.feedback.effort import EffortConfig
 from rlhfkit.feedback.mix import check_kinds
 from rlhfkit.feedback.teacher import TeacherConfig
 from rlhfkit.optimize.ppo import PPOConfig
-from rlhfkit.reward.fit import RewardFitConfig
+from rlhfkit.reward.config import RewardConfig
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ class RunConfig:
     """Episodes (deterministic policy, fixed seeds) for each round's evaluation."""
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     """Step 1: collecting feedback."""
-    reward: RewardFitConfig = field(default_factory=RewardFitConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     """Step 2: fitting the reward model."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """Step 3: PPO; fields left out take the task's defaults."""
@@ -277,12 +277,17 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "", defaults: di
     """Build ``cls`` from a TOML table, checking every key and type.
 
     ``defaults`` are used for fields the table leaves out (e.g. a task's PPO settings).
+    A key of an older config that a field replaced (``cls.RENAMED``, old name -> new
+    name) is an error naming the new key.
     """
     assert dataclasses.is_dataclass(cls)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs: dict[str, Any] = {}
+    renamed: dict[str, str] = getattr(cls, "RENAMED", {})
     for key, value in data.items():
+        if key in renamed and key not in names:
+            raise ConfigError(f"{prefix}{key}: renamed; write {prefix}{renamed[key]} instead (same meaning)")
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(names)})"
@@ -324,7 +329,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         task_name = _check_value(data.get("task", RunConfig.task), str, "task")
         task = get_task(task_name)
         # Sections where the task supplies defaults for the fields the file leaves out.
-        sections: dict[str, type] = {"ppo": PPOConfig, "reward": RewardFitConfig}
+        sections: dict[str, type] = {"ppo": PPOConfig, "reward": RewardConfig}
         tables = {name: data.pop(name, {}) for name in sections}
         for name, table in tables.items():
             if not isinstance(table, dict):

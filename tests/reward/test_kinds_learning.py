@@ -24,15 +24,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlhfkit.reward.kinds_eval import KindsSetup, evaluate_kinds, make_setup
-from rlhfkit.reward.mixed import MixedFitConfig, agreement
+from rlhfkit.reward.config import RewardConfig
+from rlhfkit.reward.fit import agreement
+from rlhfkit.reward.kinds_eval import KindsSetup, evaluate_kinds, fit_config, make_setup
 
 KINDS = ("comparison", "ranking", "rating", "label", "correction", "language")
 MARGIN = {"pendulum": 0.05, "describe": 0.25}
 """The least gain in held-out agreement over the untrained network, per task."""
 
+STEPS = 300
+"""Gradient steps of each fit (200 answers at 64 a step: 75 epochs of 4 steps)."""
 
-def untrained_agreement(setup: KindsSetup, config: MixedFitConfig) -> float:
+
+def untrained_agreement(setup: KindsSetup, config: RewardConfig) -> float:
     """Held-out agreement of the network the fit starts from (``kinds_eval.fit_answers`` seeds it alike)."""
     torch.manual_seed(config.seed)
     return agreement(setup.model(config), setup.test_a, setup.test_b, setup.test_diff)
@@ -51,9 +55,9 @@ def describe() -> KindsSetup:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_kind_alone_learns_pendulum(pendulum: KindsSetup, kind: str) -> None:
-    config = MixedFitConfig(steps=300)
+    config = fit_config(0, lr_schedule="constant")
     before = untrained_agreement(pendulum, config)
-    result = evaluate_kinds(pendulum, {kind: 200}, config)
+    result = evaluate_kinds(pendulum, {kind: 200}, config, steps=STEPS)
     print(f"pendulum {kind}: held-out agreement {before:.3f} untrained -> {result.agreement:.3f}", result.fit.skipped)
     assert result.agreement >= 0.75
     assert result.agreement - before >= MARGIN["pendulum"], (before, result.agreement)
@@ -62,9 +66,9 @@ def test_each_kind_alone_learns_pendulum(pendulum: KindsSetup, kind: str) -> Non
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_kind_alone_learns_the_text_task(describe: KindsSetup, kind: str) -> None:
-    config = MixedFitConfig(steps=300)
+    config = fit_config(0, lr_schedule="constant")
     before = untrained_agreement(describe, config)
-    result = evaluate_kinds(describe, {kind: 200}, config)
+    result = evaluate_kinds(describe, {kind: 200}, config, steps=STEPS)
     print(f"describe {kind}: held-out agreement {before:.3f} untrained -> {result.agreement:.3f}", result.fit.skipped)
     assert result.agreement >= 0.75
     assert result.agreement - before >= MARGIN["describe"], (before, result.agreement)
@@ -80,8 +84,7 @@ def test_categorical_labels_fix_the_ordering_up_to_sign_and_a_mix_fixes_the_sign
     sign, with 20 comparisons 0.335 -> 0.898; fit seeds 1 and 2 gained 0.395 / 0.356 alone and
     0.442 / 0.354 with the comparisons (run on their own, outside this module).
     """
-    from rlhfkit.reward.kinds_eval import ask
-    from rlhfkit.reward.mixed import build_data, fit_mixed
+    from rlhfkit.reward.kinds_eval import ask, fit_answers
     from rlhfkit.types import Label
 
     setup = describe
@@ -93,13 +96,10 @@ def test_categorical_labels_fix_the_ordering_up_to_sign_and_a_mix_fixes_the_sign
         for f in fb
     ]
     alone = [f for f in as_categories if isinstance(f, Label)]
-    config = MixedFitConfig(steps=300)
+    config = fit_config(0, lr_schedule="constant")
     for feedback, mixed in ((alone, False), (as_categories, True)):
-        data = build_data(feedback, queries, setup.generations)
         before = untrained_agreement(setup, config)
-        torch.manual_seed(config.seed)
-        model = setup.model(config)
-        fit_mixed(model, data, config)
+        model, _ = fit_answers(setup, queries, feedback, config, STEPS)  # seeds the initial weights as above
         acc = agreement(model, setup.test_a, setup.test_b, setup.test_diff)
         if not mixed:
             before, acc = max(before, 1 - before), max(acc, 1 - acc)

@@ -41,13 +41,8 @@ import torch
 
 from rlhfkit.cli import main
 from rlhfkit.reward.losses import bradley_terry_loss
-from rlhfkit.reward.text import plain_rewards
-from rlhfkit.reward.text_fit import (
-    completion_token_ids,
-    load_reward_model,
-    prompt_token_ids,
-    read_preferences,
-)
+from rlhfkit.reward.text_fit import read_preferences
+from rlhfkit.reward.transformer import completion_token_ids, load_reward_model, plain_rewards, prompt_token_ids
 
 WORDS = tuple(f"{c}{v}{e}" for c in "bdgkmprst" for v in "aeiou" for e in "ln")[:60]
 WEIGHTS = dict(zip(WORDS, np.random.default_rng(0).normal(size=len(WORDS)), strict=True))

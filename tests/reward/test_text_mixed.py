@@ -1,4 +1,5 @@
-"""The transformer text reward model in the mixed-kind fit: same scores as the scorer, held-out pairs, learning."""
+"""The transformer reward model in the one fit with several kinds: same scores as the scorer, held-out pairs,
+learning."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from rlhfkit.domains.text import train_tiny_tokenizer
+from rlhfkit.feedback.answers import AnswerSet
+from rlhfkit.reward.config import RewardConfig
+from rlhfkit.reward.fit import agreement, fit_reward, heldout_pairs
 from rlhfkit.reward.kinds_eval import ask, make_setup
-from rlhfkit.reward.mixed import MixedFitConfig, agreement, fit_stored, heldout_pairs
-from rlhfkit.reward.text_fit import RewardModelScorer
-from rlhfkit.reward.text_mixed import SequenceRewardModel
+from rlhfkit.reward.transformer import RewardModelScorer, SequenceRewardModel
 from rlhfkit.tasks.pools import describe_texts
 from rlhfkit.types import Comparison, Query, Ranking, Text
 
@@ -86,15 +88,14 @@ def test_rankings_and_ratings_alone_teach_the_transformer_reward(tokenizer: Any)
     queries, feedback = ask(setup, {"ranking": 60, "rating": 120}, seed=1)
     model = SequenceRewardModel(_model(tokenizer, seed=1), tokenizer)
     before = agreement(model, setup.test_a, setup.test_b, setup.test_diff)
-    metrics = fit_stored(
+    answers = AnswerSet(tuple(feedback), queries, setup.generations)
+    held = answers.select(lambda f: int(f.query_id[:8], 16) % 5 == 0)
+    metrics = fit_reward(
         model,
-        feedback,
-        queries,
-        setup.generations,
-        MixedFitConfig(batch_size=32, lr=1e-3, seed=0),
-        lambda qid: int(qid[:8], 16) % 5 == 0,
+        answers.select(lambda f: int(f.query_id[:8], 16) % 5 != 0),
+        held,
+        RewardConfig(ensemble_size=1, epochs=8, batch_size=32, lr=1e-3, seed=0),
         true_return=lambda x: float(np.asarray(setup.humans[0].reward_fn(x))),
-        epochs=8,
     )
     after = agreement(model, setup.test_a, setup.test_b, setup.test_diff)
     print(f"held-out {metrics.heldout_accuracy:.3f} ({metrics.true_accuracy:.3f} true); {before:.3f} -> {after:.3f}")
