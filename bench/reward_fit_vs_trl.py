@@ -290,7 +290,7 @@ def main() -> int:
     parser.add_argument("--prompt-len", type=int, default=48, help="mean prompt length in words (+-8)")
     parser.add_argument("--resp-len", type=int, default=16, help="mean response length in words (+-4)")
     parser.add_argument(
-        "--batch", type=int, default=32, help="pairs per step: TRL's per_device_train_batch_size, our max_pairs"
+        "--batch", type=int, default=32, help="pairs per step: TRL's per_device_train_batch_size, our batch_size"
     )
     parser.add_argument(
         "--max-tokens", type=int, default=0, help="our padded-token budget per step; 0: one that fits --batch pairs"

@@ -66,7 +66,7 @@ class FeedbackConfig:
     """Share of each round's queries per feedback kind, summing to 1, e.g. {comparison = 0.5, ranking = 0.25,
     rating = 0.25}. Kinds: comparison, ranking (of 4), rating, label, correction, language. With any kind
     besides comparison, initial_comparisons and comparisons_per_round count queries of every kind and one
-    reward is fitted on all stored answers (reward/mixed.py); comparisons only keep the comparison fit."""
+    reward is fitted on all stored answers of every kind (reward/fit.py)."""
     interpreter: Literal["keyword", "embedding"] = "keyword"
     """How language answers become training signal: 'keyword' (word lists) or 'embedding'
     (all-MiniLM-L6-v2 sentence embeddings, offline)."""

@@ -87,7 +87,7 @@ class TextFeedbackConfig:
     """Share of each round's queries per feedback kind, summing to 1, e.g. {comparison = 0.5, ranking = 0.25,
     correction = 0.25}. Kinds: comparison, ranking (4 completions of a prompt), rating, label, correction (an
     edited completion), language. With any kind besides comparison, initial_comparisons and comparisons_per_round
-    count queries of every kind and the reward model is fitted on all stored answers (reward/mixed.py)."""
+    count queries of every kind and the reward model is fitted on all stored answers (reward/fit.py)."""
     interpreter: Literal["keyword", "embedding"] = "keyword"
     """How language answers become training signal: 'keyword' (word lists) or 'embedding'
     (all-MiniLM-L6-v2 sentence embeddings, offline)."""

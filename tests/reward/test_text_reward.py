@@ -244,7 +244,7 @@ def test_split_groups_keeps_every_pair_once_within_both_budgets() -> None:
 
 
 def test_optimiser_steps_follow_pairs_not_prompts() -> None:
-    """Three prompts with 100 pairs each: ~pairs / max_pairs steps an epoch, not one step per prompt."""
+    """Three prompts with 100 pairs each: ~pairs / batch_size steps an epoch, not one step per prompt."""
     rng = np.random.default_rng(7)
     groups = []
     for _ in range(3):
