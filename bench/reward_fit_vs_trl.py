@@ -33,7 +33,7 @@ Timing (pairs/s = the data set's training pairs / seconds of the whole fit):
   step); model loading and building the answers (``pairs_to_answers``) are
   excluded, held-out accuracy is computed afterwards with ``measure``. Unlike TRL's
   side, ours counts its tokenisation. The fit's own ``seconds`` (the training
-  steps: planning and scoring included, tokenisation not) give the
+  steps alone: not tokenising the texts or planning the steps) give the
   ``metric_pairs_per_second`` printed too.
 
 Epochs and batches: **both sides train the same number of epochs** in each shape,

@@ -47,6 +47,7 @@ from rlhfkit.feedback.mix import KindTools
 from rlhfkit.reward.calibration import Calibration, kind_terms
 from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.fit_data import FitData, build_fit_data, unusable
+from rlhfkit.reward.kinds import KindTerms
 from rlhfkit.reward.losses import expected_calibration_error
 from rlhfkit.types import Comparison, Content, Feedback, Query, Ranking
 
@@ -118,7 +119,8 @@ class RewardMetrics:
     steps: int
     """Gradient steps taken."""
     seconds: float
-    """Wall time of the training steps (planning and scoring included, encoding and measuring not)."""
+    """Wall time of the training steps (scoring, loss, backward, optimizer step; not encoding the items,
+    planning the steps or measuring)."""
 
     @property
     def n_train(self) -> int:
@@ -184,6 +186,31 @@ def _plan_steps(
     return steps
 
 
+def _step_loss(
+    model: Any,
+    encoded: Any,
+    data: FitData,
+    cal: Calibration,
+    batch: dict[str, torch.Tensor],
+    weight: dict[str, torch.Tensor] | None,
+    config: RewardConfig,
+    calibrated: bool,
+) -> tuple[dict[str, KindTerms], torch.Tensor]:
+    """One step's terms per kind and the total loss (see the module docstring), scoring each touched item once."""
+    needed = torch.unique(torch.cat([data.touched(k, b) for k, b in batch.items()]))
+    pos = torch.full((len(data.items),), -1, dtype=torch.long)
+    pos[needed] = torch.arange(len(needed))
+    scores = model.returns(encoded, needed)  # (K, u)
+    terms = kind_terms(data, cal, lambda idx: scores[:, pos[idx]], batch, config.rating_fit, weight)
+    total = sum((data.counts[k] / data.n_answers * t.loss for k, t in terms.items()), torch.zeros(()))
+    units = getattr(model, "units", None)
+    per_unit = scores.sum(-1) / (units(encoded, needed).sum() if units is not None else len(needed))  # (K,)
+    total = total + config.center_coef * (per_unit**2).mean()
+    if calibrated:
+        total = total + config.prior_coef * (cal.log_scales() ** 2).sum()
+    return terms, total
+
+
 def fit_reward(
     model: Any,
     train: AnswerSet,
@@ -242,28 +269,12 @@ def fit_reward(
             if config.lr_schedule == "cosine"
             else []
         )
-        shares = {k: n / data.n_answers for k, n in data.counts.items()}
-        units = getattr(model, "units", None)
         model.train()
         losses: dict[str, float] = {}
-        loss_value = math.nan
         t0 = time.perf_counter()
         for batch in steps:
-            needed = torch.unique(torch.cat([data.touched(k, b) for k, b in batch.items()]))
-            pos = torch.full((len(data.items),), -1, dtype=torch.long)
-            pos[needed] = torch.arange(len(needed))
-            scores = model.returns(encoded, needed)  # (K, u): each generation the step touches, scored once
-
-            def r(idx: torch.Tensor, scores: torch.Tensor = scores, pos: torch.Tensor = pos) -> torch.Tensor:
-                return scores[:, pos[idx]]
-
             w = None if weights is None else {k: weights[k][:, b] for k, b in batch.items()}
-            terms = kind_terms(data, cal, r, batch, config.rating_fit, w)
-            loss = sum((shares[k] * t.loss for k, t in terms.items()), torch.zeros(()))
-            per_unit = scores.sum(-1) / (units(encoded, needed).sum() if units is not None else len(needed))
-            total = loss + config.center_coef * (per_unit**2).mean()
-            if len(optimizers) > 1:
-                total = total + config.prior_coef * (cal.log_scales() ** 2).sum()
+            terms, total = _step_loss(model, encoded, data, cal, batch, w, config, calibrated=len(optimizers) > 1)
             for o in optimizers:
                 o.zero_grad()
             total.backward()
@@ -272,12 +283,11 @@ def fit_reward(
             for sched in scheds:
                 sched.step()
             losses = {k: float(t.loss.detach()) for k, t in terms.items()}
-            loss_value = float(loss.detach())
         seconds = time.perf_counter() - t0
         model.eval()
     acc, true_acc, ece = measure(model, heldout, true_return) if heldout is not None else (math.nan,) * 3
     return RewardMetrics(
-        loss=loss_value,
+        loss=sum(data.counts[k] / data.n_answers * v for k, v in losses.items()) if losses else math.nan,
         losses=losses,
         heldout_accuracy=acc,
         true_accuracy=true_acc,
