@@ -5,7 +5,9 @@
     sum_kinds (n_kind / n) * L_kind(r_k; bootstrap counts c_k)                  (reward/calibration.py)
       + center_coef * mean(r_k)^2  +  prior_coef * |calibration log-scales|^2
 
-with AdamW (weight decay on the reward model's weights: the second regulariser).
+with AdamW (weight decay on the reward model's weights: the second regulariser;
+the calibration, present only when rankings, labels, corrections or learned
+ratings are given, has its own AdamW without decay and the weak prior instead).
 Each kind's loss ``L_kind`` is the mean over the step's answers of that kind,
 weighted per member by the bootstrap counts ``c_k`` (with K > 1: how often each
 answer was drawn in ``n`` draws with replacement, anew each fit; K = 1 trains on
