@@ -10,13 +10,15 @@ state-only MLP summed over a clip already tracks the pole's angle, which the tru
 reward mostly is (0.724 of the pairs for seed 0), so there the absolute bar alone
 asked for 0.026 over doing nothing.
 
-Measured (seed 0, 300 steps; the network's initial weights seeded by the fit since
-2026-11-28): pendulum untrained 0.724, comparison 0.895, ranking 0.962, rating 0.958,
-label 0.958, correction 0.920, language 0.808; describe untrained 0.335, 0.821, 0.923,
-0.934, 0.919, 0.904, 0.878. The margins leave room across fit seeds 0-2 (2026-12-02,
-untrained 0.724 / 0.820 / 0.738 on pendulum and 0.335 / 0.473 / 0.557 on describe):
-the smallest gains were 0.051 on pendulum (language, seed 1; 0.084 for seed 0) and
-0.285 on describe (correction, seed 2; 0.486 for seed 0).
+Measured with the one reward fit (issue 11; seed 0, 300 steps: 75 epochs of 4 steps of
+64 answers; the network's initial weights seeded by the fit): pendulum untrained 0.724,
+comparison 0.887, ranking 0.957, rating 0.969, label 0.949, correction 0.906, language
+0.849; describe untrained 0.335, 0.817, 0.927, 0.934, 0.919, 0.896, 0.872 (before it,
+with the separate mixed-kind fit: 0.895, 0.962, 0.958, 0.958, 0.920, 0.808 and 0.821,
+0.923, 0.934, 0.919, 0.904, 0.878). The margins leave room across fit seeds 0-2
+(untrained 0.724 / 0.820 / 0.738 on pendulum and 0.335 / 0.473 / 0.557 on describe):
+the smallest gains were 0.068 on pendulum (language, seed 1; 0.125 for seed 0) and
+0.281 on describe (comparison, seed 2; 0.482 for seed 0).
 """
 
 from __future__ import annotations
@@ -80,9 +82,9 @@ def test_categorical_labels_fix_the_ordering_up_to_sign_and_a_mix_fixes_the_sign
 
     Alone, the fit and the untrained network are both scored up to sign (``max(a, 1 - a)``, which
     is at least 0.5 for any network), and the gain asked for is 0.15; with the comparisons it is
-    ``MARGIN["describe"]``. Measured (2026-12-02, fit seed 0): labels alone 0.665 -> 0.917 up to
-    sign, with 20 comparisons 0.335 -> 0.898; fit seeds 1 and 2 gained 0.395 / 0.356 alone and
-    0.442 / 0.354 with the comparisons (run on their own, outside this module).
+    ``MARGIN["describe"]``. Measured with the one reward fit (fit seed 0): labels alone 0.665 ->
+    0.909 up to sign, with 20 comparisons 0.335 -> 0.899; fit seeds 1 and 2 gained 0.395 / 0.357
+    alone and 0.442 / 0.353 with the comparisons (run on their own, outside this module).
     """
     from rlhfkit.reward.kinds_eval import ask, fit_answers
     from rlhfkit.types import Label

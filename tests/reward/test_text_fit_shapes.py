@@ -19,7 +19,8 @@ Two shapes of 4,000-odd pairs:
   prompt labelled (4,080 pairs; held out: 9 new completions of each prompt, 1,080
   pairs). Bayes ceiling 0.909; the plain loop reaches 0.896. Before pairs were
   budgeted per step, a batch held whole prompt groups under 4,096 padded positions:
-  3 optimiser steps an epoch and held-out accuracy 0.752; now 150 steps and 0.881;
+  3 optimiser steps an epoch and held-out accuracy 0.752; now 150 steps and 0.884 (0.881 before
+  the one reward fit of issue 11, which plans the same steps);
 - many prompts, one pair each (4,000 pairs; held out: 1,000 pairs of other
   prompts). Bayes ceiling 0.899; plain loop 0.878; ``fit-reward`` 0.876 before (30
   steps), 0.886 now (125 steps).
