@@ -3,7 +3,7 @@
 For each feedback kind and each number of answers (50, 200, 1,000), two simulated
 annotators (the noise model of ``rlhfkit.reward.kinds_eval.default_teacher``)
 answer uniformly drawn queries about a pool of 600 generations of ``--task``; one
-reward is fitted on the answers (``reward/mixed.py``; ``--steps`` AdamW steps, the
+reward is fitted on the answers (``reward/fit.py``; about ``--steps`` AdamW steps, the
 learning rate decaying to 0 on a cosine) and scored by **held-out
 agreement**: the fraction of 3,000 pairs from a disjoint pool of 400 generations
 that it orders like the true reward. Human time uses ``feedback/effort.py``'s
@@ -33,7 +33,7 @@ reported as mean ± standard deviation over seeds.
      against the budget.
   4. *Fit* one reward on the pilot's and the new answers together; each kind's loss
      is weighted by its share of the answers, i.e. the fit maximises the joint
-     likelihood of every answer (``reward/mixed.py``).
+     likelihood of every answer (``reward/fit.py``).
 
 The last line printed is one JSON object: ``{"agreement": {kind: {answers: mean}},
 "minutes": {kind: {answers: value}}, "mix": {"minutes": m, "agreement": a}, ...}``
@@ -59,6 +59,7 @@ from collections.abc import Callable
 import torch
 
 from rlhfkit.feedback.effort import EffortConfig
+from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.kinds_eval import (
     KindsSetup,
     default_teacher,
@@ -69,7 +70,6 @@ from rlhfkit.reward.kinds_eval import (
     run_pilot,
     run_plan,
 )
-from rlhfkit.reward.mixed import MixedFitConfig
 
 KINDS = ("comparison", "ranking", "rating", "label", "correction", "language")
 SIZES = (50, 200, 1000)
@@ -109,14 +109,14 @@ def main() -> None:
         s: make_setup(args.task, seed=s, interpreter=args.interpreter, teacher=teacher) for s in args.seeds
     }
 
-    def config(seed: int) -> MixedFitConfig:
-        return fit_config(seed, args.steps)
+    def config(seed: int) -> RewardConfig:
+        return fit_config(seed)
 
     def per_seed(fn: Callable[[int], float]) -> list[float]:
         return [fn(s) for s in args.seeds]
 
     def score(answers: dict[str, int]) -> list[float]:
-        return per_seed(lambda s: evaluate_kinds(setups[s], answers, config(s), seed=s).agreement)
+        return per_seed(lambda s: evaluate_kinds(setups[s], answers, config(s), seed=s, steps=args.steps).agreement)
 
     t0 = time.time()
     runs: dict[str, dict[int, list[float]]] = {}
@@ -159,9 +159,9 @@ def main() -> None:
     mix_vals: list[float] = []
     mix_minutes: list[float] = []
     for s in args.seeds:
-        pilot = run_pilot(setups[s], KINDS, PILOT, config(s), seed=s)
+        pilot = run_pilot(setups[s], KINDS, PILOT, config(s), seed=s, steps=args.steps)
         plan = plan_mix(pilot, seconds, budget)
-        result = run_plan(setups[s], pilot, plan, config(s), seed=s)
+        result = run_plan(setups[s], pilot, plan, config(s), seed=s, steps=args.steps)
         m = sum(n * seconds[k] for k, n in plan.answers.items()) / 60
         mix_vals.append(result.agreement)
         mix_minutes.append(m)

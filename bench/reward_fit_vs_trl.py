@@ -1,4 +1,4 @@
-"""Reward-model fitting speed and accuracy: ``fit_text_reward`` vs TRL's ``RewardTrainer``.
+"""Reward-model fitting speed and accuracy: the one reward fit (``fit_reward``) vs TRL's ``RewardTrainer``.
 
 The same tiny GPT-2-shaped reward model (``load_reward_model("tiny", ...)``: 2 layers,
 128 wide, byte-level BPE with 1,024 tokens), built once and saved with
@@ -11,7 +11,8 @@ batches below), in two shapes:
     TRL gets ``prompt``/``chosen``/``rejected`` rows.
 (b) ``groups``: four completions per prompt, all six pairs labelled (the
     UltraFeedback shape). TRL gets six ``prompt``/``chosen``/``rejected`` rows per
-    prompt; ours trains one ``PromptGroup`` (4 completions, 6 pairs) per prompt.
+    prompt; ours stores each prompt's 4 completions once and its 6 pairs as comparisons, and scores them
+    in one prompt piece (one prompt encoding for the 4 completions).
 
 Data: prompts and responses are random words from a fixed list of 80. Four of
 them are "liked" and four "disliked"; a completion's score is the number of liked
@@ -27,17 +28,18 @@ Timing (pairs/s = the data set's training pairs / seconds of the whole fit):
 - TRL: wall time of ``trainer.train()`` (dataloader, collation, forward, backward,
   optimizer step and TRL's per-step metric bookkeeping; model loading and dataset
   tokenisation happen before, in ``RewardTrainer.__init__``, and are excluded).
-- ours: wall time of the ``fit_text_reward`` call with no eval set (splitting and
-  batching, padding, cached-prefix forward, backward, optimizer step); model
-  loading and tokenisation (``pairs_to_groups``) are excluded, held-out accuracy is
-  computed afterwards with ``pair_accuracy``. Its own ``pairs_per_second`` metric
-  (pair passes, pairs times epochs, leaving out building the batch index lists) is
-  printed too.
+- ours: wall time of the ``fit_reward`` call with no held-out set (tokenising the
+  texts, planning the steps, padding, cached-prefix forward, backward, optimizer
+  step); model loading and building the answers (``pairs_to_answers``) are
+  excluded, held-out accuracy is computed afterwards with ``measure``. Unlike TRL's
+  side, ours counts its tokenisation. The fit's own ``seconds`` (the training
+  steps alone: not tokenising the texts or planning the steps) give the
+  ``metric_pairs_per_second`` printed too.
 
 Epochs and batches: **both sides train the same number of epochs** in each shape,
 ``--pairs-epochs`` (default 1) in (a) and ``--group-epochs`` (default 2) in (b), and
 take the same ``--batch`` labelled pairs per optimiser step: TRL's
-``per_device_train_batch_size``, ours ``TextRewardFitConfig.max_pairs`` (with a
+``per_device_train_batch_size``, ours ``RewardConfig.batch_size`` (with a
 padded-token budget, ``--max-tokens``, that by default always fits ``--batch``
 pairs, so the pair count is what cuts our batches). In (a) both make
 ``pairs / batch`` steps an epoch; in (b) ours packs whole prompt groups (6 pairs
@@ -219,55 +221,57 @@ def run_ours(spec: dict) -> dict[str, object]:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from rlhfkit.reward.text import TextRewardFitConfig, fit_text_reward, pair_accuracy
-    from rlhfkit.reward.text_fit import load_reward_model, pairs_to_groups
+    from rlhfkit.reward.fit import fit_reward, measure
+    from rlhfkit.reward.fit_files import file_config, pairs_to_answers
+    from rlhfkit.reward.transformer import SequenceRewardModel, load_reward_model
 
     hf_logging.disable_progress_bar()
     torch.set_num_threads(spec["threads"])
     out: dict[str, object] = {"torch_threads": torch.get_num_threads()}
     for shape in ("pairs", "groups"):
         model, tokenizer = load_reward_model(spec["model_dir"], [])
-        pad = tokenizer.pad_token_id
-
+        reward_model = SequenceRewardModel(model, tokenizer)
         train, held = (
-            pairs_to_groups([(r["prompt"], r["chosen"], r["rejected"], (1.0, 0.0)) for r in rows], tokenizer)
+            pairs_to_answers([(r["prompt"], r["chosen"], r["rejected"], (1.0, 0.0)) for r in rows], tokenizer)
             for rows in (spec["data"][f"{shape}_train"], spec["data"][f"{shape}_eval"])
         )
-        n_pairs = sum(len(g.pairs) for g in train)
+        # token ids of each generation (what the fit will encode), for the budget and the token counts below
+        encoded = reward_model.encode([g.content for g in train.generations.values()])
+        ids = dict(zip(train.generations, encoded, strict=True))
+        shown = [train.queries[f.query_id].generation_ids for f in train.feedback]
+        n_pairs = len(train)
         # TRL's pairs per step; a token budget that always fits them (each pair adds at most two rows)
-        max_tokens = spec["max_tokens"] or 2 * spec["batch"] * max(g.n_tokens for g in train)
+        longest = max(len(p) + len(c) for p, c in ids.values())  # a prompt and its longest completion
+        max_tokens = spec["max_tokens"] or 2 * spec["batch"] * longest
         # center_coef 0: TRL's center_rewards_coefficient is None by default
-        config = TextRewardFitConfig(
+        config = file_config(
             epochs=spec["epochs"][shape],
             lr=spec["lr"],
             max_tokens=max_tokens,
-            max_pairs=spec["batch"],
+            batch_size=spec["batch"],
             seed=spec["seed"],
             center_coef=0.0,
         )
         t0 = time.perf_counter()
-        metrics = fit_text_reward(model, train, [], pad, config)
+        metrics = fit_reward(reward_model, train, None, config)
         seconds = time.perf_counter() - t0
-        tokens = sum(len(g.prompt_ids) + sum(len(c) for c in g.completion_ids) for g in train)
+        prompts = {p for p, _ in ids.values()}
+        tokens = sum(len(p) for p in prompts) + sum(len(c) for _, c in ids.values())
         # What the same pairs cost as whole sequences (TRL's rows): a check that both sides see the same tokens.
-        as_rows = sum(
-            2 * len(g.prompt_ids) + len(g.completion_ids[a]) + len(g.completion_ids[b])
-            for g in train
-            for a, b in g.pairs
-        )
+        as_rows = sum(2 * len(ids[a][0]) + len(ids[a][1]) + len(ids[b][1]) for a, b in shown)
         out[shape] = {
             "pairs": n_pairs,
-            "groups": len(train),
+            "groups": len(prompts),
             "seconds": seconds,
             "pairs_per_second": n_pairs / seconds,
-            "metric_pairs_per_second": metrics.pairs_per_second,
-            "steps": len(metrics.losses),
+            "metric_pairs_per_second": n_pairs * config.epochs / metrics.seconds,
+            "steps": metrics.steps,
             "epochs": config.epochs,
             "max_tokens": max_tokens,
             "tokens": tokens,
             "tokens_as_rows": as_rows,
-            "accuracy": pair_accuracy(model, held, pad),
-            "n_eval": sum(len(g.pairs) for g in held),
+            "accuracy": measure(reward_model, held)[0],
+            "n_eval": len(held),
         }
     return out
 
@@ -286,7 +290,7 @@ def main() -> int:
     parser.add_argument("--prompt-len", type=int, default=48, help="mean prompt length in words (+-8)")
     parser.add_argument("--resp-len", type=int, default=16, help="mean response length in words (+-4)")
     parser.add_argument(
-        "--batch", type=int, default=32, help="pairs per step: TRL's per_device_train_batch_size, our max_pairs"
+        "--batch", type=int, default=32, help="pairs per step: TRL's per_device_train_batch_size, our batch_size"
     )
     parser.add_argument(
         "--max-tokens", type=int, default=0, help="our padded-token budget per step; 0: one that fits --batch pairs"
@@ -309,7 +313,7 @@ def main() -> int:
     from _peer_env import ensure_peer_venv
     from transformers.utils import logging as hf_logging
 
-    from rlhfkit.reward.text_fit import load_reward_model
+    from rlhfkit.reward.transformer import load_reward_model
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()

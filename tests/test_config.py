@@ -22,7 +22,7 @@ from rlhfkit.config import (
 from rlhfkit.feedback.teacher import TeacherConfig
 from rlhfkit.loop_text import load_text_config
 from rlhfkit.optimize.ppo.loss import PPOConfig
-from rlhfkit.reward.fit import RewardFitConfig
+from rlhfkit.reward.config import RewardConfig
 from rlhfkit.tasks import get_task
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -78,7 +78,7 @@ def test_valid_file(tmp_path: Path) -> None:
         teacher=TeacherConfig(beta=2.5, mistake_prob=0.1, equal_threshold=1.0, gamma=0.99),
     )
     assert isinstance(cfg.feedback.teacher.equal_threshold, float)  # an integer in TOML becomes a float
-    assert cfg.reward == RewardFitConfig(ensemble_size=2, hidden=(16, 8))
+    assert cfg.reward == RewardConfig(ensemble_size=2, hidden=(16, 8))
     assert cfg.kl == KLConfig(beta=0.1, estimator="k3", adaptive=True)
     assert cfg.base == BaseConfig(kind="proxy", proxy_steps=5000)
     assert cfg.ppo.n_steps == 128
@@ -87,7 +87,7 @@ def test_valid_file(tmp_path: Path) -> None:
 
 def test_empty_file_gives_defaults_with_the_tasks_settings(tmp_path: Path) -> None:
     defaults = get_task("pendulum").defaults
-    expected = RunConfig(ppo=PPOConfig(**defaults["ppo"]), reward=RewardFitConfig(**defaults["reward"]))
+    expected = RunConfig(ppo=PPOConfig(**defaults["ppo"]), reward=RewardConfig(**defaults["reward"]))
     assert load_config(_write(tmp_path, "")) == expected
 
 
@@ -243,7 +243,7 @@ def test_overrides(tmp_path: Path) -> None:
                 teacher=TeacherConfig(beta=math.inf, mistake_prob=0.1, skip_threshold=-3.5, gamma=0.95),
                 latency_s=0.25,
             ),
-            reward=RewardFitConfig(ensemble_size=1, hidden=(32,), lr=3e-4),
+            reward=RewardConfig(ensemble_size=1, hidden=(32,), lr=3e-4),
             ppo=PPOConfig(n_steps=64, target_kl=0.015, hidden=(8, 8), anneal_lr=True),
             kl=KLConfig(beta=0.2, estimator="k2", adaptive=True, target=0.1),
             base=BaseConfig(kind="checkpoint", path="runs/x/policy.pt"),

@@ -56,9 +56,9 @@ def _true_returns(run_dir: Path) -> list[float]:
 def test_the_control_loop_raises_the_true_return_over_the_base(tmp_path: Path) -> None:
     """Pendulum from a fresh policy: 150 comparisons from a noise-free simulated human, 4 x 12,288 PPO steps.
 
-    Measured (2026-12-02): seed 0 -1056.6 -> -168.7 (+888), and with the same config seeds 1, 2 and 3
-    -1172.7 -> -259.8 (+913), -1114.5 -> -248.0 (+867) and -1163.0 -> -238.8 (+924); about 30 s of
-    one core. Three rounds
+    Measured with the one reward fit (issue 11): seed 0 -1056.6 -> -158.5 (+898), and with the same
+    config seeds 1, 2 and 3 -1172.7 -> -209.2 (+964), -1114.5 -> -243.6 (+871) and -1163.0 -> -297.8
+    (+865); before it +888, +913, +867 and +924; about 30 s of one core. Three rounds
     instead of four gained only +305 to +554: the policy finds the swing-up late.
     """
     path = tmp_path / "pendulum.toml"
@@ -110,8 +110,9 @@ a completion scores from about -4 to 3)."""
 def test_the_text_loop_raises_the_true_reward_over_the_base(tmp_path: Path) -> None:
     """The built-in text task: a tiny GPT-2 pre-trained for 300 steps, 60 comparisons, 2 x 20 GRPO steps.
 
-    Measured (2026-12-02): seed 0 -0.139 -> 0.219 (+0.358), and with the same config seeds 1 and 2
-    -1.002 -> -0.066 (+0.936) and -0.416 -> 0.217 (+0.633); about 15 s of one core.
+    Measured with the one reward fit (issue 11): seed 0 -0.139 -> 0.247 (+0.386), and with the same
+    config seeds 1 and 2 -1.002 -> 0.042 (+1.044) and -0.416 -> 0.188 (+0.603); before it +0.358 (on
+    this machine on the day of the change: +0.473), +0.936 and +0.633; about 15 s of one core.
     """
     path = tmp_path / "describe.toml"
     path.write_text(DESCRIBE, encoding="utf-8")

@@ -6,6 +6,7 @@ import html
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -195,3 +196,33 @@ def test_building_a_text_run_prints_no_transformers_warnings(text_config: Path, 
     finally:
         hf_root.removeHandler(records)
     assert not [m for m in records.messages if "loss_type" in m or "num_labels" in m], records.messages
+
+
+def test_the_text_fit_takes_the_configured_holdout_share_and_batch_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Comparisons and ratings (once a separate route with its own 0.15 held out and 32 a step): the [reward] values."""
+    from rlhfkit import loop_text
+    from rlhfkit.feedback.answers import AnswerSet, is_heldout
+
+    text = TINY_TEXT.replace("[reward]\nepochs = 1", "[reward]\nepochs = 2\nholdout_frac = 0.5\nbatch_size = 2")
+    text = text.replace("max_new_tokens = 12\n", "max_new_tokens = 12\nkinds = {comparison = 0.5, rating = 0.5}\n", 1)
+    path = tmp_path / "text.toml"
+    path.write_text(text, encoding="utf-8")
+    run = TextRun.create(load_text_config(path), tmp_path / "run", progress=False)
+    run.ask(run.sample_queries(1))
+    split: list[AnswerSet] = []
+    fit = loop_text.fit_reward
+
+    def spy(model: Any, train: AnswerSet, heldout: AnswerSet, config: Any, *args: Any, **kwargs: Any) -> Any:
+        split.extend((train, heldout))
+        return fit(model, train, heldout, config, *args, **kwargs)
+
+    monkeypatch.setattr(loop_text, "fit_reward", spy)
+    rm = run.fit()
+    train, held = split
+    assert all(is_heldout(f.query_id, 0.5) for f in held.feedback)
+    assert not any(is_heldout(f.query_id, 0.5) for f in train.feedback)
+    assert len(train) + len(held) == 10 and rm.n_heldout == len(held)
+    assert {f.kind for f in (*train.feedback, *held.feedback)} == {"comparison", "rating"}
+    assert rm.steps >= 2 * -(-max(rm.counts.values()) // 2)  # at most 2 answers of a kind a step, 2 epochs

@@ -31,7 +31,7 @@ from rlhfkit.feedback.effort import EffortConfig
 from rlhfkit.feedback.mix import check_kinds
 from rlhfkit.feedback.teacher import TeacherConfig
 from rlhfkit.optimize.ppo.loss import PPOConfig
-from rlhfkit.reward.fit import RewardFitConfig
+from rlhfkit.reward.config import RewardConfig
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class FeedbackConfig:
     """Share of each round's queries per feedback kind, summing to 1, e.g. {comparison = 0.5, ranking = 0.25,
     rating = 0.25}. Kinds: comparison, ranking (of 4), rating, label, correction, language. With any kind
     besides comparison, initial_comparisons and comparisons_per_round count queries of every kind and one
-    reward is fitted on all stored answers (reward/mixed.py); comparisons only keep the comparison fit."""
+    reward is fitted on all stored answers of every kind (reward/fit.py)."""
     interpreter: Literal["keyword", "embedding"] = "keyword"
     """How language answers become training signal: 'keyword' (word lists) or 'embedding'
     (all-MiniLM-L6-v2 sentence embeddings, offline)."""
@@ -147,7 +147,7 @@ class RunConfig:
     """Episodes (deterministic policy, fixed seeds) for each round's evaluation."""
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     """Step 1: collecting feedback."""
-    reward: RewardFitConfig = field(default_factory=RewardFitConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     """Step 2: fitting the reward model."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """Step 3: PPO; fields left out take the task's defaults."""
@@ -277,13 +277,13 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "", defaults: di
     """Build ``cls`` from a TOML table, checking every key and type.
 
     ``defaults`` are used for fields the table leaves out (e.g. a task's PPO settings).
-    A key that ``cls.renamed`` (old name -> new name, a class attribute) lists is an error
+    A key that ``cls.RENAMED`` (old name -> new name, a class attribute) lists is an error
     naming the new key, e.g. ``ppo.learning_rate: renamed to ppo.lr``.
     """
     assert dataclasses.is_dataclass(cls)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    renamed: dict[str, str] = getattr(cls, "renamed", {})
+    renamed: dict[str, str] = getattr(cls, "RENAMED", {})
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in names and key in renamed:
@@ -329,7 +329,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         task_name = _check_value(data.get("task", RunConfig.task), str, "task")
         task = get_task(task_name)
         # Sections where the task supplies defaults for the fields the file leaves out.
-        sections: dict[str, type] = {"ppo": PPOConfig, "reward": RewardFitConfig}
+        sections: dict[str, type] = {"ppo": PPOConfig, "reward": RewardConfig}
         tables = {name: data.pop(name, {}) for name in sections}
         for name, table in tables.items():
             if not isinstance(table, dict):

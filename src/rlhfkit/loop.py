@@ -8,9 +8,8 @@ One round ``k = 1..rounds``:
    (``feedback/mix.py``);
 2. **ask** the human every pending query of this round; each answer is
    committed to the store before anything uses it;
-3. **fit** the reward ensemble (warm start) on every usable answer stored:
-   comparisons alone with Bradley–Terry (``reward/fit.py``), several kinds in one
-   mixed fit (``reward/mixed.py``);
+3. **fit** the reward ensemble (warm start) on every usable answer stored, of
+   every kind, in the one reward fit (``reward/fit.py``);
 4. **optimise** the policy with PPO on the learned reward minus beta * KL to the base;
 5. **evaluate** (true return, learned return, KL to base, reward-model accuracy);
 6. **checkpoint** everything needed to continue, then rewrite ``metrics.jsonl``
@@ -30,6 +29,7 @@ twice.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from rlhfkit.config import ConfigError, RunConfig, config_to_toml, load_config
 from rlhfkit.domains.control import evaluate_policy, policy_rollout, segments_from_rollout
+from rlhfkit.feedback.answers import read_answers
 from rlhfkit.feedback.mix import (
     KindTools,
     comparisons_only,
@@ -60,19 +61,12 @@ from rlhfkit.files import atomic_torch_save, atomic_write_bytes
 from rlhfkit.models.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env
 from rlhfkit.optimize.kl import AdaptiveKL, FixedKL, KLController
 from rlhfkit.optimize.ppo.env_trainer import PPOTrainer
-from rlhfkit.reward.fit import (
-    NoUsableFeedbackError,
-    RewardMetrics,
-    comparison_pairs,
-    fit_reward,
-    is_heldout,
-    make_reward_optimizer,
-)
-from rlhfkit.reward.mixed import MixedFitConfig, SegmentRewardModel, fit_stored
+from rlhfkit.reward.fit import NoUsableFeedbackError, RewardMetrics, fit_reward, make_reward_optimizer
 from rlhfkit.reward.nets import RewardEnsemble
+from rlhfkit.reward.segment_model import SegmentRewardModel
 from rlhfkit.samples import ROLLOUT_STEPS, rollout_samples, write_samples
 from rlhfkit.tasks import Task, get_task
-from rlhfkit.types import Generation, Query, Segment, new_id
+from rlhfkit.types import Content, Generation, Query, Segment, new_id
 
 Progress = Callable[[str], None]
 
@@ -153,6 +147,13 @@ def ask_pending(
         if answer is not None:
             stored += store.record(answer)
     return stored
+
+
+def segment_return(x: Content) -> float:
+    """A control segment's true return: the sum of its true per-step rewards."""
+    if not isinstance(x, Segment):
+        raise TypeError("a control run's generations are segments")
+    return float(np.sum(x.true_rewards))
 
 
 def probe_spec(task: Task) -> SpaceSpec:
@@ -379,73 +380,26 @@ class Run:
         return ask_pending(self.store, self.human, queries, self.progress, self.config.feedback.latency_s)
 
     def fit(self) -> RewardMetrics:
-        """Step 2: fit the reward ensemble on every stored answer."""
-        if self.mixed:
-            return self._fit_mixed()
-        comparisons = self.store.comparisons()
-        queries = {q.id: q.generation_ids for q in self.store.queries()}
-        gens = self.store.generations([g for c in comparisons for g in queries[c.query_id]])
-        train, heldout, n_incomparable = comparison_pairs(
-            comparisons, queries, gens, self.config.reward.holdout_frac, self.spec.n_actions is not None
-        )
-        if train is None:
-            raise NoUsableFeedbackError(
-                f"{self.dir}: no usable answers to fit the reward on ({len(comparisons)} stored, "
-                f"{n_incomparable} incomparable); check feedback.teacher.skip_threshold and the human's answers. "
-                "Everything stored is kept."
-            )
-        gen = torch.Generator().manual_seed(self.config.seed * 101 + self.state.round)
-        return fit_reward(
-            self.state.reward_model,
-            train,
-            heldout,
-            self.config.reward,
-            gen,
-            self.state.reward_optimizer,
-            n_incomparable,
-        )
-
-    def _fit_mixed(self) -> RewardMetrics:
-        """Step 2 with several kinds: one fit on every stored answer of every kind (``reward/mixed.py``)."""
-        feedback = self.store.feedback()
-        queries = {q.id: q for q in self.store.queries()}
-        gens = self.store.generations([g for f in feedback for g in queries[f.query_id].generation_ids])
+        """Step 2: fit the reward ensemble (warm start, with its optimizer) on every stored answer of every kind."""
         rc = self.config.reward
-        config = MixedFitConfig(
-            ensemble_size=rc.ensemble_size,
-            hidden=rc.hidden,
-            batch_size=rc.batch_size,
-            lr=rc.lr,
-            weight_decay=rc.weight_decay,
-            center_coef=rc.center_coef,
-            seed=self.config.seed * 101 + self.state.round,
-        )
+        train, heldout = read_answers(self.store).split(rc.holdout_frac)
+        config = dataclasses.replace(rc, seed=rc.seed + self.config.seed * 101 + self.state.round)
         model = SegmentRewardModel(self.state.reward_model, discrete=self.spec.n_actions is not None)
         try:
-            m = fit_stored(
+            return fit_reward(
                 model,
-                feedback,
-                queries,
-                gens,
+                train,
+                heldout,
                 config,
-                lambda qid: is_heldout(qid, rc.holdout_frac),
-                editor=self.tools.editor,
-                interpreter=self.tools.interpreter,
-                features=self.tools.features,
-                true_return=lambda x: float(np.sum(x.true_rewards)),
-                epochs=rc.epochs,
+                self.tools,
+                true_return=segment_return,
+                optimizer=self.state.reward_optimizer,
             )
         except NoUsableFeedbackError as e:
-            raise NoUsableFeedbackError(f"{self.dir}: {e}. Everything stored is kept.") from None
-        return RewardMetrics(
-            loss=float(np.mean(list(m.losses.values()))) if m.losses else float("nan"),
-            heldout_accuracy=m.heldout_accuracy,
-            true_accuracy=m.true_accuracy,
-            ece=float("nan"),
-            n_train=sum(m.counts.values()),
-            n_heldout=m.n_heldout,
-            n_incomparable=m.skipped.get("comparison", 0),
-        )
+            raise NoUsableFeedbackError(
+                f"{self.dir}: {e}; check feedback.teacher.skip_threshold and the human's answers. "
+                "Everything stored is kept."
+            ) from None
 
     def human_minutes(self) -> float:
         """Human-minutes spent on every stored answer, by the configured effort costs."""

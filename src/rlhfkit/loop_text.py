@@ -6,9 +6,9 @@ One round ``k``:
    and store each pair as a comparison query (with ``feedback.kinds``: queries of
    each kind by its share, each showing completions of one prompt, four for a ranking);
 2. **ask** the (simulated) human, committing each answer;
-3. **fit** the text reward model (warm start) on every usable stored answer,
-   grouped by prompt (one prompt encoding per group); several kinds train the same
-   transformer in one mixed fit (``reward/mixed.py``, ``reward/text_mixed.py``);
+3. **fit** the transformer reward model (warm start) on every usable stored answer
+   of every kind in the one reward fit (``reward/fit.py``), each step whole prompt
+   pieces with one prompt encoding each (``reward/transformer.py``);
 4. **optimise** the policy with RLOO or GRPO on the learned reward, with
    ``beta * KL(pi || pi_base)`` in the loss;
 5. **evaluate** on fixed prompts and seeds: true reward, learned reward, the
@@ -36,6 +36,8 @@ from transformers import GPT2ForSequenceClassification
 
 from rlhfkit.checks import positive, require
 from rlhfkit.config import ConfigError, from_dict
+from rlhfkit.feedback.answers import read_answers
+from rlhfkit.feedback.edits import completion_text
 from rlhfkit.feedback.effort import EffortConfig
 from rlhfkit.feedback.mix import KindTools, check_kinds, comparisons_only, query_size, run_kind_setup, split_queries
 from rlhfkit.feedback.store import AnnotationSettings
@@ -47,16 +49,17 @@ from rlhfkit.models.text_batch import Prompt
 from rlhfkit.models.text_builders import load_causal_lm, reward_model_config
 from rlhfkit.optimize.group.trainer import GroupPGConfig, GroupPGTrainer
 from rlhfkit.optimize.ppo.lm_trainer import TextPPOConfig, TextPPOTrainer
-from rlhfkit.reward.fit import NoUsableFeedbackError, is_heldout
-from rlhfkit.reward.mixed import MixedFitConfig, fit_stored
-from rlhfkit.reward.text import PromptGroup, TextRewardFitConfig, fit_text_reward
-from rlhfkit.reward.text_fit import RewardModelScorer, pairs_to_groups
-from rlhfkit.reward.text_mixed import SequenceRewardModel
+from rlhfkit.reward.config import RewardConfig
+from rlhfkit.reward.fit import NoUsableFeedbackError, RewardMetrics, fit_reward
+from rlhfkit.reward.transformer import RewardModelScorer, SequenceRewardModel
 from rlhfkit.samples import TEXT_SAMPLES, text_samples, write_samples
 from rlhfkit.tasks import text as describe_task
 from rlhfkit.types import Generation, Query, new_id
 
 TEXT_TASKS = ("text:describe",)
+
+TEXT_REWARD: dict[str, Any] = {"ensemble_size": 1, "epochs": 3, "lr": 1e-3, "weight_decay": 0.0}
+"""A text run's reward fit where it differs from :class:`RewardConfig`'s defaults (also for a partial [reward])."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ class TextFeedbackConfig:
     """Share of each round's queries per feedback kind, summing to 1, e.g. {comparison = 0.5, ranking = 0.25,
     correction = 0.25}. Kinds: comparison, ranking (4 completions of a prompt), rating, label, correction (an
     edited completion), language. With any kind besides comparison, initial_comparisons and comparisons_per_round
-    count queries of every kind and the reward model is fitted on all stored answers (reward/mixed.py)."""
+    count queries of every kind and the reward model is fitted on all stored answers (reward/fit.py)."""
     interpreter: Literal["keyword", "embedding"] = "keyword"
     """How language answers become training signal: 'keyword' (word lists) or 'embedding'
     (all-MiniLM-L6-v2 sentence embeddings, offline)."""
@@ -134,8 +137,8 @@ class TextRunConfig:
     """Completions per prompt for each round's evaluation (fixed seeds)."""
     feedback: TextFeedbackConfig = field(default_factory=TextFeedbackConfig)
     """Step 1: collecting feedback."""
-    reward: TextRewardFitConfig = field(default_factory=lambda: TextRewardFitConfig(epochs=3, lr=1e-3))
-    """Step 2: fitting the text reward model."""
+    reward: RewardConfig = field(default_factory=lambda: RewardConfig(**TEXT_REWARD))
+    """Step 2: fitting the transformer reward model (one member: ensemble_size = 1)."""
     optimizer: Literal["grpo", "rloo", "ppo"] = "grpo"
     """Step 3's method: 'grpo' or 'rloo' (a group baseline, no value network; settings in [optim]), or 'ppo'
     (a value head and a per-token KL penalty in the reward; settings in [ppo])."""
@@ -148,6 +151,11 @@ class TextRunConfig:
 
     def __post_init__(self) -> None:
         require(self, {"rounds": (positive, ">= 1"), "steps_per_round": (positive, ">= 1")})
+        if self.reward.ensemble_size != 1:
+            raise ValueError(
+                f"reward.ensemble_size must be 1 for a text run (its reward model is one transformer), "
+                f"got {self.reward.ensemble_size}"
+            )
 
 
 def load_text_config(path: str | Path) -> TextRunConfig:
@@ -156,7 +164,16 @@ def load_text_config(path: str | Path) -> TextRunConfig:
 
     p = Path(path)
     try:
-        return from_dict(TextRunConfig, _one_optimizer_name(tomllib.loads(p.read_text(encoding="utf-8"))))
+        data = _one_optimizer_name(tomllib.loads(p.read_text(encoding="utf-8")))
+        table = data.pop("reward", {})
+        if not isinstance(table, dict):
+            raise ConfigError("reward: expected a table [reward]")
+        reward = from_dict(RewardConfig, table, "reward.", defaults=TEXT_REWARD)
+        if reward.ensemble_size != 1:
+            raise ConfigError(
+                f"reward.ensemble_size: a text run's reward model is one transformer; set 1, got {reward.ensemble_size}"
+            )
+        return dataclasses.replace(from_dict(TextRunConfig, data), reward=reward)
     except (ConfigError, tomllib.TOMLDecodeError, FileNotFoundError) as e:
         raise ConfigError(f"{p}: {e}") from None
 
@@ -346,67 +363,26 @@ class TextRun:
     def ask(self, queries: Sequence[Query]) -> int:
         return ask_pending(self.store, self.human, queries, self.progress)
 
-    def _fit_mixed(self) -> tuple[float, int]:
-        """Step 2 with several kinds: the transformer reward model fitted on every stored answer of every kind."""
-        feedback = self.store.feedback()
-        queries = {q.id: q for q in self.store.queries()}
-        gens = self.store.generations([g for f in feedback for g in queries[f.query_id].generation_ids])
-        rc = self.config.reward
-        if rc.disable_dropout:
-            for module in self.reward_model.modules():
-                if isinstance(module, torch.nn.Dropout):
-                    module.p = 0.0
-        config = MixedFitConfig(
-            batch_size=32,
-            lr=rc.lr,
-            weight_decay=rc.weight_decay,
-            center_coef=rc.center_coef,
-            seed=self.config.seed + self.round,
-        )
-        try:
-            m = fit_stored(
-                SequenceRewardModel(self.reward_model, self.tokenizer),
-                feedback,
-                queries,
-                gens,
-                config,
-                lambda qid: is_heldout(qid, 0.15),
-                editor=self.tools.editor,
-                interpreter=self.tools.interpreter,
-                features=self.tools.features,
-                true_return=lambda x: describe_task.true_reward(x.completion),
-                epochs=rc.epochs,
-            )
-        except NoUsableFeedbackError as e:
-            raise NoUsableFeedbackError(f"{self.dir}: {e}") from None
-        return m.heldout_accuracy, sum(m.counts.values())
-
     def human_minutes(self) -> float:
         """Human-minutes spent on every stored answer, by the configured effort costs."""
         return self.config.feedback.effort.total_minutes(self.store.feedback())
 
-    def fit(self) -> tuple[float, int]:
-        if self.mixed:
-            return self._fit_mixed()
-        comparisons = [c for c in self.store.comparisons() if c.usable]
-        if not comparisons:
-            raise NoUsableFeedbackError(f"{self.dir}: no usable answers to fit the text reward on")
-        queries = {q.id: q.generation_ids for q in self.store.queries()}
-        gens = self.store.generations([g for c in comparisons for g in queries[c.query_id]])
-
-        def pairs(held: bool) -> list[PromptGroup]:
-            items = []
-            for c in comparisons:
-                if is_heldout(c.query_id, 0.15) != held:
-                    continue
-                a, b = (gens[g].text for g in queries[c.query_id])
-                assert c.mu is not None
-                items.append((a.prompt, a.completion, b.completion, c.mu))
-            return pairs_to_groups(items, self.tokenizer)
-
-        cfg = dataclasses.replace(self.config.reward, seed=self.config.seed + self.round)
-        metrics = fit_text_reward(self.reward_model, pairs(False), pairs(True), self.tokenizer.pad_token_id, cfg)
-        return metrics.accuracy, metrics.n_train
+    def fit(self) -> RewardMetrics:
+        """Step 2: fit the transformer reward model (warm start) on every stored answer of every kind."""
+        rc = self.config.reward
+        train, heldout = read_answers(self.store).split(rc.holdout_frac)
+        config = dataclasses.replace(rc, seed=rc.seed + self.config.seed + self.round)
+        try:
+            return fit_reward(
+                SequenceRewardModel(self.reward_model, self.tokenizer),
+                train,
+                heldout,
+                config,
+                self.tools,
+                true_return=lambda x: describe_task.true_reward(completion_text(x)),
+            )
+        except NoUsableFeedbackError as e:
+            raise NoUsableFeedbackError(f"{self.dir}: {e}") from None
 
     def learned_reward(self, prompts: Sequence[Prompt], completions: Sequence[str]) -> np.ndarray:
         """The reward model's score of each (prompt, completion)."""
@@ -457,7 +433,7 @@ class TextRun:
             web.hold(k, "sampling queries")
             self.sample_queries(k)
             web.wait_for_answers(k)
-        rm_accuracy, n_train = self.fit()
+        rm = self.fit()
         steps = self.config.steps_per_round
         for _ in tqdm(range(steps), desc=f"round {k} policy", leave=False, disable=not self.progress):
             if web is not None:
@@ -471,8 +447,10 @@ class TextRun:
             "human_minutes": self.human_minutes(),
             "generated_tokens": self.trainer.generated_tokens,
             **metrics,
-            "rm_accuracy": rm_accuracy,
-            "rm_train_pairs": n_train,
+            "rm_accuracy": rm.heldout_accuracy,
+            "rm_true_accuracy": rm.true_accuracy,
+            "rm_ece": rm.ece,
+            "rm_train_pairs": rm.n_train,
             "beta": self.beta,
             "seconds": time.time() - t0,
         }

@@ -219,3 +219,33 @@ def test_profiled_rating_loss_skips_annotators_with_too_few_or_constant_ratings(
     terms = profiled_rating_loss(r, y, who, 2)
     assert torch.equal(terms.nll, torch.zeros(5, dtype=D))
     assert math.isnan(terms.metric.item())
+
+
+def test_profiled_rating_loss_weighs_ratings_like_repeated_rows_per_member() -> None:
+    """Bootstrap counts per ensemble member give each member the loss of its resample (repeated rows)."""
+    r, y, who = _two_annotator_ratings()
+    returns = torch.stack([r, 0.5 * r + torch.linspace(-1, 1, 40, dtype=D)])  # two members
+    g = torch.Generator().manual_seed(5)
+    counts = torch.stack([torch.bincount(torch.randint(0, 40, (40,), generator=g), minlength=40) for _ in range(2)])
+    weighted = profiled_rating_loss(returns, y, who, 2, weight=counts)
+    for k in range(2):
+        rep = counts[k]
+        alone = profiled_rating_loss(
+            returns[k].repeat_interleave(rep), y.repeat_interleave(rep), who.repeat_interleave(rep), 2
+        )
+        assert alone.loss.item() == pytest.approx(float((weighted.nll[k] * rep).sum() / rep.sum()), abs=1e-9)
+    expected = sum(
+        profiled_rating_loss(
+            returns[k].repeat_interleave(counts[k]), y.repeat_interleave(counts[k]), who.repeat_interleave(counts[k]), 2
+        ).loss
+        for k in range(2)
+    )
+    assert weighted.loss.item() == pytest.approx(float(expected) / 2, abs=1e-9)
+    # A member whose counts leave an annotator fewer than 3 ratings leaves that annotator out.
+    few = torch.zeros(2, 40)
+    few[:, who == 0] = 1.0
+    few[0, torch.nonzero(who == 1)[:2, 0]] = 1.0
+    assert torch.equal(profiled_rating_loss(returns, y, who, 2, weight=few).nll[0, who == 1], torch.zeros(20, dtype=D))
+    assert profiled_rating_loss(returns, y, who, 2, weight=torch.ones(40)).loss.item() == pytest.approx(
+        profiled_rating_loss(returns, y, who, 2).loss.item(), abs=1e-12
+    )

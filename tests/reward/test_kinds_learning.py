@@ -10,13 +10,15 @@ state-only MLP summed over a clip already tracks the pole's angle, which the tru
 reward mostly is (0.724 of the pairs for seed 0), so there the absolute bar alone
 asked for 0.026 over doing nothing.
 
-Measured (seed 0, 300 steps; the network's initial weights seeded by the fit since
-2026-11-28): pendulum untrained 0.724, comparison 0.895, ranking 0.962, rating 0.958,
-label 0.958, correction 0.920, language 0.808; describe untrained 0.335, 0.821, 0.923,
-0.934, 0.919, 0.904, 0.878. The margins leave room across fit seeds 0-2 (2026-12-02,
-untrained 0.724 / 0.820 / 0.738 on pendulum and 0.335 / 0.473 / 0.557 on describe):
-the smallest gains were 0.051 on pendulum (language, seed 1; 0.084 for seed 0) and
-0.285 on describe (correction, seed 2; 0.486 for seed 0).
+Measured with the one reward fit (issue 11; seed 0, 300 steps: 75 epochs of 4 steps of
+64 answers; the network's initial weights seeded by the fit): pendulum untrained 0.724,
+comparison 0.887, ranking 0.957, rating 0.969, label 0.949, correction 0.906, language
+0.849; describe untrained 0.335, 0.817, 0.927, 0.934, 0.919, 0.896, 0.872 (before it,
+with the separate mixed-kind fit: 0.895, 0.962, 0.958, 0.958, 0.920, 0.808 and 0.821,
+0.923, 0.934, 0.919, 0.904, 0.878). The margins leave room across fit seeds 0-2
+(untrained 0.724 / 0.820 / 0.738 on pendulum and 0.335 / 0.473 / 0.557 on describe):
+the smallest gains were 0.068 on pendulum (language, seed 1; 0.125 for seed 0) and
+0.281 on describe (comparison, seed 2; 0.482 for seed 0).
 """
 
 from __future__ import annotations
@@ -24,15 +26,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlhfkit.reward.kinds_eval import KindsSetup, evaluate_kinds, make_setup
-from rlhfkit.reward.mixed import MixedFitConfig, agreement
+from rlhfkit.reward.config import RewardConfig
+from rlhfkit.reward.fit import agreement
+from rlhfkit.reward.kinds_eval import KindsSetup, evaluate_kinds, fit_config, make_setup
 
 KINDS = ("comparison", "ranking", "rating", "label", "correction", "language")
 MARGIN = {"pendulum": 0.05, "describe": 0.25}
 """The least gain in held-out agreement over the untrained network, per task."""
 
+STEPS = 300
+"""Gradient steps of each fit (200 answers at 64 a step: 75 epochs of 4 steps)."""
 
-def untrained_agreement(setup: KindsSetup, config: MixedFitConfig) -> float:
+
+def untrained_agreement(setup: KindsSetup, config: RewardConfig) -> float:
     """Held-out agreement of the network the fit starts from (``kinds_eval.fit_answers`` seeds it alike)."""
     torch.manual_seed(config.seed)
     return agreement(setup.model(config), setup.test_a, setup.test_b, setup.test_diff)
@@ -51,9 +57,9 @@ def describe() -> KindsSetup:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_kind_alone_learns_pendulum(pendulum: KindsSetup, kind: str) -> None:
-    config = MixedFitConfig(steps=300)
+    config = fit_config(0, lr_schedule="constant")
     before = untrained_agreement(pendulum, config)
-    result = evaluate_kinds(pendulum, {kind: 200}, config)
+    result = evaluate_kinds(pendulum, {kind: 200}, config, steps=STEPS)
     print(f"pendulum {kind}: held-out agreement {before:.3f} untrained -> {result.agreement:.3f}", result.fit.skipped)
     assert result.agreement >= 0.75
     assert result.agreement - before >= MARGIN["pendulum"], (before, result.agreement)
@@ -62,9 +68,9 @@ def test_each_kind_alone_learns_pendulum(pendulum: KindsSetup, kind: str) -> Non
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_kind_alone_learns_the_text_task(describe: KindsSetup, kind: str) -> None:
-    config = MixedFitConfig(steps=300)
+    config = fit_config(0, lr_schedule="constant")
     before = untrained_agreement(describe, config)
-    result = evaluate_kinds(describe, {kind: 200}, config)
+    result = evaluate_kinds(describe, {kind: 200}, config, steps=STEPS)
     print(f"describe {kind}: held-out agreement {before:.3f} untrained -> {result.agreement:.3f}", result.fit.skipped)
     assert result.agreement >= 0.75
     assert result.agreement - before >= MARGIN["describe"], (before, result.agreement)
@@ -76,12 +82,11 @@ def test_categorical_labels_fix_the_ordering_up_to_sign_and_a_mix_fixes_the_sign
 
     Alone, the fit and the untrained network are both scored up to sign (``max(a, 1 - a)``, which
     is at least 0.5 for any network), and the gain asked for is 0.15; with the comparisons it is
-    ``MARGIN["describe"]``. Measured (2026-12-02, fit seed 0): labels alone 0.665 -> 0.917 up to
-    sign, with 20 comparisons 0.335 -> 0.898; fit seeds 1 and 2 gained 0.395 / 0.356 alone and
-    0.442 / 0.354 with the comparisons (run on their own, outside this module).
+    ``MARGIN["describe"]``. Measured with the one reward fit (fit seed 0): labels alone 0.665 ->
+    0.909 up to sign, with 20 comparisons 0.335 -> 0.899; fit seeds 1 and 2 gained 0.395 / 0.357
+    alone and 0.442 / 0.353 with the comparisons (run on their own, outside this module).
     """
-    from rlhfkit.reward.kinds_eval import ask
-    from rlhfkit.reward.mixed import build_data, fit_mixed
+    from rlhfkit.reward.kinds_eval import ask, fit_answers
     from rlhfkit.types import Label
 
     setup = describe
@@ -93,13 +98,10 @@ def test_categorical_labels_fix_the_ordering_up_to_sign_and_a_mix_fixes_the_sign
         for f in fb
     ]
     alone = [f for f in as_categories if isinstance(f, Label)]
-    config = MixedFitConfig(steps=300)
+    config = fit_config(0, lr_schedule="constant")
     for feedback, mixed in ((alone, False), (as_categories, True)):
-        data = build_data(feedback, queries, setup.generations)
         before = untrained_agreement(setup, config)
-        torch.manual_seed(config.seed)
-        model = setup.model(config)
-        fit_mixed(model, data, config)
+        model, _ = fit_answers(setup, queries, feedback, config, STEPS)  # seeds the initial weights as above
         acc = agreement(model, setup.test_a, setup.test_b, setup.test_diff)
         if not mixed:
             before, acc = max(before, 1 - before), max(acc, 1 - acc)

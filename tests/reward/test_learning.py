@@ -6,12 +6,15 @@ import numpy as np
 import torch
 
 from rlhfkit.domains.control import segments_from_rollout
+from rlhfkit.feedback.answers import AnswerSet
 from rlhfkit.feedback.teacher import SimulatedHuman
 from rlhfkit.models.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env
-from rlhfkit.reward.fit import RewardFitConfig, fit_reward, make_pairs, ordering_accuracy
+from rlhfkit.reward.config import RewardConfig
+from rlhfkit.reward.fit import fit_reward, ordering_accuracy
 from rlhfkit.reward.nets import RewardEnsemble
+from rlhfkit.reward.segment_model import SegmentRewardModel
 from rlhfkit.tasks import get_task
-from rlhfkit.types import Answer, Segment
+from rlhfkit.types import Comparison, Generation, Query, Segment
 
 
 class NoisyPD(ActorCritic):
@@ -51,23 +54,30 @@ def test_reward_model_orders_heldout_pairs_like_the_true_reward() -> None:
     human = SimulatedHuman(seed=0)
     a, b = _pairs(train_segs, 220, rng)
     a, b = a[:200], b[:200]
-    answers = [human.judge(human.segment_return(x), human.segment_return(y))[0] for x, y in zip(a, b, strict=True)]
-    labels = np.array([[1.0, 0.0] if ans is Answer.A else [0.0, 1.0] for ans in answers], dtype=np.float32)
-    train = make_pairs(a, b, labels, discrete=False)
+    gens = [Generation(f"g{i}", 0, "pool", s) for i, s in enumerate(train_segs)]
+    by_segment = {id(s): g.id for s, g in zip(train_segs, gens, strict=True)}
+    queries = [
+        Query(f"q{i}", (by_segment[id(x)], by_segment[id(y)]), 0) for i, (x, y) in enumerate(zip(a, b, strict=True))
+    ]
+    answers = [
+        Comparison.make(q.id, human.judge(human.segment_return(x), human.segment_return(y))[0], "simulated")
+        for q, x, y in zip(queries, a, b, strict=True)
+    ]
+    train = AnswerSet.of(answers, queries, gens)
 
     ta, tb = _pairs(test_segs, 1000, rng)
-    test = make_pairs(ta, tb, np.zeros((len(ta), 2), dtype=np.float32), discrete=False)
-
-    model = RewardEnsemble(spec.obs_dim, spec.act_dim, None, size=3)
+    true_diff = torch.tensor([float(x.true_rewards.sum() - y.true_rewards.sum()) for x, y in zip(ta, tb, strict=True)])
+    model = SegmentRewardModel(RewardEnsemble(spec.obs_dim, spec.act_dim, None, size=3))
+    test_a, test_b = model.encode(ta), model.encode(tb)
 
     def accuracy() -> float:
         with torch.no_grad():
-            ra = model.segment_returns(test.obs_a, test.act_a).mean(0)
-            rb = model.segment_returns(test.obs_b, test.act_b).mean(0)
-        return ordering_accuracy(ra - rb, test.true_a - test.true_b)
+            ra = model.returns(test_a).mean(0)
+            rb = model.returns(test_b).mean(0)
+        return ordering_accuracy(ra - rb, true_diff.double())
 
     before = accuracy()
-    fit_reward(model, train, None, RewardFitConfig(epochs=60), torch.Generator().manual_seed(0))
+    fit_reward(model, train, None, RewardConfig(epochs=60))
     after = accuracy()
     assert len(train) == 200
     print(f"held-out ordering accuracy: untrained {before:.3f}, trained {after:.3f}")

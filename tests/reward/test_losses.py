@@ -224,3 +224,22 @@ def test_reward_centering_penalty() -> None:
     assert r.grad.tolist() == pytest.approx([2 * 1.0 / 4] * 4, abs=1e-12)  # d/dr_i mean^2 = 2 mean / n
     assert reward_centering_penalty(torch.tensor([[1.0, -1.0], [3.0, -3.0]])).item() == 0.0
     assert reward_centering_penalty(torch.tensor([[-2.0, -2.0]])).item() == pytest.approx(4.0)
+
+
+def test_bootstrap_counts_weigh_pairs_like_repeated_rows() -> None:
+    """Per-member weights (bootstrap counts) equal repeating each pair that often, member by member."""
+    ra = torch.tensor([[0.3, -1.0, 2.0, 0.5], [1.0, 0.2, -0.4, 0.0]])
+    rb = torch.tensor([[0.1, 0.4, -0.6, 0.5], [-0.3, 0.9, 0.8, 1.2]])
+    mu = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.7, 0.3], [0.5, 0.5]])
+    counts = torch.tensor([[2, 0, 1, 3], [0, 1, 1, 1]])
+    weighted = bradley_terry_loss(ra, rb, mu, weight=counts).loss
+    repeated = [
+        bradley_terry_loss(
+            ra[k].repeat_interleave(counts[k]), rb[k].repeat_interleave(counts[k]), mu.repeat_interleave(counts[k], 0)
+        ).loss
+        for k in range(2)
+    ]
+    assert float(weighted) == pytest.approx(float(sum(repeated)) / 2, abs=1e-6)
+    assert float(bradley_terry_loss(ra, rb, mu, weight=torch.ones(4)).loss) == pytest.approx(
+        float(bradley_terry_loss(ra, rb, mu).loss), abs=1e-7
+    )

@@ -1,4 +1,4 @@
-"""``reward/mixed.fit_mixed``: the learning-rate schedule."""
+"""``reward/fit.fit_reward``: the learning-rate schedule."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import torch
 
+from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.kinds_eval import ask, fit_answers, make_setup
-from rlhfkit.reward.mixed import MixedFitConfig
 
 
-def _lrs_seen(monkeypatch: pytest.MonkeyPatch, config: MixedFitConfig) -> list[float]:
+def _lrs_seen(monkeypatch: pytest.MonkeyPatch, config: RewardConfig, steps: int) -> list[float]:
     setup = make_setup("describe", seed=0, pool_size=80, test_size=40, test_pairs=100)
     queries, feedback = ask(setup, {"comparison": 40}, seed=0)
     seen: list[float] = []
@@ -23,13 +23,13 @@ def _lrs_seen(monkeypatch: pytest.MonkeyPatch, config: MixedFitConfig) -> list[f
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", spy)
-    fit_answers(setup, queries, feedback, config)
+    fit_answers(setup, queries, feedback, config, steps)
     return seen
 
 
 def test_cosine_schedule_decays_to_zero(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = MixedFitConfig(steps=50, lr=0.01, lr_schedule="cosine")
-    lrs = _lrs_seen(monkeypatch, config)
+    config = RewardConfig(ensemble_size=1, batch_size=64, lr=0.01, lr_schedule="cosine")
+    lrs = _lrs_seen(monkeypatch, config, steps=50)  # 40 comparisons: one step an epoch, 50 epochs
     assert len(lrs) == 50
     assert lrs[0] == pytest.approx(0.01)
     assert all(a >= b for a, b in itertools.pairwise(lrs))
@@ -38,12 +38,12 @@ def test_cosine_schedule_decays_to_zero(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_constant_schedule_keeps_the_rate_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = MixedFitConfig(steps=20, lr=0.01)
+    config = RewardConfig(ensemble_size=1, batch_size=64, lr=0.01)
     assert config.lr_schedule == "constant"
-    lrs = _lrs_seen(monkeypatch, config)
+    lrs = _lrs_seen(monkeypatch, config, steps=20)
     assert lrs == [pytest.approx(0.01)] * 20
 
 
 def test_schedule_is_checked() -> None:
     with pytest.raises(ValueError, match="lr_schedule"):
-        MixedFitConfig(lr_schedule="linear")
+        RewardConfig(lr_schedule="linear")  # type: ignore[arg-type]

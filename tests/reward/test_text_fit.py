@@ -11,13 +11,14 @@ import torch
 
 from rlhfkit.cli import main
 from rlhfkit.feedback.formats import detect_format, read_preferences
-from rlhfkit.reward.text import group_rewards, plain_rewards
-from rlhfkit.reward.text_fit import (
+from rlhfkit.reward.fit_files import records_to_answers
+from rlhfkit.reward.transformer import (
     RewardModelScorer,
+    SequenceRewardModel,
     completion_token_ids,
     load_reward_model,
+    plain_rewards,
     prompt_token_ids,
-    records_to_groups,
     render,
 )
 from rlhfkit.tasks import text as text_task
@@ -59,11 +60,12 @@ def test_fit_reward_cli_learns_the_task_preference_and_saves_a_loadable_model(tm
 
     # The saved folder loads back as --model and scores exactly as before.
     model, tok = load_reward_model(str(out), [])
-    groups = records_to_groups(read_preferences(held).records[:8], tok)
+    answers = records_to_answers(read_preferences(held).records[:8], tok)
+    texts = [g.content for g in answers.generations.values()]
     again, _ = load_reward_model(str(out), [])
     with torch.no_grad():
-        r1 = torch.cat(group_rewards(model.eval(), groups, tok.pad_token_id))
-        r2 = torch.cat(group_rewards(again.eval(), groups, tok.pad_token_id))
+        r1 = SequenceRewardModel(model.eval(), tok).returns(SequenceRewardModel(model, tok).encode(texts))
+        r2 = SequenceRewardModel(again.eval(), tok).returns(SequenceRewardModel(again, tok).encode(texts))
     assert torch.equal(r1, r2)
 
 
@@ -83,9 +85,15 @@ def test_scored_completions_are_grouped_by_prompt(tmp_path: Path) -> None:
     path = _write(tmp_path / "scored.jsonl", rows)
     assert detect_format(path) == "scored"
     _, tok = load_reward_model("tiny", ["the cat is kind sad warm rude dog calm dull ."] * 20)
-    groups = records_to_groups(read_preferences(path).records, tok)
-    assert [len(g.completion_ids) for g in groups] == [4, 2]
-    assert [len(g.pairs) for g in groups] == [6, 1]  # every pair of four completions, one prompt encoding
+    answers = records_to_answers(read_preferences(path).records, tok)
+    by_prompt: dict[object, tuple[set[str], int]] = {}
+    for f in answers.feedback:
+        shown = answers.queries[f.query_id].generation_ids
+        prompt = answers.generations[shown[0]].text.prompt
+        seen, n = by_prompt.get(prompt, (set(), 0))
+        by_prompt[prompt] = (seen | set(shown), n + 1)
+    assert [len(seen) for seen, _ in by_prompt.values()] == [4, 2]  # each distinct completion one generation
+    assert [n for _, n in by_prompt.values()] == [6, 1]  # every pair of four completions, scored with one prompt
 
 
 def test_bad_row_is_named_or_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""Text reward models: cached-prefix scoring, the Bradley–Terry loss on text, and learning."""
+"""The transformer reward model: cached-prefix scoring, the Bradley–Terry loss on text, prompt-piece steps, learning."""
 
 from __future__ import annotations
 
@@ -9,21 +9,54 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
+from rlhfkit.feedback.answers import AnswerSet
+from rlhfkit.reward.fit import fit_reward, measure
+from rlhfkit.reward.fit_files import file_config
 from rlhfkit.reward.losses import bradley_terry_loss
-from rlhfkit.reward.text import (
+from rlhfkit.reward.prompt_batches import length_batches, split_groups
+from rlhfkit.reward.transformer import (
     PromptGroup,
-    TextRewardFitConfig,
-    fit_text_reward,
+    SequenceRewardModel,
     group_rewards,
-    length_batches,
-    pair_accuracy,
     pair_tensors,
     plain_rewards,
-    split_groups,
 )
+from rlhfkit.types import Comparison, Generation, Query, Text
 
 PAD = 0
 VOCAB = 64
+
+
+class IdsTokenizer:
+    """Texts of token ids written out ("5 9 12"): the fit's tokenisation of the groups below, id for id."""
+
+    pad_token_id = PAD
+    bos_token_id = 1
+    eos_token_id = 1
+
+    def __call__(self, text: str | list[str], add_special_tokens: bool = True) -> dict[str, list]:
+        if isinstance(text, list):
+            return {"input_ids": [[int(t) for t in x.split()] for x in text]}
+        return {"input_ids": [int(t) for t in text.split()]}
+
+
+def _text(ids: tuple[int, ...]) -> str:
+    return " ".join(str(i) for i in ids)
+
+
+def _answers(groups: list[PromptGroup]) -> AnswerSet:
+    """The groups' labelled pairs as stored answers (completions get the tokenizer's closing eos)."""
+    gens, queries, answers = [], [], []
+    for gi, g in enumerate(groups):
+        ids = [f"g{gi}-{c}" for c in range(len(g.completion_ids))]
+        gens += [
+            Generation(i, 0, "test", Text(_text(g.prompt_ids), _text(c)))
+            for i, c in zip(ids, g.completion_ids, strict=True)
+        ]
+        for pi, ((a, b), mu) in enumerate(zip(g.pairs, g.mu, strict=True)):
+            queries.append(Query(f"q{gi}-{pi}", (ids[a], ids[b]), 0))
+            answers.append(Comparison.make(queries[-1].id, "graded", "test", mu_a=mu[0]))
+    return AnswerSet.of(answers, queries, gens)
 
 
 def _model(seed: int = 0) -> GPT2ForSequenceClassification:
@@ -158,13 +191,14 @@ def _preference_data(rng: np.random.Generator, n: int) -> list[PromptGroup]:
 
 def test_reward_model_learns_a_text_preference() -> None:
     rng = np.random.default_rng(4)
-    train, held_out = _preference_data(rng, 300), _preference_data(rng, 200)
-    model = _model()
-    before = pair_accuracy(model, held_out, PAD)
-    metrics = fit_text_reward(model, train, held_out, PAD, TextRewardFitConfig(epochs=3, lr=1e-3, max_tokens=2048))
-    assert metrics.n_train == 300 and metrics.n_eval == 200 and metrics.pairs_per_second > 0
-    assert metrics.accuracy >= 0.9, (before, metrics.accuracy)
-    assert metrics.accuracy - before >= 0.25
+    train, held_out = _answers(_preference_data(rng, 300)), _answers(_preference_data(rng, 200))
+    model = SequenceRewardModel(_model(), IdsTokenizer())
+    before = measure(model, held_out)[0]
+    metrics = fit_reward(model, train, held_out, file_config(epochs=3, lr=1e-3, max_tokens=2048))
+    pairs_per_second = metrics.n_train * 3 / metrics.seconds
+    assert metrics.n_train == 300 and metrics.n_heldout == 200 and pairs_per_second > 0
+    assert metrics.heldout_accuracy >= 0.9, (before, metrics.heldout_accuracy)
+    assert metrics.heldout_accuracy - before >= 0.25
 
 
 @pytest.mark.parametrize("disable", [True, False])
@@ -173,7 +207,7 @@ def test_dropout_is_off_while_fitting_unless_asked_for(disable: bool) -> None:
     train = _preference_data(rng, 20)
     model = _model()
     assert any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
-    fit_text_reward(model, train, [], PAD, TextRewardFitConfig(epochs=1, disable_dropout=disable))
+    fit_reward(SequenceRewardModel(model, IdsTokenizer()), _answers(train), None, file_config(disable_dropout=disable))
     model.train()
     with torch.no_grad():
         a, b = (torch.cat(group_rewards(model, train[:4], PAD)) for _ in range(2))
@@ -189,7 +223,7 @@ def test_split_groups_keeps_every_pair_once_within_both_budgets() -> None:
     big = PromptGroup(_ids(rng, 6), comps, pairs, mu)
     small = _groups(rng)
     max_tokens = 20 * big.n_tokens  # room for 20 completions of the big group
-    pieces = split_groups([*small, big], max_pairs=32, max_tokens=max_tokens, rng=np.random.default_rng(0))
+    pieces = split_groups([*small, big], max_answers=32, max_tokens=max_tokens, rng=np.random.default_rng(0))
     assert pieces[: len(small)] == small  # groups within both budgets stay as they are
     cut = pieces[len(small) :]
     assert len(cut) >= 5  # ceil(130 / 32)
@@ -210,7 +244,7 @@ def test_split_groups_keeps_every_pair_once_within_both_budgets() -> None:
 
 
 def test_optimiser_steps_follow_pairs_not_prompts() -> None:
-    """Three prompts with 100 pairs each: ~pairs / max_pairs steps an epoch, not one step per prompt."""
+    """Three prompts with 100 pairs each: ~pairs / batch_size steps an epoch, not one step per prompt."""
     rng = np.random.default_rng(7)
     groups = []
     for _ in range(3):
@@ -218,8 +252,9 @@ def test_optimiser_steps_follow_pairs_not_prompts() -> None:
         comps = tuple(c for g in flat for c in g.completion_ids)
         pairs = tuple((2 * i + a, 2 * i + b) for i, g in enumerate(flat) for a, b in g.pairs)
         groups.append(PromptGroup(_ids(rng, 8), comps, pairs, tuple(m for g in flat for m in g.mu)))
-    config = TextRewardFitConfig(epochs=2, max_pairs=32, max_tokens=100_000)
-    metrics = fit_text_reward(_model(), groups, [], PAD, config)
-    assert 2 * 10 <= len(metrics.losses) <= 2 * 12  # 300 pairs / 32 = 9.4, in pieces of 25 pairs: 12 a epoch
-    one_step_each = fit_text_reward(_model(), groups, [], PAD, TextRewardFitConfig(epochs=2, max_pairs=300))
-    assert len(one_step_each.losses) == 2 * 3
+    config = file_config(epochs=2, batch_size=32, max_tokens=100_000)
+    metrics = fit_reward(SequenceRewardModel(_model(), IdsTokenizer()), _answers(groups), None, config)
+    assert 2 * 10 <= metrics.steps <= 2 * 12  # 300 pairs / 32 = 9.4, in pieces of 25 pairs: 12 a epoch
+    config = file_config(epochs=2, batch_size=300)
+    one_step_each = fit_reward(SequenceRewardModel(_model(), IdsTokenizer()), _answers(groups), None, config)
+    assert one_step_each.steps == 2 * 3

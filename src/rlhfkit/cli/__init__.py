@@ -84,10 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--lr", type=float, default=5e-4)
     fr.add_argument("--max-tokens", type=int, default=4096, help="padded token positions per batch")
     fr.add_argument(
+        "--batch-size",
         "--max-pairs",
+        dest="batch_size",
         type=int,
         default=32,
-        help="labelled pairs per optimiser step; a prompt with more pairs is split across steps",
+        help="labelled pairs per optimiser step (reward.batch_size); a prompt with more pairs is split across steps",
     )
     fr.add_argument("--seed", type=int, default=0)
     fr.set_defaults(func=train.fit_reward_command)

@@ -14,16 +14,15 @@ def fit_reward_command(args: argparse.Namespace) -> int:
     import math
 
     from rlhfkit.feedback.formats import preference_file
-    from rlhfkit.reward.text import TextRewardFitConfig
-    from rlhfkit.reward.text_fit import fit_reward_files
+    from rlhfkit.reward.fit_files import file_config, fit_reward_files
 
     data = preference_file(args.data, "--data")
     eval_data = preference_file(args.eval_data, "--eval-data") if args.eval_data else None
     try:
-        config = TextRewardFitConfig(
-            epochs=args.epochs, lr=args.lr, max_tokens=args.max_tokens, max_pairs=args.max_pairs, seed=args.seed
+        config = file_config(
+            epochs=args.epochs, lr=args.lr, max_tokens=args.max_tokens, batch_size=args.batch_size, seed=args.seed
         )
-    except ValueError as e:  # a bad option value, named as the config field (max_pairs for --max-pairs)
+    except ValueError as e:  # a bad option value, named as the config field (batch_size for --batch-size)
         raise ConfigError(f"fit-reward: {e}") from None
     result = fit_reward_files(
         data, args.model, args.out, eval_data, args.format, args.skip_bad_rows, args.eval_frac, config

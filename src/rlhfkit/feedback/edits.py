@@ -7,7 +7,7 @@ parts, one per side of a correction:
   choosing among proposed edits by its reward ``r_H`` (``feedback/teacher.py``);
 - the reward fit learns a correction ``x'`` as a reward-rational choice (Jeon,
   Milli, Dragan 2020): ``x'`` was chosen over ``x`` and over other edits of
-  ``x``, which the same editor proposes (``reward/mixed.py``).
+  ``x``, which the same editor proposes (``reward/calibration.py``).
 
 A control edit changes a chunk of the action sequence and replays it through
 the task's dynamics, so the edited segment is a real trajectory from the same

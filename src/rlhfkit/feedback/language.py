@@ -6,7 +6,7 @@ it into an :class:`Interpretation` when the reward is fitted, so a better
 interpreter can re-read old answers. The fit then trains on the pair as a
 graded comparison: the generation that has more (or less) of the named
 feature, as the utterance asks, is preferred with probability ``confidence``
-(``reward/mixed.py``).
+(``reward/fit_data.py``).
 
 Two interpreters are built in, both offline:
 

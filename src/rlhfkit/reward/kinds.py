@@ -171,7 +171,11 @@ def rating_loss(
 
 
 def profiled_rating_loss(
-    returns: torch.Tensor, ratings: torch.Tensor, annotator: torch.Tensor, n_annotators: int
+    returns: torch.Tensor,
+    ratings: torch.Tensor,
+    annotator: torch.Tensor,
+    n_annotators: int,
+    weight: torch.Tensor | None = None,
 ) -> KindTerms:
     """Gaussian NLL of ratings with each annotator's ``a_j >= 0``, ``b_j``, ``sigma_j`` profiled out.
 
@@ -188,12 +192,17 @@ def profiled_rating_loss(
     Args:
         returns: ``(..., N)``; ratings: ``(N,)`` in ``[-1, 1]``; annotator: ``(N,)``
             indices in ``[0, n_annotators)``.
+        weight: ``(..., N)`` answer weights (e.g. bootstrap counts): means, variances
+            and the correlation become weighted ones, per ensemble member; a member
+            whose weights leave an annotator fewer than 3 ratings or a constant one
+            leaves that annotator out. Default: 1 for every answer.
 
     ``nll``: ``(..., N)`` each answer's share (its annotator's NLL; 0 when left
-    out); ``loss``: mean over all ``N`` answers; ``metric``: the mean ``rho`` of
-    the annotators used.
+    out); ``loss``: (weighted) mean over all ``N`` answers; ``metric``: the mean
+    ``rho`` of the annotators used.
     """
     nll = torch.zeros(returns.shape, dtype=returns.dtype, device=returns.device)
+    w_all = None if weight is None else weight.to(returns.dtype).expand(returns.shape)
     rhos = []
     for j in range(n_annotators):
         m = annotator == j
@@ -201,14 +210,30 @@ def profiled_rating_loss(
         if y.numel() < 3 or float(y.max() - y.min()) == 0.0:
             continue
         r = returns[..., m]
-        rc, yc = r - r.mean(-1, keepdim=True), y - y.mean()
-        vr, vy = (rc**2).mean(-1), (yc**2).mean()
-        rho = (rc * yc).mean(-1) / (vr * vy).clamp_min(1e-24).sqrt()
-        var = vy * (1 - rho * rho.abs()).clamp_min(1e-6)  # a floor for a perfect fit (rho = 1)
-        nll[..., m] = (0.5 * torch.log(2 * torch.pi * var) + 0.5).unsqueeze(-1)
+        if w_all is None:
+            rc, yc = r - r.mean(-1, keepdim=True), y - y.mean()
+            vr, vy = (rc**2).mean(-1), (yc**2).mean()
+            rho = (rc * yc).mean(-1) / (vr * vy).clamp_min(1e-24).sqrt()
+            var = vy * (1 - rho * rho.abs()).clamp_min(1e-6)  # a floor for a perfect fit (rho = 1)
+            nll[..., m] = (0.5 * torch.log(2 * torch.pi * var) + 0.5).unsqueeze(-1)
+        else:
+            w = w_all[..., m]
+            total = w.sum(-1)
+
+            def wmean(x: torch.Tensor, w: torch.Tensor = w, total: torch.Tensor = total) -> torch.Tensor:
+                return (w * x).sum(-1) / total.clamp_min(1e-12)
+
+            rc, yc = r - wmean(r).unsqueeze(-1), y - wmean(y.expand_as(r)).unsqueeze(-1)
+            vr, vy = wmean(rc**2), wmean(yc**2)
+            used = (total >= 3) & (vy > 0)  # per member: enough weighted ratings, not all equal
+            vy = torch.where(used, vy, torch.ones_like(vy))  # finite values (and gradients) where left out
+            rho = wmean(rc * yc) / (vr * vy).clamp_min(1e-24).sqrt()
+            var = vy * (1 - rho * rho.abs()).clamp_min(1e-6)
+            share = torch.where(used, 0.5 * torch.log(2 * torch.pi * var) + 0.5, torch.zeros_like(var))
+            nll[..., m] = share.unsqueeze(-1).expand_as(r)
         rhos.append(rho.detach().mean())
     metric = torch.stack(rhos).mean() if rhos else torch.tensor(float("nan"))
-    return KindTerms(loss=_mean(nll, None), nll=nll, metric=metric)
+    return KindTerms(loss=_mean(nll, w_all), nll=nll, metric=metric)
 
 
 def fit_affine_calibration(

@@ -2,7 +2,7 @@
 
 :func:`evaluate_kinds` asks simulated humans for a given number of answers of
 each kind about a fixed pool of generations, fits one reward on all of them
-(``reward/mixed.py``), and measures **held-out agreement**: the fraction of
+(``reward/fit.py``), and measures **held-out agreement**: the fraction of
 pairs of *other* generations (a disjoint pool) that the learned reward orders
 like the true reward. The learning tests and ``bench/feedback_kinds.py`` use it.
 
@@ -21,29 +21,25 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from rlhfkit.feedback.answers import AnswerSet
 from rlhfkit.feedback.kind_queries import UniformQueries
 from rlhfkit.feedback.language import EmbeddingInterpreter, Interpreter, KeywordInterpreter
+from rlhfkit.feedback.mix import KindTools
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
-from rlhfkit.reward.mixed import (
-    BagOfWords,
-    MixedFitConfig,
-    MixedFitResult,
-    SegmentRewardModel,
-    TextFeatureRewardModel,
-    agreement,
-    build_data,
-    fit_mixed,
-)
+from rlhfkit.reward.config import RewardConfig
+from rlhfkit.reward.feature_model import BagOfWords, TextFeatureRewardModel
+from rlhfkit.reward.fit import RewardMetrics, agreement, fit_reward
 from rlhfkit.reward.nets import RewardEnsemble
+from rlhfkit.reward.segment_model import SegmentRewardModel
 from rlhfkit.tasks import text as text_task
 from rlhfkit.tasks.features import DESCRIBE_VOCABULARY, editor, feature_set, return_range
 from rlhfkit.tasks.pools import describe_texts, pendulum_segments
-from rlhfkit.types import Content, Feedback, Generation, Query, Segment
+from rlhfkit.types import Content, Feedback, Generation, Label, Query, Segment
 
 TASKS = ("pendulum", "describe")
 
@@ -79,9 +75,22 @@ def default_teacher(task: str) -> TeacherConfig:
     )
 
 
-def fit_config(seed: int, steps: int = 400) -> MixedFitConfig:
-    """The evaluation's reward fit: ``steps`` AdamW steps from scratch, the learning rate decaying on a cosine."""
-    return MixedFitConfig(steps=steps, seed=seed, lr_schedule="cosine")
+def fit_config(seed: int, lr_schedule: Literal["constant", "cosine"] = "cosine") -> RewardConfig:
+    """The evaluation's reward fit from scratch: one MLP, 64 answers of each kind a step at 3e-3, the
+    learning rate decaying on a cosine; the number of steps is given to each fit (:func:`fit_answers`)."""
+    return RewardConfig(ensemble_size=1, batch_size=64, lr=3e-3, lr_schedule=lr_schedule, seed=seed)
+
+
+def epochs_for(steps: int, feedback: Sequence[Feedback], batch_size: int) -> int:
+    """Epochs that make about ``steps`` gradient steps on ``feedback``: an epoch takes as many steps as
+    the kind with the most answers needs at ``batch_size`` a step (answers of one label choice set and
+    ordering counted together)."""
+    counts: dict[object, int] = {}
+    for f in feedback:
+        key = (f.kind, f.choices, f.ordinal) if isinstance(f, Label) else f.kind
+        counts[key] = counts.get(key, 0) + 1
+    per_epoch = -(-max(counts.values(), default=1) // batch_size)
+    return max(1, round(steps / per_epoch))
 
 
 ANNOTATOR_CALIBRATION = ((1.0, 0.0), (0.6, 0.3))
@@ -101,7 +110,7 @@ class KindsSetup:
     interpreter: Interpreter
     seed: int
 
-    def model(self, config: MixedFitConfig) -> Any:
+    def model(self, config: RewardConfig) -> Any:
         if self.task == "pendulum":
             # State-only, as the pendulum task's default (see README "Choices worth knowing").
             return SegmentRewardModel(
@@ -172,35 +181,45 @@ class KindsResult:
     """Held-out agreement of one fit, with what it was fitted on."""
 
     agreement: float
-    fit: MixedFitResult
+    fit: RewardMetrics
+
+
+STEPS = 400
+"""Gradient steps of each fit by default."""
 
 
 def fit_answers(
-    setup: KindsSetup, queries: Mapping[str, Query], feedback: Sequence[Feedback], config: MixedFitConfig
-) -> tuple[Any, MixedFitResult]:
-    """Fit a fresh reward model of the task on ``feedback``; returns ``(model, fit)``."""
-    data = build_data(
-        feedback,
-        queries,
-        setup.generations,
-        editor=setup.humans[0].editor,
-        interpreter=setup.interpreter,
-        features=setup.humans[0].features,
-        n_alternatives=config.n_alternatives,
-        seed=config.seed,
-    )
+    setup: KindsSetup,
+    queries: Mapping[str, Query],
+    feedback: Sequence[Feedback],
+    config: RewardConfig,
+    steps: int | None = STEPS,
+) -> tuple[Any, RewardMetrics]:
+    """Fit a fresh reward model of the task on ``feedback`` (all of it: nothing held out); returns ``(model, fit)``.
+
+    ``steps``: about so many gradient steps whatever the number of answers (:func:`epochs_for`); None
+    keeps ``config.epochs``.
+    """
+    if steps is not None:
+        config = dataclasses.replace(config, epochs=epochs_for(steps, feedback, config.batch_size))
     torch.manual_seed(config.seed)  # the network's initial weights: the same for the same seed in any process
     model = setup.model(config)
-    return model, fit_mixed(model, data, config)
+    answers = AnswerSet(tuple(feedback), queries, setup.generations)
+    tools = KindTools(features=setup.humans[0].features, editor=setup.humans[0].editor, interpreter=setup.interpreter)
+    return model, fit_reward(model, answers, None, config, tools)
 
 
 def evaluate_kinds(
-    setup: KindsSetup, answers: Mapping[str, int], config: MixedFitConfig | None = None, seed: int = 0
+    setup: KindsSetup,
+    answers: Mapping[str, int],
+    config: RewardConfig | None = None,
+    seed: int = 0,
+    steps: int | None = STEPS,
 ) -> KindsResult:
     """Ask for ``answers`` (kind -> count), fit one reward on them, return held-out agreement."""
     config = config or fit_config(seed)
     queries, feedback = ask(setup, answers, seed)
-    model, fit = fit_answers(setup, queries, feedback, config)
+    model, fit = fit_answers(setup, queries, feedback, config, steps)
     return KindsResult(agreement(model, setup.test_a, setup.test_b, setup.test_diff), fit)
 
 
@@ -227,10 +246,11 @@ def run_pilot(
     setup: KindsSetup,
     kinds: Sequence[str],
     per_kind: int = 50,
-    config: MixedFitConfig | None = None,
+    config: RewardConfig | None = None,
     seed: int = 0,
     val_frac: float = 0.2,
     val_pairs: int = 2000,
+    steps: int | None = STEPS,
 ) -> Pilot:
     """Ask ``per_kind`` answers of each kind about the first ``1 - val_frac`` of the training pool, fit
     each kind alone, and score each fit on random pairs of the last ``val_frac`` (never the test pool)."""
@@ -247,7 +267,7 @@ def run_pilot(
     scores: dict[str, float] = {}
     for j, kind in enumerate(kinds):
         q, f = ask(setup, {kind: per_kind}, seed=seed * 100 + 50 + j, pool=train)
-        model, _ = fit_answers(setup, q, f, config)
+        model, _ = fit_answers(setup, q, f, config, steps)
         scores[kind] = agreement(model, va, vb, diff)
         queries.update(q)
         feedback.extend(f)
@@ -286,9 +306,11 @@ def plan_mix(pilot: Pilot, seconds: Mapping[str, float], budget_minutes: float, 
     return MixPlan(answers, value)
 
 
-def run_plan(setup: KindsSetup, pilot: Pilot, plan: MixPlan, config: MixedFitConfig, seed: int = 0) -> KindsResult:
+def run_plan(
+    setup: KindsSetup, pilot: Pilot, plan: MixPlan, config: RewardConfig, seed: int = 0, steps: int | None = STEPS
+) -> KindsResult:
     """Ask the answers the plan adds to the pilot's (about the whole training pool), fit on all of them."""
     extra = {k: n - pilot.per_kind for k, n in plan.answers.items() if n > pilot.per_kind}
     queries, feedback = ask(setup, extra, seed=seed * 100 + 99)
-    model, fit = fit_answers(setup, {**pilot.queries, **queries}, [*pilot.feedback, *feedback], config)
+    model, fit = fit_answers(setup, {**pilot.queries, **queries}, [*pilot.feedback, *feedback], config, steps)
     return KindsResult(agreement(model, setup.test_a, setup.test_b, setup.test_diff), fit)

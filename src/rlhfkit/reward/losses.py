@@ -39,6 +39,7 @@ def bradley_terry_loss(
     return_b: torch.Tensor,
     mu: torch.Tensor,
     usable: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
 ) -> BradleyTerryTerms:
     """Soft-label Bradley–Terry cross-entropy.
 
@@ -48,19 +49,25 @@ def bradley_terry_loss(
         mu: ``(N, 2)`` label distributions; rows of unusable pairs are ignored
             (any finite value, e.g. zeros).
         usable: ``(N,)`` bool, False for incomparable answers. Default: all usable.
+        weight: ``(N,)`` or ``(K, N)`` answer weights (e.g. each ensemble member's
+            bootstrap counts): the loss is then each member's weighted mean over
+            usable pairs, averaged over members. Default: 1 for every pair.
     """
     if mu.ndim != 2 or mu.shape[-1] != 2:
         raise ValueError(f"mu must have shape (N, 2), got {tuple(mu.shape)}")
     if usable is None:
         usable = torch.ones(mu.shape[0], dtype=torch.bool, device=mu.device)
-    weight = usable.to(return_a.dtype)
+    usable_weight = usable.to(return_a.dtype)
     mu = torch.where(usable[:, None], mu.to(return_a.dtype), torch.zeros_like(mu, dtype=return_a.dtype))
     logits = return_a - return_b
     # log P(A>B) = logsigmoid(d), log P(B>A) = logsigmoid(-d): stable for any d.
     nll = -(mu[:, 0] * F.logsigmoid(logits) + mu[:, 1] * F.logsigmoid(-logits))
     n_usable = int(usable.sum().item())
-    denom = max(n_usable, 1)
-    loss = (nll * weight).sum(dim=-1) / denom
+    if weight is None:
+        loss = (nll * usable_weight).sum(dim=-1) / max(n_usable, 1)
+    else:
+        w = usable_weight * weight.to(return_a.dtype)
+        loss = (nll * w).sum(dim=-1) / w.sum(dim=-1).clamp_min(1e-12)
     if loss.ndim > 0:
         loss = loss.mean()
     decisive = usable & (mu[:, 0] != mu[:, 1])

@@ -34,7 +34,7 @@ from rlhfkit.optimize.group.loss import grpo_advantages, policy_gradient_loss, r
 class GroupPGConfig:
     """RLOO / GRPO settings (which of the two is the trainer's ``algorithm``)."""
 
-    renamed: ClassVar[dict[str, str]] = {"learning_rate": "lr"}
+    RENAMED: ClassVar[dict[str, str]] = {"learning_rate": "lr"}
     """Old field names a config file may still hold -> their names now; loading one names the new key."""
 
     n_per_prompt: int = 4

@@ -44,7 +44,7 @@ from rlhfkit.optimize.ppo.loss import PPOConfig, ppo_update, token_gae, token_kl
 class TextPPOConfig:
     """KL-regularised PPO settings for a language model with a value head."""
 
-    renamed: ClassVar[dict[str, str]] = {"learning_rate": "lr"}
+    RENAMED: ClassVar[dict[str, str]] = {"learning_rate": "lr"}
     """Old field names a config file may still hold -> their names now; loading one names the new key."""
 
     prompts_per_step: int = 16

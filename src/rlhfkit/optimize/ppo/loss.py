@@ -44,7 +44,7 @@ class Policy(Protocol):
 class PPOConfig:
     """PPO hyperparameters (Schulman et al. 2017), names as in the paper and CleanRL."""
 
-    renamed: ClassVar[dict[str, str]] = {"learning_rate": "lr"}
+    RENAMED: ClassVar[dict[str, str]] = {"learning_rate": "lr"}
     """Old field names a config file may still hold -> their names now; loading one names the new key."""
 
     n_envs: int = 4
