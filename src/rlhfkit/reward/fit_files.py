@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from rlhfkit.feedback.formats import DataFormatError, PreferenceRecord, ReadFormat, read_preferences
 from rlhfkit.feedback.answers import AnswerSet
+from rlhfkit.feedback.formats import DataFormatError, PreferenceRecord, ReadFormat, read_preferences
 from rlhfkit.files import atomic_write_bytes
 from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.fit import fit_reward
