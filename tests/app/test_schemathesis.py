@@ -69,6 +69,8 @@ def test_schemathesis_finds_nothing(live: str, env: Env, who: str, tmp_path: Pat
     )
     tail = result.stdout[-6000:] + result.stderr[-2000:]
     assert result.returncode == 0, tail
-    assert "passed" in result.stdout and "500" not in result.stdout.split("SUMMARY")[-1], tail
+    summary = result.stdout.split("SUMMARY")[-1]
+    # A 500 as a status code, not inside the report's file name (junit-20261202T131500Z.xml)
+    assert "passed" in result.stdout and not re.search(r"(?<![\w.])500(?![\w.])", summary), tail
     generated = re.search(r"(\d+) generated", result.stdout)
     assert generated and int(generated.group(1)) >= 200, tail  # it did exercise the API
