@@ -59,10 +59,12 @@ def true_reward_ppo(cfg: RunConfig, env_steps: int, episodes: int) -> float:
     """Our PPO, same settings, optimising the task's true (env) reward for ``env_steps``."""
     seed_everything(cfg.seed)
     task = get_task(cfg.task)
-    envs = make_vector_env(task.make_env, cfg.ppo.n_envs)
+    assert cfg.control is not None
+    ppo = cfg.control.ppo
+    envs = make_vector_env(task.make_env, ppo.n_envs)
     spec = SpaceSpec.of(envs.single_observation_space, envs.single_action_space, task.env_id)
-    policy = ActorCritic(spec, cfg.ppo.hidden, cfg.ppo.log_std_init, cfg.ppo.normalize_obs)
-    trainer = PPOTrainer(policy, None, RolloutCollector(envs, cfg.seed), cfg.ppo, seed=cfg.seed)
+    policy = ActorCritic(spec, ppo.hidden, ppo.log_std_init, ppo.normalize_obs)
+    trainer = PPOTrainer(policy, None, RolloutCollector(envs, cfg.seed), ppo, seed=cfg.seed)
     # PPO only sees rewards through reward_fn; the true reward here is the env's own,
     # recomputed from (obs, action) exactly as Pendulum-v1 does.
     reward_fn = task.true_reward or _env_reward_fn(cfg.task)
@@ -81,7 +83,9 @@ def _env_reward_fn(task: str) -> Any:
 def one_seed(args: tuple[str, int, int]) -> dict[str, float]:
     config_path, seed, episodes = args
     torch.set_num_threads(1)
-    cfg = dataclasses.replace(load_config(config_path), seed=seed, eval_episodes=episodes)
+    cfg = load_config(config_path)
+    assert cfg.control is not None
+    cfg = dataclasses.replace(cfg, seed=seed, control=dataclasses.replace(cfg.control, eval_episodes=episodes))
     t0 = time.time()
     with tempfile.TemporaryDirectory() as d:
         run = Run.create(cfg, Path(d) / "run", progress=False)

@@ -1,7 +1,7 @@
 """Which kind of feedback is worth a person's minute? Held-out agreement per kind, per answer and per minute.
 
 For each feedback kind and each number of answers (50, 200, 1,000), two simulated
-annotators (the noise model of ``rlhfkit.reward.kinds_eval.default_teacher``)
+annotators (the noise model of ``rlhfkit.experiments.kinds_eval.default_teacher``)
 answer uniformly drawn queries about a pool of 600 generations of ``--task``; one
 reward is fitted on the answers (``reward/fit.py``; about ``--steps`` AdamW steps, the
 learning rate decaying to 0 on a cosine) and scored by **held-out
@@ -58,9 +58,7 @@ from collections.abc import Callable
 
 import torch
 
-from rlhfkit.feedback.effort import EffortConfig
-from rlhfkit.reward.config import RewardConfig
-from rlhfkit.reward.kinds_eval import (
+from rlhfkit.experiments.kinds_eval import (
     KindsSetup,
     default_teacher,
     evaluate_kinds,
@@ -70,6 +68,8 @@ from rlhfkit.reward.kinds_eval import (
     run_pilot,
     run_plan,
 )
+from rlhfkit.feedback.effort import EffortConfig
+from rlhfkit.reward.config import RewardConfig
 
 KINDS = ("comparison", "ranking", "rating", "label", "correction", "language")
 SIZES = (50, 200, 1000)

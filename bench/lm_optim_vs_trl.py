@@ -186,6 +186,7 @@ def ours_side(spec: dict) -> dict[str, object]:
     from rlhfkit.models.text import TextPolicy
     from rlhfkit.models.text_builders import load_causal_lm
     from rlhfkit.optimize.group.trainer import GroupPGConfig, GroupPGTrainer
+    from rlhfkit.optimize.kl import KLConfig
 
     torch.manual_seed(spec["seed"])
     model, tokenizer = load_causal_lm(spec["model_dir"])
@@ -199,10 +200,10 @@ def ours_side(spec: dict) -> dict[str, object]:
         update_epochs=1,
         lr=spec["lr"],
         clip_coef=spec["clip"],
-        beta=spec["beta"],
         max_grad_norm=1.0,
     )
-    trainer = GroupPGTrainer(policy, ref, config, seed=spec["seed"], algorithm="grpo")
+    kl = KLConfig(beta=spec["beta"], estimator="k3")
+    trainer = GroupPGTrainer(policy, ref, config, seed=spec["seed"], algorithm="grpo", kl=kl)
 
     def reward(_prompts: object, completions: list[str]) -> np.ndarray:
         return np.array([vowel_share(c) for c in completions])

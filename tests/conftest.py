@@ -19,19 +19,21 @@ TINY = """
 task = "pendulum"
 rounds = 2
 seed = 0
-env_steps_per_round = 2048
-eval_episodes = 2
 
 [feedback]
 initial_comparisons = 12
 comparisons_per_round = 6
-segment_length = 25
 
 [reward]
 ensemble_size = 2
 epochs = 10
 
-[ppo]
+[control]
+env_steps_per_round = 2048
+eval_episodes = 2
+segment_length = 25
+
+[control.ppo]
 n_envs = 2
 n_steps = 256
 """

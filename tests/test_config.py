@@ -11,16 +11,18 @@ import pytest
 from rlhfkit.config import (
     BaseConfig,
     ConfigError,
+    ControlConfig,
     FeedbackConfig,
     KLConfig,
     RunConfig,
+    TextConfig,
     config_to_toml,
     describe,
-    is_text_config,
     load_config,
 )
 from rlhfkit.feedback.teacher import TeacherConfig
-from rlhfkit.loop_text import load_text_config
+from rlhfkit.optimize.group.trainer import GroupPGConfig
+from rlhfkit.optimize.ppo.lm_trainer import TextPPOConfig
 from rlhfkit.optimize.ppo.loss import PPOConfig
 from rlhfkit.reward.config import RewardConfig
 from rlhfkit.tasks import get_task
@@ -53,7 +55,7 @@ gamma = 0.99
 ensemble_size = 2
 hidden = [16, 8]
 
-[ppo]
+[control.ppo]
 n_steps = 128
 target_kl = 0.02
 
@@ -62,7 +64,7 @@ beta = 0.1
 estimator = "k3"
 adaptive = true
 
-[base]
+[control.base]
 kind = "proxy"
 proxy_steps = 5000
 """
@@ -71,7 +73,8 @@ proxy_steps = 5000
 def test_valid_file(tmp_path: Path) -> None:
     cfg = load_config(_write(tmp_path, VALID))
     assert (cfg.task, cfg.rounds, cfg.seed) == ("cartpole", 3, 42)
-    assert cfg.env_steps_per_round == RunConfig().env_steps_per_round  # not given: default
+    assert cfg.control is not None and cfg.text is None
+    assert cfg.control.env_steps_per_round == ControlConfig().env_steps_per_round  # not given: default
     assert cfg.feedback == FeedbackConfig(
         initial_comparisons=10,
         comparisons_per_round=5,
@@ -80,14 +83,15 @@ def test_valid_file(tmp_path: Path) -> None:
     assert isinstance(cfg.feedback.teacher.equal_threshold, float)  # an integer in TOML becomes a float
     assert cfg.reward == RewardConfig(ensemble_size=2, hidden=(16, 8))
     assert cfg.kl == KLConfig(beta=0.1, estimator="k3", adaptive=True)
-    assert cfg.base == BaseConfig(kind="proxy", proxy_steps=5000)
-    assert cfg.ppo.n_steps == 128
-    assert cfg.ppo.target_kl == 0.02
+    assert cfg.control.base == BaseConfig(kind="proxy", proxy_steps=5000)
+    assert cfg.control.ppo.n_steps == 128
+    assert cfg.control.ppo.target_kl == 0.02
 
 
 def test_empty_file_gives_defaults_with_the_tasks_settings(tmp_path: Path) -> None:
     defaults = get_task("pendulum").defaults
-    expected = RunConfig(ppo=PPOConfig(**defaults["ppo"]), reward=RewardConfig(**defaults["reward"]))
+    control = ControlConfig(ppo=PPOConfig(**defaults["control"]["ppo"]))
+    expected = RunConfig(control=control, reward=RewardConfig(**defaults["reward"]))
     assert load_config(_write(tmp_path, "")) == expected
 
 
@@ -103,16 +107,47 @@ def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
 
 def test_a_renamed_key_gets_one_message_naming_its_new_name(tmp_path: Path) -> None:
     """An older config file (or an older run folder's config.toml) that still says learning_rate."""
-    p = _write(tmp_path, "[ppo]\nlearning_rate = 1e-3\n", name="old-run.toml")
+    p = _write(tmp_path, "[control.ppo]\nlearning_rate = 1e-3\n", name="old-run.toml")
     with pytest.raises(ConfigError) as e:
         load_config(p)
-    assert str(e.value) == f"{p}: ppo.learning_rate: renamed to ppo.lr"
+    assert str(e.value) == f"{p}: control.ppo.learning_rate: renamed to control.ppo.lr"
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
-def test_every_example_config_loads(path: Path) -> None:
-    config = load_text_config(path) if is_text_config(path) else load_config(path)
-    assert config.task and config.rounds >= 1
+def test_every_example_config_loads_in_todays_layout(path: Path) -> None:
+    notes: list[str] = []
+    config = load_config(path, notes=notes)
+    assert config.task and config.rounds >= 1 and getattr(config, config.domain) is not None
+    assert notes == []  # nothing to upgrade
+
+
+def test_a_control_config_of_the_older_layout_reads_as_the_same_run_with_a_note(tmp_path: Path) -> None:
+    old = _write(
+        tmp_path,
+        "rounds = 2\nenv_steps_per_round = 4096\neval_episodes = 3\n[feedback]\nsegment_length = 30\n"
+        "[ppo]\nn_steps = 128\n[base]\nkind = 'proxy'\n",
+        "old.toml",
+    )
+    new = _write(
+        tmp_path,
+        "rounds = 2\n[control]\nenv_steps_per_round = 4096\neval_episodes = 3\nsegment_length = 30\n"
+        "[control.ppo]\nn_steps = 128\n[control.base]\nkind = 'proxy'\n",
+        "new.toml",
+    )
+    notes: list[str] = []
+    assert load_config(old, notes=notes) == load_config(new)
+    assert notes == [
+        f"{old}: written for the layout before the one loop, read as: env_steps_per_round -> "
+        "control.env_steps_per_round; eval_episodes -> control.eval_episodes; ppo -> control.ppo; base -> "
+        "control.base; feedback.segment_length -> control.segment_length"
+    ]
+    # Half in each layout is one error saying where the old keys go.
+    both = _write(tmp_path, "env_steps_per_round = 4096\n[control]\neval_episodes = 3\n", "both.toml")
+    with pytest.raises(ConfigError, match=r"env_steps_per_round: belong in \[control\] now"):
+        load_config(both)
+    # A domain's section on a task of the other domain is named.
+    with pytest.raises(ConfigError, match=r"\[text\] is for text tasks; task 'pendulum' is a control task"):
+        load_config(_write(tmp_path, "[text]\nsteps_per_round = 3\n", "wrong.toml"))
 
 
 def test_unknown_key_without_close_match_lists_known(tmp_path: Path) -> None:
@@ -126,8 +161,8 @@ def test_unknown_section(tmp_path: Path) -> None:
 
 
 def test_unknown_ppo_key(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"ppo\.n_stesp: unknown field.*did you mean n_steps"):
-        load_config(_write(tmp_path, "[ppo]\nn_stesp = 3\n"))
+    with pytest.raises(ConfigError, match=r"control\.ppo\.n_stesp: unknown field.*did you mean n_steps"):
+        load_config(_write(tmp_path, "[control.ppo]\nn_stesp = 3\n"))
 
 
 @pytest.mark.parametrize(
@@ -142,9 +177,9 @@ def test_unknown_ppo_key(tmp_path: Path) -> None:
         ('[reward]\nhidden = [64, "x"]', r"reward\.hidden\[1\]: expected an integer"),
         ("[feedback.teacher]\nbeta = nan", r"feedback\.teacher\.beta: nan is not a valid value"),
         ("feedback = 3", r"feedback: expected a table"),
-        ("ppo = 3", r"ppo: expected a table"),
+        ("control = 3", r"control: expected a table"),
         ("task = 3", r"task: expected a string"),
-        ('[ppo]\ntarget_kl = "x"', r"ppo\.target_kl: expected a number"),
+        ('[control.ppo]\ntarget_kl = "x"', r"control\.ppo\.target_kl: expected a number"),
     ],
 )
 def test_wrong_types(tmp_path: Path, text: str, pattern: str) -> None:
@@ -204,7 +239,8 @@ def test_env_task_is_accepted(tmp_path: Path) -> None:
 
 
 def test_task_ppo_defaults_apply_and_are_overridden(tmp_path: Path) -> None:
-    cfg = load_config(_write(tmp_path, 'task = "cartpole"\n[ppo]\nn_steps = 64\nclip_coef = 0.1\n'))
+    cfg = load_config(_write(tmp_path, 'task = "cartpole"\n[control.ppo]\nn_steps = 64\nclip_coef = 0.1\n')).control
+    assert cfg is not None
     # given fields win
     assert cfg.ppo.n_steps == 64
     assert cfg.ppo.clip_coef == 0.1
@@ -218,7 +254,8 @@ def test_task_ppo_defaults_apply_and_are_overridden(tmp_path: Path) -> None:
 
 
 def test_task_ppo_defaults_without_ppo_table(tmp_path: Path) -> None:
-    cfg = load_config(_write(tmp_path, 'task = "halfcheetah"\n'))
+    cfg = load_config(_write(tmp_path, 'task = "halfcheetah"\n')).control
+    assert cfg is not None
     assert cfg.ppo == PPOConfig(n_envs=4, n_steps=512, gamma=0.99, lr=3e-4)
     assert cfg.ppo != PPOConfig()  # differs from the bare defaults (gamma 0.9, lr 1e-3)
 
@@ -244,12 +281,27 @@ def test_overrides(tmp_path: Path) -> None:
                 latency_s=0.25,
             ),
             reward=RewardConfig(ensemble_size=1, hidden=(32,), lr=3e-4),
-            ppo=PPOConfig(n_steps=64, target_kl=0.015, hidden=(8, 8), anneal_lr=True),
             kl=KLConfig(beta=0.2, estimator="k2", adaptive=True, target=0.1),
-            base=BaseConfig(kind="checkpoint", path="runs/x/policy.pt"),
+            control=ControlConfig(
+                segment_length=30,
+                ppo=PPOConfig(n_steps=64, target_kl=0.015, hidden=(8, 8), anneal_lr=True),
+                base=BaseConfig(kind="checkpoint", path="runs/x/policy.pt"),
+            ),
         ),
         RunConfig(feedback=FeedbackConfig(teacher=TeacherConfig(beta=0.5, graded=True, equal_threshold=0.2))),
+        RunConfig(
+            task="text:describe",
+            reward=RewardConfig(ensemble_size=1, epochs=2),
+            kl=KLConfig(beta=0.1, estimator="k1"),
+            text=TextConfig(
+                optimizer="ppo",
+                max_new_tokens=16,
+                group=GroupPGConfig(max_new_tokens=16, n_per_prompt=3),
+                ppo=TextPPOConfig(max_new_tokens=16, lr=1e-4),
+            ),
+        ),
     ],
+    ids=["defaults", "control", "graded", "text"],
 )
 def test_round_trip(tmp_path: Path, cfg: RunConfig) -> None:
     text = config_to_toml(cfg)
@@ -282,8 +334,10 @@ def test_describe_covers_every_field_with_a_doc() -> None:
 
     def leaves(cls: type, prefix: str = "") -> list[str]:
         out: list[str] = []
+        sections = {"control": ControlConfig(), "text": TextConfig()}  # a domain's section: None unless its task's
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            default = sections.get(f.name, default) if cls is RunConfig else default
             if dataclasses.is_dataclass(default):
                 out += leaves(type(default), f"{prefix}{f.name}.")
             else:
@@ -300,10 +354,11 @@ def test_describe_covers_every_field_with_a_doc() -> None:
 @pytest.mark.parametrize(
     ("text", "field"),
     [
-        pytest.param("[kl]\nadaptive = true\ntarget = 0", "kl.target", id="kl.target"),
+        pytest.param("[kl]\nadaptive = true\nbeta = 0.1\ntarget = 0", "kl.target", id="kl.target"),
+        pytest.param("[kl]\nadaptive = true", "kl.beta", id="kl.adaptive-beta-0"),
         pytest.param("[kl]\nbeta = -1", "kl.beta", id="kl.beta"),
         pytest.param("[kl]\nhorizon = 0", "kl.horizon", id="kl.horizon"),
-        pytest.param("[ppo]\nminibatch_size = 0", "ppo.minibatch_size", id="ppo.minibatch_size"),
+        pytest.param("[control.ppo]\nminibatch_size = 0", "ppo.minibatch_size", id="ppo.minibatch_size"),
         pytest.param("[reward]\nholdout_frac = 1.5", "reward.holdout_frac", id="reward.holdout_frac"),
         pytest.param(
             "[feedback]\ninitial_comparisons = -3", "feedback.initial_comparisons", id="feedback.initial_comparisons"
@@ -311,7 +366,7 @@ def test_describe_covers_every_field_with_a_doc() -> None:
     ],
 )
 def test_out_of_range_values_are_rejected_at_load(tmp_path: Path, text: str, field: str) -> None:
-    section, leaf = field.split(".")
+    section, leaf = field.split(".")[-2:]
     with pytest.raises(ConfigError) as e:
         load_config(_write(tmp_path, text + "\n"))
     assert section in str(e.value)
@@ -323,11 +378,12 @@ def test_config_help_lists_the_fields_of_control_and_text_runs(capsys: pytest.Ca
 
     assert main(["config-help"]) == 0
     out = capsys.readouterr().out
-    control, text = out.split("# Text runs: task = 'text:describe'\n")
-    assert control.startswith("# Control runs:")
-    assert "[feedback]  (control runs)  # Step 1" in control and "env_steps_per_round = 20000" in control
-    assert "[feedback]  (text runs)  # Step 1" in text and "[optim]  (text runs)" in text
-    assert "steps_per_round = 30" in text and "optimizer = 'grpo'" in text and "algorithm" not in out
-    # A section's defaults are the ones its run gives it, not those of the bare section class.
-    assert "\noptim.max_new_tokens = 24 " in text and "\nfeedback.teacher.beta = 4.0 " in text
-    assert "\nreward.epochs = 3 " in text
+    control, text = out.split("# Text runs ([text]): task = 'text:describe'\n")
+    assert "# Control runs ([control]):" in control and "[text" not in control and "[control" not in text
+    assert "[feedback]  (control runs)  # Step 1" in control and "\ncontrol.env_steps_per_round = 20000 " in control
+    assert "[feedback]  (text runs)  # Step 1" in text and "[text.group]  (text runs)" in text
+    assert "\ntext.steps_per_round = 30 " in text and "text.optimizer = 'grpo'" in text and "algorithm" not in out
+    # A section's defaults are the ones its task gives it, not those of the bare section class.
+    assert "\ntext.group.max_new_tokens = 24 " in text and "\nfeedback.teacher.beta = 4.0 " in text
+    assert "\nreward.epochs = 3 " in text and "\nkl.estimator = 'k3' " in text and "\nkl.beta = 0.05 " in text
+    assert "\ncontrol.ppo.gamma = 0.9 " in control and "\nkl.beta = 0.0 " in control  # pendulum's

@@ -17,11 +17,11 @@ import torch
 
 from rlhfkit.cli import main
 from rlhfkit.config import load_config
+from rlhfkit.domains.samples import ROLLOUT_STEPS, read_samples
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import RewardValueError, TeacherConfig
 from rlhfkit.loop import Run
 from rlhfkit.reward.fit import NoUsableFeedbackError
-from rlhfkit.samples import ROLLOUT_STEPS, read_samples
 from rlhfkit.types import Segment
 
 REQUIRED = {"round", "n_feedback", "true_return", "learned_return", "kl_to_base", "rm_accuracy"}
@@ -46,13 +46,15 @@ def test_tiny_run_end_to_end_through_the_cli(tiny_config: Path, tmp_path: Path) 
     # final learned reward the final policy scores higher than the base policy did.
     run = Run.resume(out, progress=False)
     assert rows[-1]["kl_to_base"] > 0.0
-    base_eval = run.state.policy.frozen_copy()
-    base_eval.load_state_dict(run.state.base.state_dict())
+    base_eval = run.domain.policy.frozen_copy()
+    base_eval.load_state_dict(run.domain.base.state_dict())
     from rlhfkit.domains.control import evaluate_policy, policy_rollout
 
-    task = run.task
-    learned_base = evaluate_policy(base_eval, task.make_env, 4, 10_000, reward_fn=run.learned_reward)["learned_return"]
-    learned_new = evaluate_policy(run.state.policy, task.make_env, 4, 10_000, reward_fn=run.learned_reward)
+    task = run.domain.task
+    learned_base = evaluate_policy(base_eval, task.make_env, 4, 10_000, reward_fn=run.domain.learned_reward)[
+        "learned_return"
+    ]
+    learned_new = evaluate_policy(run.domain.policy, task.make_env, 4, 10_000, reward_fn=run.domain.learned_reward)
     assert learned_new["learned_return"] > learned_base
     assert main(["report", str(out)]) == 0
     for key in ("round", "n_feedback", "env_steps"):  # counts are written as ints
@@ -81,7 +83,7 @@ def test_seeded_runs_store_identical_answers(tiny_config: Path, tmp_path: Path) 
 
 
 def test_resume_after_kill_loses_and_repeats_no_answer(tiny_config: Path, tmp_path: Path) -> None:
-    text = tiny_config.read_text().replace("segment_length = 25", "segment_length = 25\nlatency_s = 0.15")
+    text = tiny_config.read_text().replace("comparisons_per_round = 6", "comparisons_per_round = 6\nlatency_s = 0.15")
     cfg_path = tmp_path / "slow.toml"
     cfg_path.write_text(text)
     out = tmp_path / "run"
@@ -205,8 +207,10 @@ def test_base_policy_from_checkpoint(tiny_config: Path, tmp_path: Path) -> None:
     cfg = dataclasses.replace(load_config(tiny_config), rounds=1)
     Run.create(cfg, first, progress=False).run()
     ckpt = first / "checkpoints" / "round-0001.pt"
-    cfg2 = dataclasses.replace(cfg, base=dataclasses.replace(cfg.base, kind="checkpoint", path=str(ckpt)))
+    assert cfg.control is not None
+    base = dataclasses.replace(cfg.control.base, kind="checkpoint", path=str(ckpt))
+    cfg2 = dataclasses.replace(cfg, control=dataclasses.replace(cfg.control, base=base))
     run = Run.create(cfg2, tmp_path / "second", progress=False)
     trained = torch.load(ckpt, weights_only=False)["policy"]
-    for k, v in run.state.base.state_dict().items():
+    for k, v in run.domain.base.state_dict().items():
         assert torch.equal(v, trained[k]), k

@@ -1,4 +1,4 @@
-"""Every kind of feedback in the loops: tiny mixed-kind runs of both loops, a resume mid-round, config errors."""
+"""Every kind of feedback in the loop: tiny mixed-kind runs of both domains, a resume mid-round, config errors."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from rlhfkit.feedback.mix import split_queries
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
 from rlhfkit.loop import Run
-from rlhfkit.loop_text import TextRun, load_text_config
 from rlhfkit.types import Correction, Language, Segment, Text
 
 ALL_KINDS = "{comparison = 0.25, ranking = 0.2, rating = 0.15, label = 0.15, correction = 0.1, language = 0.15}"
@@ -27,13 +26,19 @@ CONTROL = f"""
 task = "pendulum"
 rounds = 2
 seed = 0
+
+[control]
 env_steps_per_round = 1024
 eval_episodes = 2
+segment_length = 25
+
+[control.ppo]
+n_envs = 2
+n_steps = 256
 
 [feedback]
 initial_comparisons = 20
 comparisons_per_round = 10
-segment_length = 25
 kinds = {ALL_KINDS}
 
 [feedback.teacher]
@@ -46,23 +51,28 @@ rating = 6.0
 [reward]
 ensemble_size = 2
 epochs = 10
-
-[ppo]
-n_envs = 2
-n_steps = 256
 """
 
 TEXT = f"""
 task = "text:describe"
 rounds = 2
 seed = 0
+
+[text]
 steps_per_round = 2
 eval_per_prompt = 2
+max_new_tokens = 12
+
+[text.group]
+n_per_prompt = 2
+prompts_per_step = 2
+
+[text.base]
+pretrain_steps = 40
 
 [feedback]
 initial_comparisons = 12
 comparisons_per_round = 8
-max_new_tokens = 12
 kinds = {ALL_KINDS}
 
 [feedback.teacher]
@@ -70,14 +80,6 @@ beta = 4.0
 
 [reward]
 epochs = 2
-
-[optim]
-n_per_prompt = 2
-prompts_per_step = 2
-max_new_tokens = 12
-
-[base]
-pretrain_steps = 40
 """
 
 
@@ -95,7 +97,7 @@ def _minutes(store: FeedbackStore, effort: EffortConfig) -> float:
     return sum(effort.seconds(f.kind) for f in store.feedback()) / 60
 
 
-def _stop_mid_round(run: Run | TextRun, k: int, answered: int) -> tuple[dict[str, object], set[str]]:
+def _stop_mid_round(run: Run, k: int, answered: int) -> tuple[dict[str, object], set[str]]:
     """As if the process stopped in round ``k``: its queries stored, only ``answered`` of them answered."""
     queries = run.sample_queries(k)
     run.ask(queries[:answered])
@@ -140,9 +142,9 @@ def test_mixed_kinds_control_run_and_resume_mid_round(tmp_path: Path) -> None:
 
 
 def test_mixed_kinds_text_run_and_resume_mid_round(tmp_path: Path) -> None:
-    cfg = load_text_config(_write(tmp_path, "text-kinds.toml", TEXT))
+    cfg = load_config(_write(tmp_path, "text-kinds.toml", TEXT))
     out = tmp_path / "run"
-    first = TextRun.create(dataclasses.replace(cfg, rounds=1), out, progress=False)
+    first = Run.create(dataclasses.replace(cfg, rounds=1), out, progress=False)
     first.run()
     before, queries_before = _stop_mid_round(first, 2, answered=3)
     (out / "config.toml").write_text((out / "config.toml").read_text().replace("rounds = 1", "rounds = 2"))
@@ -255,8 +257,9 @@ def test_people_answer_every_kind_of_a_text_run_over_http(tmp_path: Path) -> Non
     from rlhfkit.app.bot import WebBot
     from rlhfkit.app.client import AnnotationClient
     from rlhfkit.app.server import AppConfig, create_app, run_in_thread
+    from rlhfkit.feedback.edits import editor
     from rlhfkit.tasks import text as describe_task
-    from rlhfkit.tasks.features import editor, feature_set, return_range
+    from rlhfkit.tasks.features import feature_set, return_range
 
     text = (
         TEXT.replace("rounds = 2", "rounds = 1")
@@ -264,7 +267,7 @@ def test_people_answer_every_kind_of_a_text_run_over_http(tmp_path: Path) -> Non
         # the run's config is the one source of the scale and the choices: the app reads them from the store
         .replace("[feedback.teacher]\nbeta = 4.0\n", SCALE)
     )
-    run = TextRun.create(load_text_config(_write(tmp_path, "web-text.toml", text)), tmp_path / "run", progress=False)
+    run = Run.create(load_config(_write(tmp_path, "web-text.toml", text)), tmp_path / "run", progress=False)
     token = add_annotator(run.store, "erin")
     app = AppConfig(run.store.url, tmp_path / "media", prerender=False)  # no scale or labels given to the app
     server, thread, port = run_in_thread(create_app(app))
@@ -309,6 +312,6 @@ def test_people_answer_every_kind_of_a_text_run_over_http(tmp_path: Path) -> Non
     assert answered[1] == 12
     assert {f.choices for f in run.store.feedback(kind="label")} == {("poor", "fine", "great")}  # type: ignore[union-attr]
     stored = Counter(f.kind for f in run.store.feedback())
-    assert stored == Counter(split_queries(12, load_text_config(tmp_path / "web-text.toml").feedback.kinds))
+    assert stored == Counter(split_queries(12, load_config(tmp_path / "web-text.toml").feedback.kinds))
     assert {f.annotator_id for f in run.store.feedback()} == {"erin"}
     assert history[1]["n_feedback"] >= 10 and history[1]["human_minutes"] > 0

@@ -16,14 +16,11 @@ import pytest
 
 from rlhfkit.config import load_config
 from rlhfkit.loop import Run
-from rlhfkit.loop_text import TextRun, load_text_config
 
 PENDULUM = """
 task = "pendulum"
 rounds = 4
 seed = 0
-env_steps_per_round = 12288
-eval_episodes = 10
 
 [feedback]
 initial_comparisons = 60
@@ -37,7 +34,11 @@ mistake_prob = 0.0
 ensemble_size = 3
 epochs = 30
 
-[ppo]
+[control]
+env_steps_per_round = 12288
+eval_episodes = 10
+
+[control.ppo]
 n_envs = 4
 n_steps = 512
 """
@@ -74,13 +75,24 @@ DESCRIBE = """
 task = "text:describe"
 rounds = 2
 seed = 0
+
+[text]
 steps_per_round = 20
 eval_per_prompt = 16
+max_new_tokens = 16
+optimizer = "grpo"
+
+[text.group]
+n_per_prompt = 4
+prompts_per_step = 8
+lr = 2e-4
+
+[text.base]
+pretrain_steps = 300
 
 [feedback]
 initial_comparisons = 40
 comparisons_per_round = 20
-max_new_tokens = 16
 
 [feedback.teacher]
 beta = 4.0
@@ -89,16 +101,8 @@ beta = 4.0
 epochs = 3
 lr = 1e-3
 
-[optim]
-algorithm = "grpo"
-n_per_prompt = 4
-prompts_per_step = 8
-max_new_tokens = 16
-lr = 2e-4
+[kl]
 beta = 0.3
-
-[base]
-pretrain_steps = 300
 """
 
 DESCRIBE_MARGIN = 0.15
@@ -116,7 +120,7 @@ def test_the_text_loop_raises_the_true_reward_over_the_base(tmp_path: Path) -> N
     """
     path = tmp_path / "describe.toml"
     path.write_text(DESCRIBE, encoding="utf-8")
-    TextRun.create(load_text_config(path), tmp_path / "run", progress=False).run()
+    Run.create(load_config(path), tmp_path / "run", progress=False).run()
     returns = _true_returns(tmp_path / "run")
     print(f"describe true reward by round: {[round(r, 3) for r in returns]}")
     assert len(returns) == 3

@@ -12,9 +12,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from rlhfkit.domains.control import policy_rollout
+from rlhfkit.domains.samples import rollout_samples, text_samples, write_samples
 from rlhfkit.models.control import ActorCritic, SpaceSpec
 from rlhfkit.report import ReportError, learned_outruns_true, report_figures, write_report
-from rlhfkit.samples import rollout_samples, text_samples, write_samples
 from rlhfkit.tasks import get_task
 
 CONFIG = 'name = "demo <script>alert(1)</script>"\nseed = 0\n'

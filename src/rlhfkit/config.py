@@ -1,5 +1,13 @@
 """Run configuration: one documented dataclass per part, loaded from TOML.
 
+One schema for every domain: ``task``, ``rounds`` and ``seed``; the shared
+``[feedback]`` (step 1), ``[reward]`` (step 2) and ``[kl]`` (the penalty in step 3),
+which mean the same in every domain; and the domain's own section, ``[control]``
+(:class:`~rlhfkit.domains.control.ControlConfig`) or ``[text]``
+(:class:`~rlhfkit.domains.text.TextConfig`). A task's defaults fill what a file
+leaves out; a file in the layout from before the one loop is read with a note
+of what moved (:mod:`rlhfkit.config_layout`).
+
 Every field's docstring (the string literal under it) is its help text:
 ``rlhfkit config-help`` prints them all. Loading checks names and types and
 reports the first problem with its dotted path, e.g.
@@ -26,12 +34,31 @@ from typing import Any, Literal, TypeVar
 import tomli_w
 
 from rlhfkit.checks import non_negative, positive, require
+from rlhfkit.config_layout import deep_merge, domain_defaults, domain_of, upgrade_layout
+from rlhfkit.domains.control import BaseConfig, ControlConfig
+from rlhfkit.domains.text import TEXT_TASKS, TextBaseConfig, TextConfig
 from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.effort import EffortConfig
 from rlhfkit.feedback.mix import check_kinds
 from rlhfkit.feedback.teacher import TeacherConfig
-from rlhfkit.optimize.ppo.loss import PPOConfig
+from rlhfkit.optimize.kl import KLConfig
 from rlhfkit.reward.config import RewardConfig
+
+__all__ = [
+    "BaseConfig",
+    "ConfigError",
+    "ControlConfig",
+    "FeedbackConfig",
+    "KLConfig",
+    "RunConfig",
+    "TextBaseConfig",
+    "TextConfig",
+    "config_for_task",
+    "config_to_toml",
+    "describe",
+    "from_dict",
+    "load_config",
+]
 
 
 @dataclass(frozen=True)
@@ -56,8 +83,6 @@ class FeedbackConfig:
     """Comparisons asked in round 1, about segments of the base policy (queries of every kind in `kinds`)."""
     comparisons_per_round: int = 20
     """Comparisons asked in each later round (queries of every kind in `kinds`)."""
-    segment_length: int = 0
-    """Steps per compared segment; 0 = the task's default."""
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     """The simulated human's noise model."""
     latency_s: float = 0.0
@@ -74,13 +99,12 @@ class FeedbackConfig:
     """Human-seconds per answer of each kind; metrics.jsonl's human_minutes adds them up over stored answers."""
 
     def __post_init__(self) -> None:
-        check_kinds(self.kinds, self.human)
+        check_kinds(self.kinds, "simulated")  # what people in the web app can answer depends on the domain
         require(
             self,
             {
                 "initial_comparisons": (positive, ">= 1"),
                 "comparisons_per_round": (non_negative, ">= 0"),
-                "segment_length": (non_negative, ">= 0 (0 = the task's default)"),
                 "latency_s": (non_negative, ">= 0"),
                 "web_min_answers": (positive, ">= 1"),
                 "web_poll_s": (positive, "> 0"),
@@ -89,77 +113,52 @@ class FeedbackConfig:
 
 
 @dataclass(frozen=True)
-class KLConfig:
-    """The penalty beta * KL(pi_new || pi_base), added per step to the optimised reward."""
-
-    beta: float = 0.0
-    """Initial (or fixed) penalty weight beta."""
-    estimator: Literal["k1", "k2", "k3"] = "k1"
-    """Per-sample KL estimator: k1 = log pi - log pi_base, k3 = (r - 1) - log r with r = pi_base / pi."""
-    adaptive: bool = False
-    """Adapt beta towards `target` with the Ziegler et al. (2019) controller."""
-    target: float = 0.05
-    """Target per-step KL for the adaptive controller (nats)."""
-    horizon: float = 10000.0
-    """Controller horizon: beta moves by at most 20% per `horizon` env steps."""
-
-    def __post_init__(self) -> None:
-        require(
-            self,
-            {
-                "beta": (lambda b: 0 <= b < float("inf"), ">= 0 and finite"),
-                "target": (positive, "> 0"),
-                "horizon": (positive, "> 0"),
-            },
-        )
-
-
-@dataclass(frozen=True)
-class BaseConfig:
-    """The base policy pi_phi that the KL term keeps the new policy close to."""
-
-    kind: Literal["fresh", "checkpoint", "proxy"] = "fresh"
-    """'fresh': newly initialised; 'checkpoint': loaded from `path`; 'proxy': pre-trained on the task's proxy reward."""
-    path: str = ""
-    """A policy file (`rlhfkit` checkpoint or base_policy.pt) for kind = 'checkpoint'."""
-    proxy_steps: int = 100000
-    """Env steps of PPO on the proxy reward for kind = 'proxy'."""
-
-    def __post_init__(self) -> None:
-        require(self, {"proxy_steps": (positive, ">= 1")})
-        if self.kind == "checkpoint" and not self.path:
-            raise ValueError("kind = 'checkpoint' needs path = the policy file to start from")
-
-
-@dataclass(frozen=True)
 class RunConfig:
-    """A whole RLHF run on a control task."""
+    """A whole RLHF run: the shared steps, and the domain's own section (only the task's domain's)."""
 
     task: str = "pendulum"
-    """Built-in task name (pendulum, cartpole, reacher, halfcheetah) or env:<gymnasium id>."""
+    """A control task (pendulum, cartpole, reacher, halfcheetah, or env:<gymnasium id>) or a text task
+    (text:describe)."""
     rounds: int = 8
     """Rounds of collect feedback -> fit reward -> optimise policy."""
     seed: int = 0
     """Seed of every random generator in the run."""
-    env_steps_per_round: int = 20000
-    """PPO env steps per round on the learned reward."""
-    eval_episodes: int = 10
-    """Episodes (deterministic policy, fixed seeds) for each round's evaluation."""
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     """Step 1: collecting feedback."""
     reward: RewardConfig = field(default_factory=RewardConfig)
     """Step 2: fitting the reward model."""
-    ppo: PPOConfig = field(default_factory=PPOConfig)
-    """Step 3: PPO; fields left out take the task's defaults."""
     kl: KLConfig = field(default_factory=KLConfig)
-    """Step 3: the KL penalty to the base policy."""
-    base: BaseConfig = field(default_factory=BaseConfig)
-    """The base policy."""
+    """Step 3: the penalty beta * KL(pi || pi_base) per action (an env step, a token)."""
+    control: ControlConfig | None = None
+    """A control run's own settings (PPO, segments, evaluation, the base policy); only for control tasks."""
+    text: TextConfig | None = None
+    """A text run's own settings (the optimiser, completions, evaluation, the base model); only for text tasks."""
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "env_steps_per_round", "eval_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        require(self, {"rounds": (positive, ">= 1")})
+        domain = self.domain
+        other = "text" if domain == "control" else "control"
+        if getattr(self, other) is not None:
+            raise ValueError(f"[{other}] is for {other} tasks; task {self.task!r} is a {domain} task")
+        if getattr(self, domain) is None:
+            object.__setattr__(self, domain, ControlConfig() if domain == "control" else TextConfig())
+        try:
+            check_kinds(self.feedback.kinds, self.feedback.human, domain)
+        except ValueError as e:
+            raise ValueError(f"feedback.{e}") from None
+        if domain == "text":
+            if self.task not in TEXT_TASKS:
+                raise ValueError(f"task: {self.task!r} is not a text task (built in: {', '.join(TEXT_TASKS)})")
+            if self.reward.ensemble_size != 1:
+                raise ValueError(
+                    f"reward.ensemble_size: a text run's reward model is one transformer; set 1, "
+                    f"got {self.reward.ensemble_size}"
+                )
+
+    @property
+    def domain(self) -> str:
+        """'control' or 'text', from the task."""
+        return domain_of(self.task)
 
 
 # -- field documentation -----------------------------------------------------------
@@ -199,18 +198,31 @@ def describe(cls: type = RunConfig, prefix: str = "", domain: str = "", defaults
     hints = typing.get_type_hints(cls)
     tag = f"  ({domain} runs)" if domain else ""
     for f in dataclasses.fields(cls):
-        tp = hints[f.name]
+        tp = _section_type(hints[f.name])
         name = f"{prefix}{f.name}"
+        if domain and f.name in ("control", "text") and f.name != domain:
+            continue  # the other domain's section
         if defaults is not None:
             default = getattr(defaults, f.name)
         else:
             default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        if default is None and isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            default = tp()
         if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             lines.append(f"[{name}]{tag}  # {docs.get(f.name, '')}")
             lines.extend(describe(tp, name + ".", domain, default))
         else:
             lines.append(f"{name} = {default!r}  # {docs.get(f.name, '')}")
     return lines
+
+
+def _section_type(tp: Any) -> Any:
+    """``X | None`` -> ``X`` where X is a dataclass (a domain's optional section); any other type as it is."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and dataclasses.is_dataclass(args[0]):
+            return args[0]
+    return tp
 
 
 # -- loading and validation ---------------------------------------------------------
@@ -278,7 +290,8 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "", defaults: di
 
     ``defaults`` are used for fields the table leaves out (e.g. a task's PPO settings).
     A key that ``cls.RENAMED`` (old name -> new name, a class attribute) lists is an error
-    naming the new key, e.g. ``ppo.learning_rate: renamed to ppo.lr``.
+    naming the new key, e.g. ``ppo.learning_rate: renamed to ppo.lr``; a new name with a dot
+    is a whole path, e.g. ``text.ppo.kl_estimator: moved to kl.estimator``.
     """
     assert dataclasses.is_dataclass(cls)
     hints = typing.get_type_hints(cls)
@@ -287,7 +300,10 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "", defaults: di
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in names and key in renamed:
-            raise ConfigError(f"{prefix}{key}: renamed to {prefix}{renamed[key]}")
+            new = renamed[key]
+            raise ConfigError(
+                f"{prefix}{key}: moved to {new}" if "." in new else f"{prefix}{key}: renamed to {prefix}{new}"
+            )
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(names)})"
@@ -299,8 +315,8 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "", defaults: di
     try:
         return cls(**kwargs)
     except ValueError as e:
-        section = prefix.rstrip(".") or cls.__name__
-        raise ConfigError(f"{section}: {e}") from None
+        section = prefix.rstrip(".")
+        raise ConfigError(f"{section}: {e}" if section else str(e)) from None
 
 
 def _read_toml(p: Path) -> dict[str, Any]:
@@ -312,36 +328,37 @@ def _read_toml(p: Path) -> dict[str, Any]:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
 
 
-def is_text_config(path: str | Path) -> bool:
-    """Whether a config file names a text task (``task = "text:..."``)."""
-    task = _read_toml(Path(path)).get("task", "")
-    return isinstance(task, str) and task.startswith("text:")
+def config_for_task(data: dict[str, Any], notes: list[str] | None = None, where: str = "") -> RunConfig:
+    """A run config from a TOML table: an older layout upgraded, the task's defaults under what ``data`` says.
 
-
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read and validate a control run config; errors are :class:`ConfigError` naming file and field."""
+    What an upgrade moved is appended to ``notes``; errors are :class:`ConfigError`
+    naming the field (and ``where``, the file, when given).
+    """
     from rlhfkit.tasks import UnknownTaskError, get_task
 
+    try:
+        data, moved = upgrade_layout(data)
+        if moved and notes is not None:
+            notes.append(
+                f"{where or 'config'}: written for the layout before the one loop, read as: {'; '.join(moved)}"
+            )
+        task_name = _check_value(data.get("task", RunConfig.task), str, "task")
+        task_defaults = get_task(task_name).defaults if domain_of(task_name) == "control" else {}
+        data = deep_merge(domain_defaults(task_name, data, task_defaults), data)
+        return from_dict(RunConfig, data)
+    except (ConfigError, UnknownTaskError) as e:
+        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None, notes: list[str] | None = None) -> RunConfig:
+    """Read and validate a run config of any domain; errors are :class:`ConfigError` naming file and field.
+
+    ``overrides`` replace top-level keys; what an upgrade of an older layout moved is appended to ``notes``.
+    """
     p = Path(path)
     data = _read_toml(p)
     data.update(overrides or {})
-    try:
-        task_name = _check_value(data.get("task", RunConfig.task), str, "task")
-        task = get_task(task_name)
-        # Sections where the task supplies defaults for the fields the file leaves out.
-        sections: dict[str, type] = {"ppo": PPOConfig, "reward": RewardConfig}
-        tables = {name: data.pop(name, {}) for name in sections}
-        for name, table in tables.items():
-            if not isinstance(table, dict):
-                raise ConfigError(f"{name}: expected a table [{name}]")
-        cfg = from_dict(RunConfig, data)
-        built: dict[str, Any] = {
-            name: from_dict(cls, tables[name], f"{name}.", defaults=task.defaults.get(name))
-            for name, cls in sections.items()
-        }
-        return dataclasses.replace(cfg, **built)
-    except (ConfigError, UnknownTaskError) as e:
-        raise ConfigError(f"{p}: {e}") from None
+    return config_for_task(data, notes, str(p))
 
 
 def _to_toml_value(v: Any) -> Any:

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from rlhfkit.domains.samples import read_samples, rollout_segment, sample_path
 from rlhfkit.files import atomic_write_bytes
 from rlhfkit.report import number
-from rlhfkit.samples import read_samples, rollout_segment, sample_path
 
 STRIP_FRAMES = 8
 """Frames in a rollout's strip (two rows of four)."""

@@ -552,3 +552,11 @@ FEEDBACK_KINDS: dict[str, type[Comparison | Ranking | Rating | Label | Correctio
     k.kind: k for k in (Comparison, Ranking, Rating, Label, Correction, Language)
 }
 """Each feedback record class by its ``kind``."""
+
+
+def completion_text(x: Content) -> str:
+    """The completion of a text as one string (a chat's messages joined)."""
+    if not isinstance(x, Text):
+        raise TypeError("expected a text generation, got a control segment")
+    c = x.completion
+    return c if isinstance(c, str) else " ".join(m["content"] for m in c)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rlhfkit.experiments.kinds_eval import Pilot, plan_mix
 from rlhfkit.feedback.effort import EffortConfig, EffortCosts
 from rlhfkit.feedback.mix import (
     check_kinds,
@@ -19,7 +20,6 @@ from rlhfkit.feedback.mix import (
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import TeacherConfig
 from rlhfkit.feedback.web import WebHuman
-from rlhfkit.reward.kinds_eval import Pilot, plan_mix
 from rlhfkit.types import Comparison, Generation, Query, Rating, Text
 
 

@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from rlhfkit.experiments.pools import describe_texts, pendulum_segments
+from rlhfkit.feedback.edits import editor
 from rlhfkit.feedback.effort import EffortCosts
 from rlhfkit.feedback.language import EmbeddingInterpreter, KeywordInterpreter
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
-from rlhfkit.tasks.features import editor, feature_set
-from rlhfkit.tasks.pools import describe_texts, pendulum_segments
+from rlhfkit.tasks.features import feature_set
 from rlhfkit.tasks.text import true_reward
 from rlhfkit.types import NONE_OF_THESE, Correction, Generation, Language, Query, Ranking, Rating, Segment, Text
 

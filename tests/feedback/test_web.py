@@ -90,8 +90,15 @@ WEB_TINY = """
 task = "pendulum"
 rounds = 2
 seed = 0
+
+[control]
 env_steps_per_round = 2048
 eval_episodes = 2
+segment_length = 25
+
+[control.ppo]
+n_envs = 2
+n_steps = 256
 
 [feedback]
 human = "web"
@@ -99,15 +106,10 @@ web_min_answers = 6
 web_poll_s = 0.05
 initial_comparisons = 12
 comparisons_per_round = 6
-segment_length = 25
 
 [reward]
 ensemble_size = 2
 epochs = 10
-
-[ppo]
-n_envs = 2
-n_steps = 256
 """
 
 
@@ -248,38 +250,38 @@ WEB_TEXT = """
 task = "text:describe"
 rounds = 1
 seed = 0
+
+[text]
 steps_per_round = 2
 eval_per_prompt = 2
+max_new_tokens = 8
+
+[text.group]
+n_per_prompt = 2
+prompts_per_step = 2
+
+[text.base]
+pretrain_steps = 20
 
 [feedback]
 human = "web"
 web_min_answers = 4
 web_poll_s = 0.05
 initial_comparisons = 8
-max_new_tokens = 8
 
 [reward]
 epochs = 1
-
-[optim]
-n_per_prompt = 2
-prompts_per_step = 2
-max_new_tokens = 8
-
-[base]
-pretrain_steps = 20
 """
 
 
 def test_the_text_loop_fits_on_answers_given_over_http(tmp_path: Path) -> None:
     import numpy as np
 
-    from rlhfkit.loop_text import TextRun, load_text_config
     from rlhfkit.tasks import text as describe_task
 
     path = tmp_path / "text.toml"
     path.write_text(WEB_TEXT, encoding="utf-8")
-    run = TextRun.create(load_text_config(path), tmp_path / "run", progress=False)
+    run = Run.create(load_config(path), tmp_path / "run", progress=False)
     token = add_annotator(run.store, "dana")
     app_config = AppConfig(store_url=run.store.url, media_dir=tmp_path / "media", prerender=False)
     server, thread, port = run_in_thread(create_app(app_config))

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
+from rlhfkit.experiments.kinds_eval import KindsSetup, ask, make_setup, true_return
 from rlhfkit.feedback.answers import AnswerSet
 from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.feature_model import BagOfWords, TextFeatureRewardModel
 from rlhfkit.reward.fit import NoUsableFeedbackError, fit_reward, make_reward_optimizer
-from rlhfkit.reward.kinds_eval import KindsSetup, ask, make_setup, true_return
 from rlhfkit.tasks.features import DESCRIBE_VOCABULARY
 from rlhfkit.types import NONE_OF_THESE, Answer, Comparison, Label, Query
 

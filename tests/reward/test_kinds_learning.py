@@ -26,9 +26,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rlhfkit.experiments.kinds_eval import KindsSetup, evaluate_kinds, fit_config, make_setup
 from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.fit import agreement
-from rlhfkit.reward.kinds_eval import KindsSetup, evaluate_kinds, fit_config, make_setup
 
 KINDS = ("comparison", "ranking", "rating", "label", "correction", "language")
 MARGIN = {"pendulum": 0.05, "describe": 0.25}
@@ -86,7 +86,7 @@ def test_categorical_labels_fix_the_ordering_up_to_sign_and_a_mix_fixes_the_sign
     0.909 up to sign, with 20 comparisons 0.335 -> 0.899; fit seeds 1 and 2 gained 0.395 / 0.357
     alone and 0.442 / 0.353 with the comparisons (run on their own, outside this module).
     """
-    from rlhfkit.reward.kinds_eval import ask, fit_answers
+    from rlhfkit.experiments.kinds_eval import ask, fit_answers
     from rlhfkit.types import Label
 
     setup = describe

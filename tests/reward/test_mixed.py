@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import torch
 
+from rlhfkit.experiments.kinds_eval import ask, fit_answers, make_setup
 from rlhfkit.reward.config import RewardConfig
-from rlhfkit.reward.kinds_eval import ask, fit_answers, make_setup
 
 
 def _lrs_seen(monkeypatch: pytest.MonkeyPatch, config: RewardConfig, steps: int) -> list[float]:

@@ -10,13 +10,13 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
+from rlhfkit.experiments.kinds_eval import ask, make_setup
+from rlhfkit.experiments.pools import describe_texts
 from rlhfkit.feedback.answers import AnswerSet
 from rlhfkit.models.text_builders import train_tiny_tokenizer
 from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.fit import agreement, fit_reward, heldout_pairs
-from rlhfkit.reward.kinds_eval import ask, make_setup
 from rlhfkit.reward.transformer import RewardModelScorer, SequenceRewardModel
-from rlhfkit.tasks.pools import describe_texts
 from rlhfkit.types import Comparison, Query, Ranking, Text
 
 

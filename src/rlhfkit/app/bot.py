@@ -9,10 +9,9 @@ the store.
 from __future__ import annotations
 
 from rlhfkit.app.client import AnnotationClient
-from rlhfkit.feedback.edits import completion_text
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import Human, TeacherConfig
-from rlhfkit.types import Comparison, Correction, Label, Language, Query, Ranking, Rating, Text
+from rlhfkit.types import Comparison, Correction, Label, Language, Query, Ranking, Rating, Text, completion_text
 
 
 class WebBot:

@@ -38,29 +38,23 @@ def run_command(args: argparse.Namespace) -> int:
     elif not Path(args.config).is_file():
         raise ConfigError(f"{args.config}: no such config file")
 
-    from rlhfkit.config import is_text_config, load_config
+    from rlhfkit.config import load_config
     from rlhfkit.loop import Run
-    from rlhfkit.loop_text import TextRun, load_text_config
     from rlhfkit.report import write_report
 
-    run: Run | TextRun
     if args.resume:
-        text = is_text_config(Path(args.resume) / "config.toml")
-        run = TextRun.resume(args.resume) if text else Run.resume(args.resume)
+        run = Run.resume(args.resume)
     else:
         config_file = str(args.config)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = Path(args.out) if args.out else Path("runs") / f"{Path(config_file).stem}-{stamp}"
-        if is_text_config(config_file):
-            text_cfg = load_text_config(config_file)
-            if args.seed is not None:
-                text_cfg = dataclasses.replace(text_cfg, seed=args.seed)
-            run = TextRun.create(text_cfg, out)
-        else:
-            cfg = load_config(config_file)
-            if args.seed is not None:
-                cfg = dataclasses.replace(cfg, seed=args.seed)
-            run = Run.create(cfg, out)
+        notes: list[str] = []
+        cfg = load_config(config_file, notes=notes)
+        for note in notes:
+            print(note, file=sys.stderr)
+        if args.seed is not None:
+            cfg = dataclasses.replace(cfg, seed=args.seed)
+        run = Run.create(cfg, out)
     print(f"run folder: {run.dir}", file=sys.stderr)
 
     def on_round(row: dict[str, float]) -> None:
@@ -85,15 +79,18 @@ def report_command(args: argparse.Namespace) -> int:
 
 
 def config_help_command(args: argparse.Namespace) -> int:
-    """Print every config field of both run kinds with its default and meaning."""
-    from rlhfkit.config import RunConfig, describe
-    from rlhfkit.loop_text import TEXT_TASKS, TextRunConfig
+    """Print every config field of both kinds of run with its default (the task's) and meaning."""
+    from rlhfkit.config import RunConfig, config_for_task, describe
+    from rlhfkit.domains.text import TEXT_TASKS
 
     control = "a built-in task (pendulum, cartpole, reacher, halfcheetah) or env:<gymnasium id>"
-    lines = [f"# Control runs: task = {control}", *describe(RunConfig, domain="control"), ""]
-    lines += [
-        f"# Text runs: task = {' or '.join(repr(t) for t in TEXT_TASKS)}",
-        *describe(TextRunConfig, domain="text"),
+    lines = [
+        "# One schema: task, rounds, seed, the shared [feedback], [reward] and [kl], and the domain's own section.",
+        f"# Control runs ([control]): task = {control}; defaults shown for pendulum",
+        *describe(RunConfig, domain="control", defaults=config_for_task({"task": "pendulum"})),
+        "",
+        f"# Text runs ([text]): task = {' or '.join(repr(t) for t in TEXT_TASKS)}",
+        *describe(RunConfig, domain="text", defaults=config_for_task({"task": TEXT_TASKS[0]})),
     ]
     print("\n".join(lines))
     return 0

@@ -1,19 +1,40 @@
-"""Control domain: segments cut from rollouts, evaluation, and a policy's rollout to show.
+"""The control domain: a gymnasium policy, segments of its rollouts as generations, PPO on the learned reward.
 
-The policy (:class:`~rlhfkit.models.control.ActorCritic`) and the rollouts it is
+:class:`ControlDomain` is what the loop drives (:class:`~rlhfkit.domains.base.Domain`);
+:class:`ControlConfig` is its section of the run config (``[control]``). The
+policy (:class:`~rlhfkit.models.control.ActorCritic`) and the rollouts it is
 trained on (:class:`~rlhfkit.models.control.RolloutCollector`) are in
-:mod:`rlhfkit.models.control`.
+:mod:`rlhfkit.models.control`; the helpers here cut segments from rollouts,
+evaluate a policy and record a rollout to show.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from rlhfkit.models.control import ActorCritic, EnvFactory, Rollout
-from rlhfkit.types import Segment
+from rlhfkit.checks import non_negative, positive, require
+from rlhfkit.domains.base import DomainContext, Hold
+from rlhfkit.domains.samples import ROLLOUT_STEPS, rollout_samples
+from rlhfkit.errors import ConfigError
+from rlhfkit.feedback.mix import query_size, select_queries
+from rlhfkit.feedback.teacher import true_reward
+from rlhfkit.files import atomic_torch_save
+from rlhfkit.models.control import ActorCritic, EnvFactory, Rollout, RolloutCollector, SpaceSpec, make_vector_env
+from rlhfkit.optimize.kl import kl_controller
+from rlhfkit.optimize.ppo.env_trainer import PPOTrainer
+from rlhfkit.optimize.ppo.loss import PPOConfig
+from rlhfkit.reward.fit import make_reward_optimizer
+from rlhfkit.reward.nets import RewardEnsemble
+from rlhfkit.reward.segment_model import SegmentRewardModel
+from rlhfkit.tasks import Task, get_task
+from rlhfkit.types import Content, Generation, Query, Segment, new_id
 
 
 def segments_from_rollout(rollout: Rollout, length: int, env_id: str = "") -> list[Segment]:
@@ -111,3 +132,230 @@ def policy_rollout(policy: ActorCritic, make_env: EnvFactory, seed: int, max_ste
     finally:
         env.close()
     return Segment(np.array(observations), np.array(actions), np.array(rewards), {"env_id": env_id, "seed": seed})
+
+
+# -- the domain the loop drives ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """The base policy pi_phi that the KL term keeps the new policy close to."""
+
+    kind: Literal["fresh", "checkpoint", "proxy"] = "fresh"
+    """'fresh': newly initialised; 'checkpoint': loaded from `path`; 'proxy': pre-trained on the task's proxy reward."""
+    path: str = ""
+    """A policy file (`rlhfkit` checkpoint or base_policy.pt) for kind = 'checkpoint'."""
+    proxy_steps: int = 100000
+    """Env steps of PPO on the proxy reward for kind = 'proxy'."""
+
+    def __post_init__(self) -> None:
+        require(self, {"proxy_steps": (positive, ">= 1")})
+        if self.kind == "checkpoint" and not self.path:
+            raise ValueError("kind = 'checkpoint' needs path = the policy file to start from")
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """A control run's own settings (the [control] section): segments, PPO, evaluation, the base policy."""
+
+    env_steps_per_round: int = 20000
+    """PPO env steps per round on the learned reward."""
+    eval_episodes: int = 10
+    """Episodes (deterministic policy, fixed seeds) for each round's evaluation."""
+    segment_length: int = 0
+    """Steps per segment a person judges; 0 = the task's default."""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    """Step 3: PPO; fields left out take the task's defaults."""
+    base: BaseConfig = field(default_factory=BaseConfig)
+    """The base policy."""
+
+    def __post_init__(self) -> None:
+        require(
+            self,
+            {
+                "env_steps_per_round": (positive, ">= 1"),
+                "eval_episodes": (positive, ">= 1"),
+                "segment_length": (non_negative, ">= 0 (0 = the task's default)"),
+            },
+        )
+
+
+def probe_spec(task: Task) -> SpaceSpec:
+    """The task env's spaces, checked (raises :class:`UnsupportedSpaceError`)."""
+    env = task.make_env()
+    try:
+        return SpaceSpec.of(env.observation_space, env.action_space, task.env_id)
+    finally:
+        env.close()
+
+
+def segment_return(x: Content) -> float:
+    """A control segment's true return: the sum of its true per-step rewards."""
+    if not isinstance(x, Segment):
+        raise TypeError("a control run's generations are segments")
+    return float(np.sum(x.true_rewards))
+
+
+def segment_true_rewards(x: Content) -> np.ndarray:
+    """What the simulated human judges a control segment by: its own true per-step rewards."""
+    if not isinstance(x, Segment):
+        raise TypeError("a control run's generations are segments")
+    return true_reward(x)
+
+
+class ControlDomain:
+    """A gymnasium task's policy in the loop (see :class:`~rlhfkit.domains.base.Domain`).
+
+    Generations are segments of ``segment_length`` steps from rollouts of the
+    current policy; the reward model is an ensemble of MLPs over (observation,
+    action); step 3 is PPO on the learned per-step reward minus ``beta * KL`` per
+    step; evaluation runs ``eval_episodes`` deterministic episodes from fixed seeds.
+    """
+
+    def __init__(self, ctx: DomainContext, config: ControlConfig) -> None:
+        self.ctx = ctx
+        self.config = config
+        self.task: Task = get_task(ctx.task)
+        self.spec = probe_spec(self.task)
+        self.instructions = self.task.instructions
+        self.teacher_reward: Callable[[Content], np.ndarray] = segment_true_rewards
+        self.segment_length = config.segment_length or self.task.segment_length
+        self.return_scale = self.segment_length / 50
+        ppo = config.ppo
+        base = self._base_policy()
+        self.policy = ActorCritic(self.spec, ppo.hidden, ppo.log_std_init, ppo.normalize_obs)
+        self.policy.load_state_dict(base.state_dict())
+        self.base = base.frozen_copy()
+        rc = ctx.reward
+        self.model = RewardEnsemble(
+            self.spec.obs_dim, self.spec.act_dim, self.spec.n_actions, rc.ensemble_size, rc.hidden, rc.use_action
+        )
+        self.reward_optimizer: torch.optim.Optimizer | None = make_reward_optimizer(self.model, rc)
+        self.kl = kl_controller(ctx.kl)
+        self.trainer = PPOTrainer(
+            self.policy,
+            self.base,
+            RolloutCollector(make_vector_env(self.task.make_env, ppo.n_envs), ctx.seed),
+            ppo,
+            self.kl,
+            ctx.kl.estimator,
+            seed=ctx.seed,
+            lr_budget=ctx.rounds * config.env_steps_per_round,
+        )
+
+    def _base_policy(self) -> ActorCritic:
+        cfg, ppo = self.config.base, self.config.ppo
+        policy = ActorCritic(self.spec, ppo.hidden, ppo.log_std_init, ppo.normalize_obs)
+        if cfg.kind == "fresh":
+            return policy
+        cached = self.ctx.run_dir / "base_policy.pt"
+        if cfg.kind == "checkpoint" or cached.exists():
+            path = cached if cached.exists() else Path(cfg.path)
+            if not path.is_file():
+                raise ConfigError(f"control.base.path: no policy file at {str(path)!r}")
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            try:
+                policy.load_state_dict(state.get("policy", state) if isinstance(state, dict) else state)
+            except (RuntimeError, AttributeError) as e:
+                raise ConfigError(f"control.base.path {path}: not a policy for task {self.task.name!r}: {e}") from None
+            return policy
+        if self.task.proxy_reward is None:
+            raise ConfigError(f"control.base.kind = 'proxy' but task {self.task.name!r} has no proxy reward")
+        envs = make_vector_env(self.task.make_env, ppo.n_envs)
+        trainer = PPOTrainer(policy, None, RolloutCollector(envs, self.ctx.seed + 1), ppo, seed=self.ctx.seed + 1)
+        bar = tqdm(total=cfg.proxy_steps, desc="base policy on proxy reward", disable=not self.ctx.progress)
+        trainer.train(self.task.proxy_reward, cfg.proxy_steps, lambda log: bar.update(ppo.n_envs * ppo.n_steps))
+        bar.close()
+        envs.close()
+        atomic_torch_save({"policy": policy.state_dict()}, cached)
+        return policy
+
+    # -- the steps ------------------------------------------------------------------------
+
+    def sample(
+        self, round_: int, counts: Mapping[str, int], rng: np.random.Generator
+    ) -> tuple[list[Generation], list[Query]]:
+        """Segments of fresh rollouts of the current policy, drawn into the round's queries (only those used kept)."""
+        L = self.segment_length
+        envs = make_vector_env(self.task.make_env, self.config.ppo.n_envs)
+        collector = RolloutCollector(envs, self.ctx.seed * 7 + round_)
+        segments: list[Segment] = []
+        while len(segments) < sum(c * query_size(kind) for kind, c in counts.items()):
+            ro = collector.collect(self.policy, L * 4, update_obs_stats=False)
+            segments += segments_from_rollout(ro, L, self.task.env_id)
+            self.trainer.env_steps += ro.n_steps
+        envs.close()
+        gens = [Generation(new_id(rng), round_, f"round-{round_ - 1}", seg) for seg in segments]
+        queries = select_queries(gens, counts, rng)
+        used = {gid for q in queries for gid in q.generation_ids}
+        return [g for g in gens if g.id in used], queries
+
+    def reward_model(self) -> SegmentRewardModel:
+        return SegmentRewardModel(self.model, discrete=self.spec.n_actions is not None)
+
+    def true_return(self, content: Content) -> float:
+        return segment_return(content)
+
+    def learned_reward(self, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
+        """The reward model's per-step reward (the ensemble's mean)."""
+        return self.model.step_reward(obs, act)
+
+    def optimize(self, round_: int, hold: Hold) -> None:
+        """PPO for ``env_steps_per_round`` env steps on the learned reward; ``hold`` between updates."""
+        ppo = self.config.ppo
+        steps = self.config.env_steps_per_round
+        bar = tqdm(total=steps, desc=f"round {round_} PPO", leave=False, disable=not self.ctx.progress)
+
+        def on_update(log: Any) -> None:
+            bar.update(ppo.n_envs * ppo.n_steps)
+            hold()
+
+        self.trainer.train(self.learned_reward, steps, on_update)
+        bar.close()
+
+    def evaluate(self) -> tuple[dict[str, float], dict[str, Any]]:
+        """True and learned return and KL to the base over the evaluation episodes; the first one's opening."""
+        seed = 10_000 + self.ctx.seed
+        metrics = evaluate_policy(
+            self.policy, self.task.make_env, self.config.eval_episodes, seed, self.learned_reward, self.base
+        )
+        segment = policy_rollout(self.policy, self.task.make_env, seed, ROLLOUT_STEPS, self.task.env_id)
+        return metrics, rollout_samples(segment)
+
+    def counters(self) -> dict[str, float]:
+        return {"env_steps": self.trainer.env_steps}  # an int in metrics.jsonl
+
+    @property
+    def beta(self) -> float:
+        return float(self.kl.beta)
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        assert self.reward_optimizer is not None
+        return {
+            "policy": self.policy.state_dict(),
+            "base": self.base.state_dict(),
+            "reward_model": self.model.state_dict(),
+            "reward_optimizer": self.reward_optimizer.state_dict(),
+            "ppo_optimizer": self.trainer.optimizer.state_dict(),
+            "reward_scaler": self.trainer.scaler.rms.state_dict(),
+            "beta": self.kl.beta,
+            "env_steps": self.trainer.env_steps,
+            "ppo_steps": self.trainer.ppo_steps,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], round_: int) -> None:
+        assert self.reward_optimizer is not None
+        self.policy.load_state_dict(state["policy"])
+        self.base.load_state_dict(state["base"])
+        self.model.load_state_dict(state["reward_model"])
+        self.reward_optimizer.load_state_dict(state["reward_optimizer"])
+        self.trainer.optimizer.load_state_dict(state["ppo_optimizer"])
+        self.trainer.scaler.rms.load_state_dict(state["reward_scaler"])
+        self.kl.beta = state["beta"]
+        self.trainer.env_steps = state["env_steps"]
+        self.trainer.ppo_steps = state["ppo_steps"]
+        # Fresh env episodes after a restart; the stream of random numbers differs from
+        # an uninterrupted run, the stored feedback does not.
+        self.trainer.collector = RolloutCollector(self.trainer.collector.envs, self.ctx.seed + 1000 * round_)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -86,14 +86,6 @@ class SegmentEditor:
 _TOKEN = re.compile(r"[^\s,]+|,")
 
 
-def completion_text(x: Content) -> str:
-    """The completion of a text as one string (a chat's messages joined)."""
-    if not isinstance(x, Text):
-        raise TypeError("expected a text generation, got a control segment")
-    c = x.completion
-    return c if isinstance(c, str) else " ".join(m["content"] for m in c)
-
-
 class TextEditor:
     """Word edits of a completion: delete, substitute or insert a word, or toggle the closing ".".
 
@@ -137,3 +129,16 @@ class TextEditor:
             edited = self.edit(tokens, rng) or tokens
             out.append(Text(prompt=x.prompt, completion=lead + " ".join(edited), info={**dict(x.info), "edited": True}))
         return out
+
+
+def editor(task: str, **kwargs: Any) -> Editor:
+    """A built-in task's editor: edited torque chunks replayed through the dynamics (pendulum), or word edits
+    (describe)."""
+    from rlhfkit.tasks import UnknownTaskError
+    from rlhfkit.tasks.features import DESCRIBE_VOCABULARY, PENDULUM_MAX_TORQUE, pendulum_simulate
+
+    if task == "pendulum":
+        return SegmentEditor(pendulum_simulate, low=-PENDULUM_MAX_TORQUE, high=PENDULUM_MAX_TORQUE, **kwargs)
+    if task == "describe":
+        return TextEditor(DESCRIBE_VOCABULARY, **kwargs)
+    raise UnknownTaskError(f"task {task!r} has no editor for corrections (built in: pendulum, describe)")

@@ -4,7 +4,7 @@ A run's ``[feedback] kinds`` table gives the share of each round's queries per
 kind, e.g. ``{comparison = 0.5, ranking = 0.25, rating = 0.25}``.
 :func:`split_queries` turns a round's ``n`` queries into whole numbers per kind
 (largest remainders, so they add up to ``n``); :func:`select_queries` draws them
-uniformly (``feedback/kind_queries.py``) from the round's generations.
+uniformly (``feedback/queries.py``) from the round's generations.
 
 Some kinds need more than the task's reward to be answered and learned from
 (:func:`kind_tools`): ratings and labels a range of returns that the simulated
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rlhfkit.feedback.edits import Editor
-from rlhfkit.feedback.kind_queries import UniformQueries
 from rlhfkit.feedback.language import EmbeddingInterpreter, Interpreter, KeywordInterpreter
+from rlhfkit.feedback.queries import UniformPairs, UniformQueries
 from rlhfkit.feedback.teacher import TeacherConfig
 from rlhfkit.tasks.features import FeatureSet
 from rlhfkit.types import QUERY_SIZES, Comparison, Generation, Query
@@ -99,7 +99,14 @@ def query_size(kind: str) -> int:
 def select_queries(
     generations: Sequence[Generation], counts: Mapping[str, int], rng: np.random.Generator
 ) -> list[Query]:
-    """``counts[kind]`` uniformly drawn queries of each kind about ``generations``."""
+    """``counts[kind]`` uniformly drawn queries of each kind about ``generations``.
+
+    Comparisons alone are disjoint pairs (:class:`~rlhfkit.feedback.queries.UniformPairs`, each
+    generation shown once); with other kinds, every kind's queries are drawn independently and may
+    share generations.
+    """
+    if [k for k, c in counts.items() if c > 0] == [Comparison.kind]:
+        return UniformPairs().select(generations, counts[Comparison.kind], rng)
     out: list[Query] = []
     for kind in QUERY_SIZES:
         if counts.get(kind, 0) > 0:
@@ -130,7 +137,8 @@ def kind_tools(
     may be longer or shorter than the 50 steps the built-in range is for).
     Raises ``ValueError`` naming the kind when the task lacks what it needs.
     """
-    from rlhfkit.tasks.features import editor, feature_set, return_range
+    from rlhfkit.feedback.edits import editor
+    from rlhfkit.tasks.features import feature_set, return_range
 
     asked = asked_kinds(kinds)
     name = FEATURE_TASKS.get(task)

@@ -18,7 +18,43 @@ from typing import Literal, Protocol
 
 import torch
 
+from rlhfkit.checks import positive, require
+
 KLEstimator = Literal["k1", "k2", "k3"]
+
+
+@dataclass(frozen=True)
+class KLConfig:
+    """The penalty beta * KL(pi_new || pi_base) to the base policy, the same in every domain.
+
+    An *action* is what the policy emits at one step: an env step's action (control) or a token (text).
+    """
+
+    beta: float = 0.0
+    """Initial (or fixed) penalty weight beta, per nat of KL per action."""
+    estimator: KLEstimator = "k1"
+    """Per-action KL estimator: k1 = log pi - log pi_base, k2 = (log r)^2 / 2, k3 = (r - 1) - log r with
+    r = pi_base / pi (see rlhfkit.optimize.kl)."""
+    adaptive: bool = False
+    """Adapt beta towards `target` with the Ziegler et al. (2019) controller."""
+    target: float = 0.05
+    """Target KL for the adaptive controller, in nats per action."""
+    horizon: float = 10000.0
+    """Controller horizon: beta moves by at most 20% per `horizon` actions (env steps or tokens)."""
+
+    def __post_init__(self) -> None:
+        require(
+            self,
+            {
+                "beta": (
+                    (lambda b: 0 < b < float("inf"), "> 0 and finite when adaptive (the controller scales it)")
+                    if self.adaptive
+                    else (lambda b: 0 <= b < float("inf"), ">= 0 and finite")
+                ),
+                "target": (positive, "> 0"),
+                "horizon": (positive, "> 0"),
+            },
+        )
 
 
 def kl_estimate(logp_new: torch.Tensor, logp_base: torch.Tensor, estimator: KLEstimator = "k1") -> torch.Tensor:
@@ -70,3 +106,8 @@ class AdaptiveKL:
     def update(self, kl: float, n_steps: int) -> None:
         error = min(max(kl / self.target - 1.0, -0.2), 0.2)
         self.beta *= 1.0 + error * n_steps / self.horizon
+
+
+def kl_controller(config: KLConfig) -> KLController:
+    """The controller ``config`` asks for: :class:`AdaptiveKL` or :class:`FixedKL`."""
+    return AdaptiveKL(config.beta, config.target, config.horizon) if config.adaptive else FixedKL(config.beta)

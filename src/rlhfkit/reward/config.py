@@ -40,7 +40,7 @@ class RewardConfig:
     """'constant', or 'cosine': decaying to 0 over the fit's steps. Cosine suits a fit from scratch to
     convergence: with a constant rate the last iterate still carries the minibatch noise (pendulum ratings,
     development seeds 11 and 12, 200 to 1,600 ratings: agreement moved by up to 0.01 between neighbouring
-    data sizes and averaged 0.976 / 0.972; cosine averaged 0.979 / 0.977), which is why reward/kinds_eval
+    data sizes and averaged 0.976 / 0.972; cosine averaged 0.979 / 0.977), which is why experiments/kinds_eval
     uses it. The loops' warm-started fits of a few epochs keep the constant rate: a transformer reward
     fitted for 8 epochs at 1e-3 learned less with cosine (agreement 0.80 against 0.85 constant, held-out
     answers 0.67 against 0.86)."""

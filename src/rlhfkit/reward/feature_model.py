@@ -15,9 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlhfkit.feedback.edits import completion_text
 from rlhfkit.reward.nets import mlp
-from rlhfkit.types import Content
+from rlhfkit.types import Content, completion_text
 
 
 class TextFeaturizer(Protocol):

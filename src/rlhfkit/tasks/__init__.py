@@ -70,7 +70,8 @@ class Task:
     proxy_reward: StepRewardFn | None = None
     """A misaligned reward for pre-training a base policy; None if the task has none."""
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Settings that work for this task, by config section ("ppo", "reward"); the config can override each."""
+    """Settings that work for this task, as a run config's tables (e.g. {"control": {"ppo": {...}}, "reward":
+    {...}}); what the config says overrides each field."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     instructions: str = ""
     """What people in the web app are asked to look for (what "better" means on this task): the default of
@@ -143,7 +144,7 @@ TASKS: dict[str, Task] = {
                 "when both hang down, prefer the one that swings higher. Wild spinning is worse than a calm swing."
             ),
             defaults={
-                "ppo": {"n_envs": 4, "n_steps": 1024, "gamma": 0.9, "lr": 1e-3},
+                "control": {"ppo": {"n_envs": 4, "n_steps": 1024, "gamma": 0.9, "lr": 1e-3}},
                 # With actions as input, 200 comparisons teach the reward model to credit
                 # torques for the states they lead to (causal confusion), and PPO then
                 # holds the pole sideways; a state-only reward does not invite that.
@@ -162,7 +163,7 @@ TASKS: dict[str, Task] = {
                 "the pole stays closer to vertical and the cart drifts less; a pole that falls, or a cart that "
                 "runs off to the edge, is worse."
             ),
-            defaults={"ppo": {"n_envs": 4, "n_steps": 256, "gamma": 0.99, "lr": 3e-4}},
+            defaults={"control": {"ppo": {"n_envs": 4, "n_steps": 256, "gamma": 0.99, "lr": 3e-4}}},
         ),
         Task(
             name="reacher",
@@ -174,7 +175,7 @@ TASKS: dict[str, Task] = {
                 "The goal: bring the arm's fingertip to the target and keep it there, with smooth, small movements. "
                 "Prefer the clip that gets closer to the target sooner; flailing is worse than a calm reach."
             ),
-            defaults={"ppo": {"n_envs": 4, "n_steps": 512, "gamma": 0.99, "lr": 3e-4}},
+            defaults={"control": {"ppo": {"n_envs": 4, "n_steps": 512, "gamma": 0.99, "lr": 3e-4}}},
         ),
         Task(
             name="halfcheetah",
@@ -186,7 +187,7 @@ TASKS: dict[str, Task] = {
                 "The goal: run forward (to the right) fast, with a smooth, efficient gait. Prefer the clip that "
                 "covers more ground with less effort; running backwards or thrashing in place is worse."
             ),
-            defaults={"ppo": {"n_envs": 4, "n_steps": 512, "gamma": 0.99, "lr": 3e-4}},
+            defaults={"control": {"ppo": {"n_envs": 4, "n_steps": 512, "gamma": 0.99, "lr": 3e-4}}},
         ),
     ]
 }

@@ -6,8 +6,10 @@
   return is exactly ``sum_f weight_f * f(x)``, so a simulated human can say which
   feature matters most for the difference between two generations, and an
   interpreter can map an utterance back onto a feature and a direction.
-- **An editor** (``feedback/edits.py``) that proposes nearby variants of a
-  generation: the moves a human makes when correcting it, and the nearby
+- **What an editor needs** (the editors and ``editor(task)`` are in
+  ``feedback/edits.py``): the dynamics that replay edited torques (pendulum) and
+  the vocabulary of word edits (describe). An editor proposes nearby variants of
+  a generation: the moves a human makes when correcting it, and the nearby
   alternatives a correction is chosen over (reward-rational choice).
 - **A return range**: the true returns that a simulated human maps onto the ends
   of a rating scale (and between which label thresholds sit).
@@ -22,14 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from rlhfkit.feedback.edits import Editor, SegmentEditor, TextEditor, completion_text
 from rlhfkit.tasks import UnknownTaskError
 from rlhfkit.tasks import text as text_task
-from rlhfkit.types import Content, Segment
+from rlhfkit.types import Content, Segment, completion_text
 
 
 @dataclass(frozen=True)
@@ -278,7 +278,7 @@ DESCRIBE_FEATURES = FeatureSet(
 DESCRIBE_VOCABULARY: tuple[str, ...] = (*text_task.POSITIVE, *text_task.NEGATIVE, "and", ",", ".")
 
 # Returns that a simulated human maps onto the ends of a rating scale: about the 5th and
-# 95th percentiles of the true return over the pools of ``tasks/pools.py`` (50-step
+# 95th percentiles of the true return over the pools of ``experiments/pools.py`` (50-step
 # pendulum clips of random and crude swing-up controllers; corpus-like completions).
 _RETURN_RANGES: dict[str, tuple[float, float]] = {"pendulum": (-400.0, -100.0), "describe": (-4.75, 2.0)}
 
@@ -289,15 +289,6 @@ def feature_set(task: str) -> FeatureSet:
     if task not in sets:
         raise UnknownTaskError(f"task {task!r} has no named reward features (built in: {', '.join(sets)})")
     return sets[task]
-
-
-def editor(task: str, **kwargs: Any) -> Editor:
-    """The task's editor: edited torque chunks replayed through the dynamics, or word edits."""
-    if task == "pendulum":
-        return SegmentEditor(pendulum_simulate, low=-PENDULUM_MAX_TORQUE, high=PENDULUM_MAX_TORQUE, **kwargs)
-    if task == "describe":
-        return TextEditor(DESCRIBE_VOCABULARY, **kwargs)
-    raise UnknownTaskError(f"task {task!r} has no editor for corrections (built in: pendulum, describe)")
 
 
 def return_range(task: str) -> tuple[float, float]:

@@ -12,6 +12,7 @@ import torch
 from optimize_helpers import LearnedReward, tiny_policy, vowel_share
 from transformers import PreTrainedTokenizerFast
 
+from rlhfkit.optimize.kl import KLConfig
 from rlhfkit.optimize.ppo.lm_trainer import TextPPOConfig, TextPPOTrainer
 from rlhfkit.tasks import text as text_task
 
@@ -21,17 +22,27 @@ from rlhfkit.tasks import text as text_task
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"kl_estimator": "k2"}, "kl_estimator must be 'k1' or 'k3'"),
         ({"prompts_per_step": 4, "minibatch_size": 8}, "minibatch_size must be in \\[1, prompts_per_step\\]"),
-        ({"adaptive_kl": True, "beta": 0.0}, "beta must be > 0 when adaptive_kl"),
-        ({"beta": -0.1}, "beta must be >= 0"),
-        ({"kl_target": 0.0}, "kl_target must be > 0"),
         ({"gamma": 0.0}, "gamma must be in \\(0, 1\\]"),
     ],
 )
 def test_config_is_validated(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TextPPOConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"adaptive": True, "beta": 0.0}, "beta must be > 0 and finite when adaptive"),
+        ({"beta": -0.1}, "beta must be >= 0"),
+        ({"target": 0.0}, "target must be > 0"),
+    ],
+)
+def test_the_kl_settings_are_validated(kwargs: dict[str, Any], message: str) -> None:
+    """The KL to the reference is the run's shared [kl] section (KLConfig), the same as a control run's."""
+    with pytest.raises(ValueError, match=message):
+        KLConfig(**kwargs)
 
 
 # -- end to end on a tiny GPT-2 ---------------------------------------------------------
@@ -46,7 +57,7 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(n)
 
 
-def _trainer(tokenizer: PreTrainedTokenizerFast, **overrides: Any) -> TextPPOTrainer:
+def _trainer(tokenizer: PreTrainedTokenizerFast, kl: KLConfig, **overrides: Any) -> TextPPOTrainer:
     policy = tiny_policy(tokenizer, value_head=True)
     ref = policy.frozen_copy()
     settings: dict[str, Any] = {
@@ -55,10 +66,9 @@ def _trainer(tokenizer: PreTrainedTokenizerFast, **overrides: Any) -> TextPPOTra
         "minibatch_size": 8,
         "update_epochs": 4,
         "lr": 5e-4,
-        "beta": 0.1,
     }
     settings.update(overrides)
-    return TextPPOTrainer(policy, ref, TextPPOConfig(**settings), seed=0)
+    return TextPPOTrainer(policy, ref, TextPPOConfig(**settings), seed=0, kl=kl)
 
 
 KL_TARGET = 8.0
@@ -70,7 +80,7 @@ KL_TARGET = 8.0
 def test_ppo_raises_the_learned_reward_while_the_kl_stays_below_target(
     estimator: str, policy_tokenizer: PreTrainedTokenizerFast, learned_vowel_reward: LearnedReward, one_thread: None
 ) -> None:
-    trainer = _trainer(policy_tokenizer, kl_estimator=estimator, beta=0.7)
+    trainer = _trainer(policy_tokenizer, KLConfig(beta=0.7, estimator=estimator))  # type: ignore[arg-type]
     prompts = text_task.prompts()
     scorer = learned_vowel_reward.scorer
     before = trainer.policy.generate(prompts, max_new_tokens=8, n_per_prompt=8, seed=5)
@@ -102,7 +112,7 @@ def test_ppo_raises_the_learned_reward_while_the_kl_stays_below_target(
 def test_without_the_penalty_the_same_run_leaves_the_target(
     policy_tokenizer: PreTrainedTokenizerFast, learned_vowel_reward: LearnedReward, one_thread: None
 ) -> None:
-    logs = _trainer(policy_tokenizer, beta=0.0).train(text_task.prompts(), learned_vowel_reward.scorer, 40)
+    logs = _trainer(policy_tokenizer, KLConfig(beta=0.0)).train(text_task.prompts(), learned_vowel_reward.scorer, 40)
     max_kl = max(log["kl_k1"] for log in logs)
     print("beta = 0: max kl per completion", max_kl)
     assert max_kl > 1.5 * KL_TARGET, max_kl  # seen: 25.1, so the bound above is the penalty's doing
@@ -112,25 +122,22 @@ def test_without_the_penalty_the_same_run_leaves_the_target(
 def test_adaptive_beta_follows_the_controller(
     estimator: str, policy_tokenizer: PreTrainedTokenizerFast, one_thread: None
 ) -> None:
-    # A large learning rate drives the KL from 0 past a small target within a few steps.
-    target, horizon, n = 1.0, 64.0, 16
-    trainer = _trainer(
-        policy_tokenizer,
-        kl_estimator=estimator,
-        lr=3e-3,
-        adaptive_kl=True,
-        kl_target=target,
-        kl_horizon=horizon,
-    )
+    # A large learning rate drives the KL from 0 past a small target within a few steps. The target and the
+    # horizon are per token (the [kl] section means the same in every domain): 1 nat per 8-token completion.
+    target, horizon = 1.0 / 8, 64.0 * 8
+    kl = KLConfig(beta=0.1, estimator=estimator, adaptive=True, target=target, horizon=horizon)  # type: ignore[arg-type]
+    trainer = _trainer(policy_tokenizer, kl, lr=3e-3)
     logs = trainer.train(text_task.prompts(), vowel_share, 15)
     betas = [log["beta"] for log in logs] + [trainer.kl.beta]
     assert betas[0] == 0.1
     for i, log in enumerate(logs):
-        # Ziegler et al. (2019): e = clip(KL / target - 1, -0.2, 0.2); beta <- beta * (1 + e * n / horizon).
-        e = min(max(log["kl"] / target - 1.0, -0.2), 0.2)
-        assert betas[i + 1] == pytest.approx(betas[i] * (1.0 + e * n / horizon), rel=1e-12)
-        assert (betas[i + 1] > betas[i]) == (log["kl"] > target)
-    above = [log["kl"] > target for log in logs]
+        # Ziegler et al. (2019): e = clip(KL / target - 1, -0.2, 0.2); beta <- beta * (1 + e * n / horizon),
+        # KL per token over the step's n real tokens.
+        assert log["kl_per_token"] == pytest.approx(log["kl"] * 16 / log["tokens"], rel=1e-6)
+        e = min(max(log["kl_per_token"] / target - 1.0, -0.2), 0.2)
+        assert betas[i + 1] == pytest.approx(betas[i] * (1.0 + e * log["tokens"] / horizon), rel=1e-12)
+        assert (betas[i + 1] > betas[i]) == (log["kl_per_token"] > target)
+    above = [log["kl_per_token"] > target for log in logs]
     print(estimator, "kl", [round(log["kl"], 2) for log in logs], "beta", [round(b, 4) for b in betas])
     # Seen: below target for the first 4 steps (beta shrinks), then above it for most of the rest (beta grows).
     assert not any(above[:2]) and sum(above[5:]) >= 6, above

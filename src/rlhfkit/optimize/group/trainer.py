@@ -10,9 +10,11 @@ Each step:
 3. advantages from the group: RLOO's leave-one-out mean (Ahmadian et al. 2024)
    or GRPO's standardised group score (Shao et al. 2024) — no value network;
 4. ``update_epochs`` clipped policy-gradient updates with ``beta * KL(pi || ref)``
-   in the loss (k3 per token), the reference being the frozen base model.
+   in the loss (per token, with the :class:`~rlhfkit.optimize.kl.KLConfig`'s
+   estimator), the reference being the frozen base model;
+5. an adaptive ``beta`` moves towards the target KL per token.
 
-The KL reported is the mean per-token k3 estimate under the sampled tokens.
+The KL reported is the mean per-token estimate under the sampled tokens.
 """
 
 from __future__ import annotations
@@ -24,18 +26,19 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 
-from rlhfkit.checks import non_negative, positive, require
+from rlhfkit.checks import positive, require
 from rlhfkit.models.text import TextPolicy
 from rlhfkit.models.text_batch import Prompt, TextRewardFn
 from rlhfkit.optimize.group.loss import grpo_advantages, policy_gradient_loss, rloo_advantages
+from rlhfkit.optimize.kl import KLConfig, kl_controller
 
 
 @dataclass(frozen=True)
 class GroupPGConfig:
     """RLOO / GRPO settings (which of the two is the trainer's ``algorithm``)."""
 
-    RENAMED: ClassVar[dict[str, str]] = {"learning_rate": "lr"}
-    """Old field names a config file may still hold -> their names now; loading one names the new key."""
+    RENAMED: ClassVar[dict[str, str]] = {"learning_rate": "lr", "beta": "kl.beta"}
+    """Old field names a config file may still hold -> their names now (a dotted name is a whole path)."""
 
     n_per_prompt: int = 4
     """Completions sampled per prompt (the group size G >= 2)."""
@@ -49,8 +52,6 @@ class GroupPGConfig:
     """Adam learning rate."""
     clip_coef: float = 0.2
     """Ratio clipping epsilon."""
-    beta: float = 0.04
-    """Weight of KL(pi || ref) in the loss (k3 per token)."""
     max_grad_norm: float = 1.0
     """Global gradient-norm clip."""
 
@@ -64,11 +65,13 @@ class GroupPGConfig:
                 "update_epochs": (positive, ">= 1"),
                 "lr": (positive, "> 0"),
                 "clip_coef": (positive, "> 0"),
-                "beta": (non_negative, ">= 0"),
                 "max_grad_norm": (positive, "> 0"),
             },
         )
 
+
+GROUP_KL = KLConfig(beta=0.04, estimator="k3")
+"""The KL penalty a group trainer uses when given none: k3 per token in the loss, weight 0.04."""
 
 GroupAlgorithm = Literal["rloo", "grpo"]
 """The group baseline: 'rloo' (leave-one-out mean) or 'grpo' (standardised within the group)."""
@@ -78,7 +81,8 @@ class GroupPGTrainer:
     """Keeps the optimiser and the step counter of one policy across calls.
 
     ``algorithm`` picks the group baseline; it is not a field of :class:`GroupPGConfig`
-    so that a run config names its optimiser once (``optimizer = "grpo"``).
+    so that a run config names its optimiser once (``optimizer = "grpo"``). ``kl`` is
+    the run's shared ``[kl]`` section (default :data:`GROUP_KL`).
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class GroupPGTrainer:
         config: GroupPGConfig,
         seed: int = 0,
         algorithm: GroupAlgorithm = "grpo",
+        kl: KLConfig | None = None,
     ) -> None:
         if algorithm not in ("rloo", "grpo"):
             raise ValueError(f"algorithm must be 'rloo' or 'grpo', got {algorithm!r}")
@@ -95,6 +100,8 @@ class GroupPGTrainer:
         self.ref = ref
         self.config = config
         self.algorithm = algorithm
+        self.kl_config = kl if kl is not None else GROUP_KL
+        self.kl = kl_controller(self.kl_config)
         self.optimizer = torch.optim.Adam((p for p in policy.parameters() if p.requires_grad), lr=config.lr)
         self.rng = np.random.default_rng(seed)
         self.seed = seed
@@ -126,20 +133,32 @@ class GroupPGTrainer:
         # 4. update
         with torch.inference_mode():
             ref_logp = self.ref.sampled_logp(batch)
+        beta = float(self.kl.beta)
         for _ in range(cfg.update_epochs):
             logp = self.policy.sampled_logp(batch)
             terms = policy_gradient_loss(
-                logp, batch.logp, ref_logp, adv, mask, clip_coef=cfg.clip_coef, beta=cfg.beta, kl_estimator="k3"
+                logp,
+                batch.logp,
+                ref_logp,
+                adv,
+                mask,
+                clip_coef=cfg.clip_coef,
+                beta=beta,
+                kl_estimator=self.kl_config.estimator,
             )
             self.optimizer.zero_grad()
             terms.loss.backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
             self.optimizer.step()
+        # 5. adapt beta from the KL per token
+        kl_per_token = float(terms.kl.detach())
+        self.kl.update(kl_per_token, int(mask.sum()))
         self.steps += 1
         return {
             "step": float(self.steps),
             "reward": float(rewards.mean()),
-            "kl": float(terms.kl.detach()),
+            "kl": kl_per_token,
+            "beta": beta,
             "clip_frac": float(terms.clip_frac),
             "length": float(mask.sum(-1).float().mean()),
         }

@@ -18,7 +18,7 @@ cut). Each step:
    with the end of each completion terminal (:func:`~rlhfkit.optimize.ppo.loss.token_gae`);
 6. ``update_epochs`` PPO epochs over minibatches of whole completions
    (:func:`rlhfkit.optimize.ppo.loss.ppo_update`, its means over real tokens only);
-7. the KL controller updates ``beta`` from the measured mean KL per completion.
+7. the KL controller updates ``beta`` from the measured mean KL per token.
 
 So the policy maximises ``E[s(x, y)] - beta * KL(pi(.|x) || ref(.|x))`` with the
 KL summed over the completion's tokens.
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ import torch
 from rlhfkit.checks import non_negative, positive, require, unit_interval
 from rlhfkit.models.text import TextPolicy
 from rlhfkit.models.text_batch import Prompt, TextRewardFn
-from rlhfkit.optimize.kl import AdaptiveKL, FixedKL, KLController
+from rlhfkit.optimize.kl import KLConfig, KLController, kl_controller
 from rlhfkit.optimize.ppo.loss import PPOConfig, ppo_update, token_gae, token_kl, token_rewards
 
 
@@ -44,8 +44,15 @@ from rlhfkit.optimize.ppo.loss import PPOConfig, ppo_update, token_gae, token_kl
 class TextPPOConfig:
     """KL-regularised PPO settings for a language model with a value head."""
 
-    RENAMED: ClassVar[dict[str, str]] = {"learning_rate": "lr"}
-    """Old field names a config file may still hold -> their names now; loading one names the new key."""
+    RENAMED: ClassVar[dict[str, str]] = {
+        "learning_rate": "lr",
+        "beta": "kl.beta",
+        "kl_estimator": "kl.estimator",
+        "adaptive_kl": "kl.adaptive",
+        "kl_target": "kl.target (now nats per token)",
+        "kl_horizon": "kl.horizon (now in tokens)",
+    }
+    """Old field names a config file may still hold -> their names now (a dotted name is a whole path)."""
 
     prompts_per_step: int = 16
     """Prompts per step, one completion each: a step samples prompts_per_step completions."""
@@ -67,16 +74,6 @@ class TextPPOConfig:
     """Weight of the value loss (the value head shares the language model's trunk)."""
     max_grad_norm: float = 1.0
     """Global gradient-norm clip."""
-    beta: float = 0.05
-    """KL penalty weight per nat (the initial value when adaptive_kl)."""
-    kl_estimator: Literal["k1", "k3"] = "k1"
-    """Per-token KL estimate in the reward: 'k1' = log pi - log ref, or 'k3' (non-negative); see TextPPOTrainer."""
-    adaptive_kl: bool = False
-    """Adapt beta with the Ziegler et al. controller towards kl_target; otherwise beta stays fixed."""
-    kl_target: float = 6.0
-    """Target KL for adaptive_kl, in nats per completion (the per-token estimates summed over a completion)."""
-    kl_horizon: float = 10_000.0
-    """Controller horizon, in completions: beta moves by at most 20% per kl_horizon completions."""
 
     def __post_init__(self) -> None:
         require(
@@ -92,14 +89,6 @@ class TextPPOConfig:
                 "clip_coef": (positive, "> 0"),
                 "vf_coef": (non_negative, ">= 0"),
                 "max_grad_norm": (positive, "> 0"),
-                "beta": (
-                    (positive, "> 0 when adaptive_kl (the controller scales it)")
-                    if self.adaptive_kl
-                    else (non_negative, ">= 0")
-                ),
-                "kl_estimator": (lambda e: e in ("k1", "k3"), "'k1' or 'k3'"),
-                "kl_target": (positive, "> 0 (nats per completion)"),
-                "kl_horizon": (positive, "> 0 (completions)"),
             },
         )
 
@@ -121,6 +110,10 @@ class TextPPOConfig:
         )
 
 
+TEXT_PPO_KL = KLConfig(beta=0.05, estimator="k1")
+"""The KL penalty a text PPO trainer uses when given none: k1 per token in the reward, weight 0.05."""
+
+
 class TextPPOTrainer:
     """Keeps the optimiser, the KL controller and the counters of one policy across calls.
 
@@ -140,15 +133,16 @@ class TextPPOTrainer:
     expect k3 to hold the KL less tightly at the same beta.
     """
 
-    def __init__(self, policy: TextPolicy, ref: TextPolicy, config: TextPPOConfig, seed: int = 0) -> None:
+    def __init__(
+        self, policy: TextPolicy, ref: TextPolicy, config: TextPPOConfig, seed: int = 0, kl: KLConfig | None = None
+    ) -> None:
         if policy.value_head is None:
             raise ValueError("TextPPOTrainer needs a policy with a value head (TextPolicy(..., value_head=True))")
         self.policy = policy
         self.ref = ref
         self.config = config
-        self.kl: KLController = (
-            AdaptiveKL(config.beta, config.kl_target, config.kl_horizon) if config.adaptive_kl else FixedKL(config.beta)
-        )
+        self.kl_config = kl if kl is not None else TEXT_PPO_KL
+        self.kl: KLController = kl_controller(self.kl_config)
         self.optimizer = torch.optim.Adam((p for p in policy.parameters() if p.requires_grad), lr=config.lr, eps=1e-5)
         self.ppo = config.ppo_config()
         self.rng = np.random.default_rng(seed)
@@ -161,7 +155,8 @@ class TextPPOTrainer:
         """One sample-score-update step on a random draw of ``prompts``.
 
         The log: ``reward`` (mean score), ``kl`` (mean KL per completion with the
-        configured estimator, the controller's input), ``kl_k1``/``kl_k3`` (both
+        configured estimator), ``kl_per_token`` and ``tokens`` (the controller's
+        input: the same estimate per real token, and the step's real tokens), ``kl_k1``/``kl_k3`` (both
         estimates, per completion), ``beta`` (the weight used in this step's
         rewards; the controller updates it afterwards), ``objective`` (mean of
         score - beta * KL), ``length``, ``value_loss``, ``policy_loss``,
@@ -188,7 +183,7 @@ class TextPPOTrainer:
         score = torch.as_tensor(scores, dtype=torch.float32, device=mask.device)
 
         # 3. per-token KL to the reference
-        kl = token_kl(batch.logp, ref_logp, mask, cfg.kl_estimator)
+        kl = token_kl(batch.logp, ref_logp, mask, self.kl_config.estimator)
 
         # 4-5. token rewards, GAE over tokens
         beta = float(self.kl.beta)
@@ -209,16 +204,20 @@ class TextPPOTrainer:
             mask=mask,
         )
 
-        # 7. adapt beta from the measured KL per completion
+        # 7. adapt beta from the measured KL per token
         kl_per_completion = kl.sum(-1)
         mean_kl = float(kl_per_completion.mean())
-        self.kl.update(mean_kl, len(batch))
+        n_tokens = int(mask.sum())
+        kl_per_token = float(kl.sum()) / max(n_tokens, 1)
+        self.kl.update(kl_per_token, n_tokens)
         self.steps += 1
         both = {e: float(token_kl(batch.logp, ref_logp, mask, e).sum(-1).mean()) for e in ("k1", "k3")}
         return {
             "step": float(self.steps),
             "reward": float(scores.mean()),
             "kl": mean_kl,
+            "kl_per_token": kl_per_token,
+            "tokens": float(n_tokens),
             "kl_k1": both["k1"],
             "kl_k3": both["k3"],
             "beta": beta,

@@ -26,10 +26,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from rlhfkit.experiments.pools import describe_texts, pendulum_segments
 from rlhfkit.feedback.answers import AnswerSet
-from rlhfkit.feedback.kind_queries import UniformQueries
+from rlhfkit.feedback.edits import editor
 from rlhfkit.feedback.language import EmbeddingInterpreter, Interpreter, KeywordInterpreter
 from rlhfkit.feedback.mix import KindTools
+from rlhfkit.feedback.queries import UniformQueries
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
 from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.feature_model import BagOfWords, TextFeatureRewardModel
@@ -37,8 +39,7 @@ from rlhfkit.reward.fit import RewardMetrics, agreement, fit_reward
 from rlhfkit.reward.nets import RewardEnsemble
 from rlhfkit.reward.segment_model import SegmentRewardModel
 from rlhfkit.tasks import text as text_task
-from rlhfkit.tasks.features import DESCRIBE_VOCABULARY, editor, feature_set, return_range
-from rlhfkit.tasks.pools import describe_texts, pendulum_segments
+from rlhfkit.tasks.features import DESCRIBE_VOCABULARY, feature_set, return_range
 from rlhfkit.types import Content, Feedback, Generation, Label, Query, Segment
 
 TASKS = ("pendulum", "describe")

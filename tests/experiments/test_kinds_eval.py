@@ -1,4 +1,4 @@
-"""``reward/kinds_eval``: a fit's result depends on its seed only, not on what the process ran before."""
+"""``experiments/kinds_eval``: a fit's result depends on its seed only, not on what the process ran before."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import dataclasses
 
 import torch
 
+from rlhfkit.experiments.kinds_eval import ask, fit_answers, fit_config, make_setup
 from rlhfkit.reward.fit import agreement
-from rlhfkit.reward.kinds_eval import ask, fit_answers, fit_config, make_setup
 
 
 def test_same_seed_same_fit_whatever_ran_before() -> None:
