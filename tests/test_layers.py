@@ -15,7 +15,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "rlhfkit"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("records", ("types", "errors", "checks", "files", "nets", "__init__")),
+    ("records", ("types", "feedback_records", "errors", "checks", "files", "nets", "__init__")),
     ("models", ("models",)),
     ("tasks", ("tasks",)),
     ("feedback", ("feedback",)),

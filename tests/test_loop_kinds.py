@@ -17,8 +17,9 @@ from rlhfkit.feedback.effort import EffortConfig
 from rlhfkit.feedback.mix import split_queries
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
+from rlhfkit.feedback_records import Correction, Language
 from rlhfkit.loop import Run
-from rlhfkit.types import Correction, Language, Segment, Text
+from rlhfkit.types import Segment, Text
 
 ALL_KINDS = "{comparison = 0.25, ranking = 0.2, rating = 0.15, label = 0.15, correction = 0.1, language = 0.15}"
 

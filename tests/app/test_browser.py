@@ -128,7 +128,7 @@ def test_annotator_answers_with_keyboard_and_slider_and_model_output_stays_text(
 def test_admin_pauses_the_loop_and_sees_agreement(browser: object, base_url: str, env: Env) -> None:
     import json
 
-    from rlhfkit.types import Comparison
+    from rlhfkit.feedback_records import Comparison
 
     env.store.record(Comparison.make("q0", "A", "alice"))
     env.store.record(Comparison.make("q0", "A", "bob"))
@@ -185,7 +185,8 @@ def test_a_wrong_token_does_not_get_in(browser: object, base_url: str, env: Env)
 
 
 def test_forms_for_every_other_kind(browser: object, base_url: str, env: Env) -> None:
-    from rlhfkit.types import Comparison, Query
+    from rlhfkit.feedback_records import Comparison
+    from rlhfkit.types import Query
 
     for q in env.queries:  # answered already: only the new queries are pending for alice
         env.store.record(Comparison.make(q.id, "A", "alice"))
@@ -232,7 +233,7 @@ def test_forms_for_every_other_kind(browser: object, base_url: str, env: Env) ->
 def test_answers_wait_for_both_clips_and_the_saved_line_does_not_follow(
     browser: object, base_url: str, env: Env
 ) -> None:
-    from rlhfkit.types import Comparison
+    from rlhfkit.feedback_records import Comparison
 
     for qid in ("q0", "q1"):
         env.store.record(Comparison.make(qid, "A", "alice"))
@@ -276,7 +277,8 @@ def test_answers_wait_for_both_clips_and_the_saved_line_does_not_follow(
 
 def test_the_page_shows_the_runs_instructions_and_label_choices(browser: object, env: Env) -> None:
     from rlhfkit.feedback.store import AnnotationSettings
-    from rlhfkit.types import Comparison, Query
+    from rlhfkit.feedback_records import Comparison
+    from rlhfkit.types import Query
 
     for q in env.queries:
         env.store.record(Comparison.make(q.id, "A", "alice"))

@@ -14,7 +14,8 @@ from rlhfkit.app.media import MediaCache
 from rlhfkit.app.prerender import Prerenderer
 from rlhfkit.app.server import create_app
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.types import Comparison, Generation, Query
+from rlhfkit.feedback_records import Comparison
+from rlhfkit.types import Generation, Query
 
 
 def _control_queries(store: FeedbackStore, n: int, start: float = 5000.0, prefix: str = "p") -> list[Query]:

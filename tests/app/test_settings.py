@@ -14,7 +14,8 @@ from rlhfkit.app.server import create_app
 from rlhfkit.cli import main
 from rlhfkit.feedback.store import AnnotationSettings
 from rlhfkit.feedback.store.control import ANNOTATION_SETTINGS
-from rlhfkit.types import Comparison, Generation, Query, Text
+from rlhfkit.feedback_records import Comparison
+from rlhfkit.types import Generation, Query, Text
 
 RUN_SETTINGS = AnnotationSettings(
     instructions="Prefer the calmer one.\nIgnore <b>colours</b>.",

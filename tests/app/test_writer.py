@@ -10,7 +10,7 @@ from apphelpers import Env
 
 from rlhfkit.app.writer import AnswerWriter
 from rlhfkit.feedback.store import FeedbackStore, StoreError
-from rlhfkit.types import Comparison, Feedback
+from rlhfkit.feedback_records import Comparison, Feedback
 
 
 class SlowFirstCommit:

@@ -13,7 +13,8 @@ from datasets import load_from_disk
 
 from rlhfkit.cli import main
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.types import Query, Rating
+from rlhfkit.feedback_records import Rating
+from rlhfkit.types import Query
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rlhfkit.feedback.agreement import agreement, category, krippendorff_alpha
-from rlhfkit.types import Comparison
+from rlhfkit.feedback_records import Comparison
 
 
 def test_nominal_alpha_by_hand() -> None:

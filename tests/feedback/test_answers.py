@@ -9,7 +9,8 @@ import pytest
 
 from rlhfkit.feedback.answers import AnswerSet, is_heldout, read_answers
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.types import NONE_OF_THESE, Answer, Comparison, Generation, Label, Query, Ranking, Rating, Segment
+from rlhfkit.feedback_records import NONE_OF_THESE, Answer, Comparison, Label, Ranking, Rating
+from rlhfkit.types import Generation, Query, Segment
 
 
 def _seg(seed: int) -> Segment:

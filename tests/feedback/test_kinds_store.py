@@ -9,21 +9,18 @@ import numpy as np
 import pytest
 
 from rlhfkit.feedback.store import FeedbackStore, StoreError
-from rlhfkit.types import (
+from rlhfkit.feedback_records import (
     NONE_OF_THESE,
     Answer,
     Comparison,
     Correction,
-    Generation,
     InvalidFeedbackError,
     Label,
     Language,
-    Query,
     Ranking,
     Rating,
-    Segment,
-    Text,
 )
+from rlhfkit.types import Generation, Query, Segment, Text
 
 
 def _seg(seed: int, T: int = 5) -> Segment:

@@ -20,7 +20,8 @@ from rlhfkit.feedback.mix import (
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import TeacherConfig
 from rlhfkit.feedback.web import WebHuman
-from rlhfkit.types import Comparison, Generation, Query, Rating, Text
+from rlhfkit.feedback_records import Comparison, Rating
+from rlhfkit.types import Generation, Query, Text
 
 
 def test_split_queries_adds_up_and_gives_remainders_to_the_largest_fractions() -> None:

@@ -11,7 +11,8 @@ import pytest
 from store_backends import BACKENDS, backend_store
 
 from rlhfkit.feedback.store import FeedbackStore, StoreError
-from rlhfkit.types import Annotator, Answer, Comparison, Generation, Query, Segment
+from rlhfkit.feedback_records import Annotator, Answer, Comparison
+from rlhfkit.types import Generation, Query, Segment
 
 
 def _generation(gid: str, seed: int, round: int = 0, discrete: bool = False, T: int = 6) -> Generation:

@@ -21,7 +21,8 @@ from store_backends import BACKENDS, backend_store
 from rlhfkit.app.auth import add_annotator
 from rlhfkit.app.server import AppConfig, create_app
 from rlhfkit.feedback.store import FeedbackStore, StoreError
-from rlhfkit.types import Comparison, Generation, Query, Ranking, Segment, Text
+from rlhfkit.feedback_records import Comparison, Ranking
+from rlhfkit.types import Generation, Query, Segment, Text
 
 
 @pytest.fixture(params=BACKENDS)

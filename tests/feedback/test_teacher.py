@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from rlhfkit.feedback.teacher import RewardValueError, SimulatedHuman, TeacherConfig
-from rlhfkit.types import Answer, Generation, Query, Segment
+from rlhfkit.feedback_records import Answer
+from rlhfkit.types import Generation, Query, Segment
 
 
 def _sigmoid(x: float) -> float:

@@ -12,9 +12,10 @@ from rlhfkit.feedback.edits import editor
 from rlhfkit.feedback.effort import EffortCosts
 from rlhfkit.feedback.language import EmbeddingInterpreter, KeywordInterpreter
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
+from rlhfkit.feedback_records import NONE_OF_THESE, Correction, Language, Ranking, Rating
 from rlhfkit.tasks.features import feature_set
 from rlhfkit.tasks.text import true_reward
-from rlhfkit.types import NONE_OF_THESE, Correction, Generation, Language, Query, Ranking, Rating, Segment, Text
+from rlhfkit.types import Generation, Query, Segment, Text
 
 
 def _human(cfg: TeacherConfig, task: str = "pendulum", seed: int = 0) -> SimulatedHuman:

@@ -19,8 +19,9 @@ from rlhfkit.config import ConfigError, load_config
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
 from rlhfkit.feedback.web import WebHuman
+from rlhfkit.feedback_records import Comparison
 from rlhfkit.loop import Run
-from rlhfkit.types import Comparison, Generation, Query, Text
+from rlhfkit.types import Generation, Query, Text
 
 
 def _store_with_queries(tmp_path: Path, n: int) -> FeedbackStore:

@@ -9,11 +9,12 @@ import torch
 
 from rlhfkit.experiments.kinds_eval import KindsSetup, ask, make_setup, true_return
 from rlhfkit.feedback.answers import AnswerSet
+from rlhfkit.feedback_records import NONE_OF_THESE, Answer, Comparison, Label
 from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.feature_model import BagOfWords, TextFeatureRewardModel
 from rlhfkit.reward.fit import NoUsableFeedbackError, fit_reward, make_reward_optimizer
 from rlhfkit.tasks.features import DESCRIBE_VOCABULARY
-from rlhfkit.types import NONE_OF_THESE, Answer, Comparison, Label, Query
+from rlhfkit.types import Query
 
 
 @pytest.fixture(scope="module")

@@ -87,7 +87,7 @@ def test_categorical_labels_fix_the_ordering_up_to_sign_and_a_mix_fixes_the_sign
     alone and 0.442 / 0.353 with the comparisons (run on their own, outside this module).
     """
     from rlhfkit.experiments.kinds_eval import ask, fit_answers
-    from rlhfkit.types import Label
+    from rlhfkit.feedback_records import Label
 
     setup = describe
     queries, fb = ask(setup, {"label": 200, "comparison": 20})

@@ -8,13 +8,14 @@ import torch
 from rlhfkit.domains.control import segments_from_rollout
 from rlhfkit.feedback.answers import AnswerSet
 from rlhfkit.feedback.teacher import SimulatedHuman
+from rlhfkit.feedback_records import Comparison
 from rlhfkit.models.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env
 from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.fit import fit_reward, ordering_accuracy
 from rlhfkit.reward.nets import RewardEnsemble
 from rlhfkit.reward.segment_model import SegmentRewardModel
 from rlhfkit.tasks import get_task
-from rlhfkit.types import Comparison, Generation, Query, Segment
+from rlhfkit.types import Generation, Query, Segment
 
 
 class NoisyPD(ActorCritic):

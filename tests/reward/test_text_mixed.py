@@ -13,11 +13,12 @@ from transformers import GPT2Config, GPT2ForSequenceClassification
 from rlhfkit.experiments.kinds_eval import ask, make_setup
 from rlhfkit.experiments.pools import describe_texts
 from rlhfkit.feedback.answers import AnswerSet
+from rlhfkit.feedback_records import Comparison, Ranking
 from rlhfkit.models.text_builders import train_tiny_tokenizer
 from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.fit import agreement, fit_reward, heldout_pairs
 from rlhfkit.reward.transformer import RewardModelScorer, SequenceRewardModel
-from rlhfkit.types import Comparison, Query, Ranking, Text
+from rlhfkit.types import Query, Text
 
 
 @pytest.fixture(scope="module")

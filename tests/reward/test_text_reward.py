@@ -10,6 +10,7 @@ import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from rlhfkit.feedback.answers import AnswerSet
+from rlhfkit.feedback_records import Comparison
 from rlhfkit.reward.fit import fit_reward, measure
 from rlhfkit.reward.fit_files import file_config
 from rlhfkit.reward.losses import bradley_terry_loss
@@ -21,7 +22,7 @@ from rlhfkit.reward.transformer import (
     pair_tensors,
     plain_rewards,
 )
-from rlhfkit.types import Comparison, Generation, Query, Text
+from rlhfkit.types import Generation, Query, Text
 
 PAD = 0
 VOCAB = 64

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlhfkit.feedback.store import FeedbackStore, StoreError
-from rlhfkit.types import Annotator
+from rlhfkit.feedback_records import Annotator
 
 TOKEN_RE = re.compile(r"^[0-9a-f]{24}\.[A-Za-z0-9_-]{43}$")
 """The exact shape of a token: anything else is refused before the store is asked."""

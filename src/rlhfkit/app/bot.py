@@ -11,7 +11,8 @@ from __future__ import annotations
 from rlhfkit.app.client import AnnotationClient
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.teacher import Human, TeacherConfig
-from rlhfkit.types import Comparison, Correction, Label, Language, Query, Ranking, Rating, Text, completion_text
+from rlhfkit.feedback_records import Comparison, Correction, Label, Language, Ranking, Rating
+from rlhfkit.types import Query, Text, completion_text
 
 
 class WebBot:

@@ -20,7 +20,7 @@ from pydantic import (
     field_validator,
 )
 
-from rlhfkit.types import NONE_OF_THESE, VISIBLE_PATTERN, has_visible_text
+from rlhfkit.feedback_records import NONE_OF_THESE, VISIBLE_PATTERN, has_visible_text
 
 QueryId = str
 
@@ -32,7 +32,7 @@ def _visible(text: str) -> str:
 
 
 VisibleText = Annotated[str, AfterValidator(_visible), Field(json_schema_extra={"pattern": VISIBLE_PATTERN})]
-"""Free text that shows something (:func:`rlhfkit.types.has_visible_text`); the schema says so with a pattern."""
+"""Free text that shows something (:func:`rlhfkit.feedback_records.has_visible_text`); the schema says so too."""
 
 ANSWERS = ("A", "B", "equal", "graded", "incomparable")
 

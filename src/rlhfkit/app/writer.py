@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.store.database import database_problem
-from rlhfkit.types import Feedback
+from rlhfkit.feedback_records import Feedback
 
 log = logging.getLogger("rlhfkit.app")
 

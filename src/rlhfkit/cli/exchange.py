@@ -12,7 +12,7 @@ from rlhfkit.cli.people import run_settings
 if TYPE_CHECKING:
     from rlhfkit.feedback.formats import ImportReport, Scales
     from rlhfkit.feedback.store import FeedbackStore
-    from rlhfkit.types import Annotator, Feedback
+    from rlhfkit.feedback_records import Annotator, Feedback
 
 
 def _interop_scales(args: argparse.Namespace, store: FeedbackStore) -> Scales:

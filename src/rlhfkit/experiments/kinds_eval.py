@@ -33,6 +33,7 @@ from rlhfkit.feedback.language import EmbeddingInterpreter, Interpreter, Keyword
 from rlhfkit.feedback.mix import KindTools
 from rlhfkit.feedback.queries import UniformQueries
 from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
+from rlhfkit.feedback_records import Feedback, Label
 from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.feature_model import BagOfWords, TextFeatureRewardModel
 from rlhfkit.reward.fit import RewardMetrics, agreement, fit_reward
@@ -40,7 +41,7 @@ from rlhfkit.reward.nets import RewardEnsemble
 from rlhfkit.reward.segment_model import SegmentRewardModel
 from rlhfkit.tasks import text as text_task
 from rlhfkit.tasks.features import DESCRIBE_VOCABULARY, feature_set, return_range
-from rlhfkit.types import Content, Feedback, Generation, Label, Query, Segment
+from rlhfkit.types import Content, Generation, Query, Segment
 
 TASKS = ("pendulum", "describe")
 

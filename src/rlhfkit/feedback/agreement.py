@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rlhfkit.types import Comparison
+from rlhfkit.feedback_records import Comparison
 
 
 def category(c: Comparison) -> str | None:

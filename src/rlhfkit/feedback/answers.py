@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from rlhfkit.types import Content, Feedback, Generation, Query
+from rlhfkit.feedback_records import Feedback
+from rlhfkit.types import Content, Generation, Query
 
 if TYPE_CHECKING:
     from rlhfkit.feedback.store import FeedbackStore

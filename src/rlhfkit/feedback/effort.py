@@ -28,7 +28,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from rlhfkit.checks import non_negative, require
-from rlhfkit.types import QUERY_SIZES, Feedback, Ranking
+from rlhfkit.feedback_records import Feedback, Ranking
+from rlhfkit.types import QUERY_SIZES
 
 
 def _default_answer_seconds() -> dict[str, float]:

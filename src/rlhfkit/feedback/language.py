@@ -1,7 +1,7 @@
 """Interpreters: free-text feedback → a named reward feature and a direction.
 
 A person's utterance about a pair ``(A, B)`` ("less swinging", "shorter
-answers") is stored raw (:class:`~rlhfkit.types.Language`); an interpreter turns
+answers") is stored raw (:class:`~rlhfkit.feedback_records.Language`); an interpreter turns
 it into an :class:`Interpretation` when the reward is fitted, so a better
 interpreter can re-read old answers. The fit then trains on the pair as a
 graded comparison: the generation that has more (or less) of the named

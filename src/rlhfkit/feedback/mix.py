@@ -28,8 +28,9 @@ from rlhfkit.feedback.edits import Editor
 from rlhfkit.feedback.language import EmbeddingInterpreter, Interpreter, KeywordInterpreter
 from rlhfkit.feedback.queries import UniformPairs, UniformQueries
 from rlhfkit.feedback.teacher import TeacherConfig
+from rlhfkit.feedback_records import Comparison
 from rlhfkit.tasks.features import FeatureSet
-from rlhfkit.types import QUERY_SIZES, Comparison, Generation, Query
+from rlhfkit.types import QUERY_SIZES, Generation, Query
 
 RANKING_SIZE = 4
 """Generations a ranking query shows in a run (the effort defaults are for 4)."""

@@ -60,22 +60,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from rlhfkit.types import (
+from rlhfkit.feedback_records import (
     NONE_OF_THESE,
     Answer,
     Comparison,
-    Content,
     Correction,
     Feedback,
-    Generation,
     Label,
     Language,
-    Query,
     Ranking,
     Rating,
-    Segment,
-    Text,
 )
+from rlhfkit.types import Content, Generation, Query, Segment, Text
 
 if TYPE_CHECKING:
     from rlhfkit.feedback.edits import Editor

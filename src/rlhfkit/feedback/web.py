@@ -39,7 +39,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore, LoopStatus
-from rlhfkit.types import Comparison, Generation, Query
+from rlhfkit.feedback_records import Comparison
+from rlhfkit.types import Generation, Query
 
 
 def settings_or_fallback(

@@ -46,12 +46,13 @@ from torch import nn
 
 from rlhfkit.feedback.answers import AnswerSet, is_heldout
 from rlhfkit.feedback.mix import KindTools
+from rlhfkit.feedback_records import Comparison, Feedback, Ranking
 from rlhfkit.reward.calibration import Calibration, kind_terms
 from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.fit_data import FitData, build_fit_data, unusable
 from rlhfkit.reward.kinds import KindTerms
 from rlhfkit.reward.losses import expected_calibration_error
-from rlhfkit.types import Comparison, Content, Feedback, Query, Ranking
+from rlhfkit.types import Content, Query
 
 __all__ = ["NoUsableFeedbackError", "RewardConfig", "RewardMetrics", "fit_reward", "is_heldout", "measure"]
 

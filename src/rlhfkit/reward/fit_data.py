@@ -24,7 +24,8 @@ import torch
 
 from rlhfkit.feedback.answers import AnswerSet
 from rlhfkit.feedback.mix import KindTools
-from rlhfkit.types import Comparison, Content, Correction, Label, Language, Ranking, Rating
+from rlhfkit.feedback_records import Comparison, Correction, Label, Language, Ranking, Rating
+from rlhfkit.types import Content
 
 
 @dataclass

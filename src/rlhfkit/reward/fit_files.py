@@ -30,6 +30,7 @@ from transformers import PreTrainedTokenizerBase
 
 from rlhfkit.feedback.answers import AnswerSet
 from rlhfkit.feedback.formats import DataFormatError, PreferenceRecord, ReadFormat, read_preferences
+from rlhfkit.feedback_records import Answer, Comparison
 from rlhfkit.files import atomic_write_bytes
 from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.fit import fit_reward
@@ -40,7 +41,7 @@ from rlhfkit.reward.transformer import (
     prompt_token_ids,
     render,
 )
-from rlhfkit.types import Answer, Comparison, Generation, Query, Text
+from rlhfkit.types import Generation, Query, Text
 
 FILE_DEFAULTS: dict[str, Any] = {
     "ensemble_size": 1,

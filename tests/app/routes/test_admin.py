@@ -35,7 +35,7 @@ def test_the_admin_handlers_run_alone_without_http(env: Env) -> None:
     from rlhfkit.app.auth import Principal
     from rlhfkit.app.routes import admin
     from rlhfkit.feedback.store import LoopStatus
-    from rlhfkit.types import Comparison
+    from rlhfkit.feedback_records import Comparison
 
     boss = Principal("boss", "admin")
     env.store.record(Comparison.make("q0", "A", "alice"))

@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from rlhfkit.app import schemas as s
 from rlhfkit.app.auth import add_annotator
-from rlhfkit.types import Comparison, Query
+from rlhfkit.feedback_records import Comparison
+from rlhfkit.types import Query
 
 
 def test_queue_is_per_annotator(client: TestClient, env: Env) -> None:
@@ -124,7 +125,8 @@ def test_an_utterance_of_only_invisible_characters_is_refused(client: TestClient
 
 
 def test_every_kind_is_answered_and_stored_as_its_record(client: TestClient, env: Env) -> None:
-    from rlhfkit.types import Correction, Label, Language, Query, Ranking, Rating
+    from rlhfkit.feedback_records import Correction, Label, Language, Ranking, Rating
+    from rlhfkit.types import Query
 
     env.store.add_queries(
         [

@@ -9,7 +9,8 @@ import pytest
 from formats_helpers import segment
 
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.types import Comparison, Generation, Query, Text
+from rlhfkit.feedback_records import Comparison
+from rlhfkit.types import Generation, Query, Text
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from rlhfkit.feedback.formats import (
     import_label_studio,
 )
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.types import Correction, Label, Language, Ranking, Rating
+from rlhfkit.feedback_records import Correction, Label, Language, Ranking, Rating
 
 
 def _ls_annotations(task: dict) -> list[dict]:

@@ -26,7 +26,8 @@ from rlhfkit.feedback.formats import (
     read_trl_conversational,
 )
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.types import Comparison, Generation, Query, Text
+from rlhfkit.feedback_records import Comparison
+from rlhfkit.types import Generation, Query, Text
 
 
 def test_every_format_exports_a_plain_text_store(tmp_path: Path, store: FeedbackStore) -> None:

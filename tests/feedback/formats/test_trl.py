@@ -13,7 +13,7 @@ from formats_helpers import (
 )
 
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.types import Answer
+from rlhfkit.feedback_records import Answer
 
 
 def test_trl_roundtrip(tmp_path: Path, store: FeedbackStore) -> None:

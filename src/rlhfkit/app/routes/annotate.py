@@ -37,19 +37,17 @@ from rlhfkit.app.replies import errors
 from rlhfkit.app.runview import settings_out
 from rlhfkit.app.writer import AnswerWriter
 from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore, StoreError
-from rlhfkit.types import (
+from rlhfkit.feedback_records import (
     Comparison,
     Correction,
     Feedback,
-    Generation,
     InvalidFeedbackError,
     Label,
     Language,
     Ranking,
     Rating,
-    Segment,
-    Text,
 )
+from rlhfkit.types import Generation, Segment, Text
 
 
 def queue(who: Who, store: Store, settings: Settings, limit: Annotated[int, Query(ge=1, le=100)] = 10) -> s.QueueOut:

@@ -38,7 +38,7 @@ comparisons back out in any of the four shapes.
 
 **Label Studio and Argilla.** Both directions go through the store, and answers
 come back as the same feedback records the web app and the loop write
-(:class:`~rlhfkit.types.Comparison`, ``Rating``, ``Label``, ``Ranking``,
+(:class:`~rlhfkit.feedback_records.Comparison`, ``Rating``, ``Label``, ``Ranking``,
 ``Language``, ``Correction`` of a text), one per query and annotator: importing
 the same file twice stores nothing new. A labelling project has one interface,
 so an export writes one project per kind, ``OUT/KIND`` (``OUT/KIND-control``

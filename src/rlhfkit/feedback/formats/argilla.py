@@ -74,7 +74,8 @@ from rlhfkit.feedback.formats.labelling import (
     write_atomic,
 )
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.types import NONE_OF_THESE, Feedback, Generation, Query
+from rlhfkit.feedback_records import NONE_OF_THESE, Feedback
+from rlhfkit.types import Generation, Query
 
 QUESTION = {
     "comparison": "preference",

@@ -18,22 +18,19 @@ from typing import Any
 
 from rlhfkit.feedback.formats.common import ImportReport, InteropError
 from rlhfkit.feedback.store import FeedbackStore, StoreError
-from rlhfkit.types import (
+from rlhfkit.feedback_records import (
     Annotator,
     Comparison,
     Correction,
     Feedback,
-    Generation,
     InvalidFeedbackError,
     Label,
     Language,
-    Query,
     Ranking,
     Rating,
-    Segment,
-    Text,
     check_correction,
 )
+from rlhfkit.types import Generation, Query, Segment, Text
 
 MediaRenderer = Callable[[Generation], bytes]
 """The WebM video of a control generation's segment, as bytes.

@@ -29,7 +29,8 @@ from rlhfkit.feedback.formats.hh import hh_row
 from rlhfkit.feedback.formats.scored import scored_rows
 from rlhfkit.feedback.formats.trl import conversational_row, trl_row
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.types import Annotator, Answer, Comparison, Generation, Query, Text
+from rlhfkit.feedback_records import Annotator, Answer, Comparison
+from rlhfkit.types import Generation, Query, Text
 
 _ROW_WRITERS: dict[str, Callable[[StoredPair], dict[str, Any]]] = {
     "trl": trl_row,
@@ -73,7 +74,7 @@ def import_into_store(
     Each record becomes two text :class:`~rlhfkit.types.Generation` records
     (the prompt with ``chosen`` as A, the prompt with ``rejected`` as B), one
     comparison :class:`~rlhfkit.types.Query` ``(A, B)`` and one
-    :class:`~rlhfkit.types.Comparison`: answer A for ``mu = (1, 0)``, EQUAL for
+    :class:`~rlhfkit.feedback_records.Comparison`: answer A for ``mu = (1, 0)``, EQUAL for
     ``(0.5, 0.5)``, GRADED with ``mu_A = mu[0]`` otherwise, INCOMPARABLE for
     ``None``. A generation's ``info`` keeps ``source``, ``source_line`` and, when
     the record has them, its ``score`` and the pair's ``margin``, so that
@@ -86,7 +87,7 @@ def import_into_store(
     batch's generations and queries are committed first, then each answer,
     so no answer is ever stored without its query; an interrupted import
     may leave some imported queries unanswered, and running it again completes them.
-    Each annotator is registered as an :class:`~rlhfkit.types.Annotator` of kind
+    Each annotator is registered as an :class:`~rlhfkit.feedback_records.Annotator` of kind
     ``"dataset"`` (a no-op for an id already known).
 
     Args:

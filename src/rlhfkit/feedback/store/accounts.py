@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from rlhfkit.feedback.store.errors import StoreError
 from rlhfkit.feedback.store.tables import annotator_tokens_table, annotators_table, web_sessions_table
-from rlhfkit.types import Annotator
+from rlhfkit.feedback_records import Annotator
 
 TOKEN_ROLES = ("annotator", "admin")
 """Roles a login token can carry: an annotator sees their own queue and answers; an admin sees everything."""

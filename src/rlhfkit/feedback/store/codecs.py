@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 
 from rlhfkit.feedback.store.errors import StoreError
-from rlhfkit.types import (
+from rlhfkit.feedback_records import (
     Answer,
     Comparison,
-    Content,
     Correction,
     Feedback,
     InvalidFeedbackError,
@@ -27,9 +26,8 @@ from rlhfkit.types import (
     Language,
     Ranking,
     Rating,
-    Segment,
-    Text,
 )
+from rlhfkit.types import Content, Segment, Text
 
 
 def content_to_bytes(content: Segment | Text) -> bytes:

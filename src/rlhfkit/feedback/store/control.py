@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 from rlhfkit.feedback.store.errors import StoreError
 from rlhfkit.feedback.store.tables import loop_control_table
 from rlhfkit.feedback.teacher import TeacherConfig
-from rlhfkit.types import NONE_OF_THESE
+from rlhfkit.feedback_records import NONE_OF_THESE
 
 PAUSED = "paused"
 """Key of the pause: JSON ``true`` while an admin has paused the loop."""

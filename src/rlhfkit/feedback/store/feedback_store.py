@@ -29,7 +29,8 @@ from rlhfkit.feedback.store.tables import (
     metadata,
     queries_table,
 )
-from rlhfkit.types import FEEDBACK_KINDS, Annotator, Answer, Comparison, Feedback, Generation, Query
+from rlhfkit.feedback_records import FEEDBACK_KINDS, Annotator, Answer, Comparison, Feedback
+from rlhfkit.types import Generation, Query
 
 
 class FeedbackStore:

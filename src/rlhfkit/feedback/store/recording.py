@@ -20,7 +20,14 @@ from sqlalchemy.engine import Engine
 from rlhfkit.feedback.store.codecs import content_from_bytes, feedback_columns
 from rlhfkit.feedback.store.errors import StoreError
 from rlhfkit.feedback.store.tables import feedback_table, generations_table, queries_table
-from rlhfkit.types import FEEDBACK_KINDS, Correction, Feedback, InvalidFeedbackError, Ranking, check_correction
+from rlhfkit.feedback_records import (
+    FEEDBACK_KINDS,
+    Correction,
+    Feedback,
+    InvalidFeedbackError,
+    Ranking,
+    check_correction,
+)
 
 
 def record(engine: Engine, feedback: Feedback) -> bool:
