@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from tqdm import tqdm
-from transformers import GPT2ForSequenceClassification
+from transformers import AutoModelForSequenceClassification
 
 from rlhfkit.checks import positive, require
 from rlhfkit.domains.base import DomainContext, Hold
@@ -112,9 +112,13 @@ class TextDomain:
         self.tokenizer = tokenizer
         self.policy = TextPolicy(model, tokenizer, value_head=config.optimizer == "ppo")
         self.ref = self.policy.frozen_copy()
+        # The reward model: a sequence classifier of the base's own architecture (GPT-2, Llama, Qwen2, ...).
+        rm_config = reward_model_config(model.config)
+        if rm_config.pad_token_id is None:
+            rm_config.pad_token_id = tokenizer.pad_token_id
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed + 1)
-            self.model = GPT2ForSequenceClassification(reward_model_config(model.config))
+            self.model = AutoModelForSequenceClassification.from_config(rm_config)
         self.trainer: GroupPGTrainer | TextPPOTrainer = (
             TextPPOTrainer(self.policy, self.ref, config.ppo, seed=ctx.seed, kl=ctx.kl)
             if config.optimizer == "ppo"

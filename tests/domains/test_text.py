@@ -1,0 +1,93 @@
+"""The text domain's reward model is built for the base's own architecture, never a hard-coded GPT-2.
+
+A run whose ``[text.base] path`` is a Llama-architecture folder (tiny, random, written with
+``save_pretrained``) used to die in start-up (``'LlamaConfig' object has no attribute 'embd_pdrop'``):
+the loop built its reward model as a GPT-2 sequence classifier from the policy's config.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import GPT2ForSequenceClassification, LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+from rlhfkit.config import load_config
+from rlhfkit.domains.text import TextDomain
+from rlhfkit.loop import Run
+from rlhfkit.models.text_builders import reward_model_config, tiny_gpt2, train_tiny_tokenizer
+from rlhfkit.tasks import text as describe_task
+
+RUN = """
+task = "text:describe"
+rounds = 1
+seed = 0
+
+[text]
+steps_per_round = 2
+eval_per_prompt = 2
+max_new_tokens = 8
+
+[text.group]
+n_per_prompt = 2
+prompts_per_step = 2
+
+[text.base]
+path = "{path}"
+
+[feedback]
+initial_comparisons = 6
+
+[reward]
+epochs = 1
+"""
+
+
+def _llama_folder(folder: Path) -> Path:
+    tokenizer = train_tiny_tokenizer(describe_task.corpus(200, seed=0), vocab_size=300)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,  # grouped-query attention, as Llama-family models use
+        max_position_embeddings=128,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=None,  # as many Llama checkpoints: the reward model takes the tokenizer's
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_llama_base_gets_a_llama_reward_model_and_runs_a_round(tmp_path: Path) -> None:
+    base = _llama_folder(tmp_path / "llama")
+    path = tmp_path / "run.toml"
+    path.write_text(RUN.format(path=base), encoding="utf-8")
+    run = Run.create(load_config(path), tmp_path / "run", progress=False)
+    assert isinstance(run.domain, TextDomain)
+    assert isinstance(run.domain.model, LlamaForSequenceClassification)
+    assert run.domain.model.config.pad_token_id == run.domain.tokenizer.pad_token_id is not None
+    history = run.run()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [0, 1] and len(history) == 2
+    assert rows[1]["rm_train_pairs"] > 0 and rows[1]["kl_to_base"] != 0.0  # fitted, and the policy moved
+
+
+def test_a_gpt2_base_keeps_the_reward_model_it_had() -> None:
+    """The same weights as the GPT-2 classifier the text loop built before, at the same seed: runs reproduce."""
+    tokenizer = train_tiny_tokenizer(describe_task.corpus(200, seed=0), vocab_size=300)
+    config = reward_model_config(tiny_gpt2(tokenizer).config)
+    torch.manual_seed(1)
+    before = GPT2ForSequenceClassification(config)
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(1)
+    now = AutoModelForSequenceClassification.from_config(config)
+    assert type(now) is GPT2ForSequenceClassification
+    for (name, a), (_, b) in zip(before.state_dict().items(), now.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
