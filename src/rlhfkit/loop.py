@@ -49,14 +49,12 @@ from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.answers import read_answers
 from rlhfkit.feedback.mix import KindTools, run_kind_setup, split_queries
 from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore
-from rlhfkit.feedback.teacher import Human, SimulatedHuman
+from rlhfkit.feedback.teacher import Human, SimulatedHuman, TeacherConfig
 from rlhfkit.feedback.web import WebHuman, open_run_store
 from rlhfkit.files import atomic_torch_save, atomic_write_bytes
 from rlhfkit.reward.fit import NoUsableFeedbackError, RewardMetrics, fit_reward
 from rlhfkit.tasks import get_task
 from rlhfkit.types import Query
-
-Progress = Callable[[str], None]
 
 
 def build_domain(config: RunConfig, run_dir: Path, progress: bool = True) -> Domain:
@@ -146,7 +144,7 @@ def ask_pending(
     return stored
 
 
-def kind_setup(config: RunConfig, return_scale: float) -> tuple[KindTools, Any]:
+def kind_setup(config: RunConfig, return_scale: float) -> tuple[KindTools, TeacherConfig]:
     """What the configured feedback kinds need on the task, and the simulated human's config.
 
     Raises :class:`ConfigError` naming a kind the task cannot support.
