@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -211,7 +212,7 @@ class Run:
         notes: list[str] = []
         run = cls(d, load_config(d / "config.toml", notes=notes), progress, domain)
         for note in notes:
-            print(note, flush=True)
+            print(note, file=sys.stderr, flush=True)
         run._load_latest_checkpoint()
         return run
 
