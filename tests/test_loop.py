@@ -214,3 +214,39 @@ def test_base_policy_from_checkpoint(tiny_config: Path, tmp_path: Path) -> None:
     trained = torch.load(ckpt, weights_only=False)["policy"]
     for k, v in run.domain.base.state_dict().items():
         assert torch.equal(v, trained[k]), k
+
+
+OLD_LAYOUT = """task = "pendulum"
+rounds = 2
+seed = 0
+env_steps_per_round = 2048
+eval_episodes = 2
+
+[feedback]
+initial_comparisons = 12
+comparisons_per_round = 6
+segment_length = 25
+
+[reward]
+ensemble_size = 2
+epochs = 10
+
+[ppo]
+n_envs = 2
+n_steps = 256
+"""
+"""tiny_config as a run folder written before the one loop holds it (its config.toml)."""
+
+
+def test_a_run_folder_of_the_older_layout_resumes_with_a_note(
+    tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    Run.create(dataclasses.replace(load_config(tiny_config), rounds=1), out, progress=False).run()
+    (out / "config.toml").write_text(OLD_LAYOUT, encoding="utf-8")  # as an older rlhfkit wrote it
+    capsys.readouterr()
+    assert main(["run", "--resume", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "written for the layout before the one loop" in err and "ppo -> control.ppo" in err
+    assert [r["round"] for r in _metrics(out)] == [0, 1, 2]
+    assert FeedbackStore.in_dir(out).count_feedback() == 18
