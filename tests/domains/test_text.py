@@ -91,3 +91,35 @@ def test_a_gpt2_base_keeps_the_reward_model_it_had() -> None:
     assert type(now) is GPT2ForSequenceClassification
     for (name, a), (_, b) in zip(before.state_dict().items(), now.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_a_run_on_your_own_prompts_asks_and_trains_on_them_and_evaluates_on_the_heldout_ones(tmp_path: Path) -> None:
+    from rlhfkit.tasks.prompts import split_prompts
+    from rlhfkit.types import Text
+
+    subjects = [f"the {a} {s} is" for a in ("old", "small", "wise", "tall") for s in describe_task.SUBJECTS]
+    rows = [{"prompt": p} for p in subjects] + [{"prompt": [{"role": "user", "content": "the fox is"}]}]
+    prompts_file = tmp_path / "prompts.jsonl"
+    prompts_file.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    text = RUN.replace('[text.base]\npath = "{path}"\n', "[text.base]\npretrain_steps = 20\n")
+    text = text.replace(
+        "max_new_tokens = 8\n", f'max_new_tokens = 8\nprompts = "{prompts_file}"\nheldout_prompts = 0.25\n'
+    )
+    path = tmp_path / "run.toml"
+    path.write_text(text, encoding="utf-8")
+    run = Run.create(load_config(path), tmp_path / "run", progress=False)
+    run.run()
+    domain = run.domain
+    assert isinstance(domain, TextDomain)
+    from rlhfkit.tasks.prompts import read_prompts
+
+    train, held = split_prompts(read_prompts(prompts_file), 0.25)
+    assert domain.prompts == train and domain.eval_prompts == held
+
+    def shown(prompt: object) -> str:  # a prompt as the report shows it (chat messages as "role: content")
+        return prompt if isinstance(prompt, str) else "\n".join(f"{m['role']}: {m['content']}" for m in prompt)  # type: ignore[attr-defined, index]
+
+    asked = {shown(g.content.prompt) for g in run.store.generations().values() if isinstance(g.content, Text)}
+    assert asked and asked <= {shown(p) for p in train}  # queries only about training prompts
+    samples = json.loads((tmp_path / "run" / "samples" / "round_0001.json").read_text())
+    assert {s["prompt"] for s in samples["samples"]} <= {shown(p) for p in held}  # evaluation on held-out ones

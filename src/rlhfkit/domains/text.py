@@ -5,6 +5,10 @@
 
 One round, as the loop asks for it:
 
+The prompts are the task's built-in ones, or the user's own file (``[text] prompts``,
+:mod:`rlhfkit.tasks.prompts`) split by a hash into prompts for queries and training and a
+held-out share for evaluation.
+
 1. **sample**: for each query, completions of one prompt from the current policy
    (two for a comparison, four for a ranking, one for a rating, label, correction
    or language query);
@@ -13,7 +17,7 @@ One round, as the loop asks for it:
    pieces with one prompt encoding each (``reward/transformer.py``);
 3. **optimise** with RLOO or GRPO (``beta * KL(pi || pi_base)`` per token in the
    loss) or PPO (the KL per token in the reward), ``steps_per_round`` steps;
-4. **evaluate** on every prompt at a fixed seed: true reward, learned reward, the
+4. **evaluate** on the evaluation prompts at a fixed seed: true reward, learned reward, the
    task's proxy, completion length and KL to the base model (``true_return``,
    ``learned_return``, ``kl_to_base`` in ``metrics.jsonl``, as for control).
 """
@@ -40,6 +44,7 @@ from rlhfkit.optimize.group.trainer import GroupPGConfig, GroupPGTrainer
 from rlhfkit.optimize.ppo.lm_trainer import TextPPOConfig, TextPPOTrainer
 from rlhfkit.reward.transformer import RewardModelScorer, SequenceRewardModel
 from rlhfkit.tasks import text as describe_task
+from rlhfkit.tasks.prompts import read_prompts, split_prompts
 from rlhfkit.types import Content, Generation, Query, completion_text, new_id
 
 TEXT_TASKS = ("text:describe",)
@@ -66,6 +71,12 @@ class TextConfig:
     """Completions per prompt for each round's evaluation (fixed seeds)."""
     max_new_tokens: int = 24
     """Longest completion, in tokens: for the completions people judge, for training and for evaluation."""
+    prompts: str = ""
+    """Your prompts: a JSONL file ({"prompt": "text"} or {"prompt": [{"role": ..., "content": ...}]} a line) or a
+    folder saved by datasets with a 'prompt' column; empty = the task's built-in prompts."""
+    heldout_prompts: float = 0.1
+    """With prompts: the share held out (by a hash of each prompt) for evaluation only; queries and training
+    use the rest. The built-in prompts are few and all used for both."""
     optimizer: Literal["grpo", "rloo", "ppo"] = "grpo"
     """Step 3's method: 'grpo' or 'rloo' (a group baseline, no value network; settings in [text.group]), or 'ppo'
     (a value head and a per-token KL penalty in the reward; settings in [text.ppo]). The KL is the run's [kl]."""
@@ -83,6 +94,7 @@ class TextConfig:
                 "steps_per_round": (positive, ">= 1"),
                 "eval_per_prompt": (positive, ">= 1"),
                 "max_new_tokens": (positive, ">= 1"),
+                "heldout_prompts": (lambda f: 0.0 < f < 1.0, "in (0, 1)"),
             },
         )
         for name in ("group", "ppo"):
@@ -103,6 +115,9 @@ class TextDomain:
         self.ctx = ctx
         self.config = config
         self.prompts: list[Prompt] = list(describe_task.prompts())
+        self.eval_prompts = self.prompts
+        if config.prompts:
+            self.prompts, self.eval_prompts = split_prompts(read_prompts(config.prompts), config.heldout_prompts)
         self.instructions = describe_task.INSTRUCTIONS
         self.teacher_reward: Callable[[Content], np.ndarray] = lambda t: np.array(
             describe_task.true_reward(completion_text(t))
@@ -184,8 +199,8 @@ class TextDomain:
     def evaluate(self) -> tuple[dict[str, float], dict[str, Any]]:
         """Metrics on every prompt at a fixed seed, and samples of the same completions (no extra sampling)."""
         n = self.config.eval_per_prompt
-        batch = self.policy.generate(self.prompts, self.config.max_new_tokens, n, seed=123_457)
-        owners = [self.prompts[int(j)] for j in batch.prompt_index]
+        batch = self.policy.generate(self.eval_prompts, self.config.max_new_tokens, n, seed=123_457)
+        owners = [self.eval_prompts[int(j)] for j in batch.prompt_index]
         true = describe_task.true_rewards(batch.completions)
         learned = self.learned_reward(owners, batch.completions)
         proxy = [describe_task.proxy_reward(c) for c in batch.completions]
@@ -202,9 +217,9 @@ class TextDomain:
             "kl_to_base": float(kl.mean()),
             "length_words": float(np.mean(words)),
         }
-        first = [i * n for i in range(min(TEXT_SAMPLES, len(self.prompts)))]  # each prompt's first completion
+        first = [i * n for i in range(min(TEXT_SAMPLES, len(self.eval_prompts)))]  # each prompt's first completion
         samples = text_samples(
-            [self.prompts[int(batch.prompt_index[i])] for i in first],
+            [self.eval_prompts[int(batch.prompt_index[i])] for i in first],
             [batch.completions[i] for i in first],
             [float(true[i]) for i in first],
             [float(learned[i]) for i in first],
