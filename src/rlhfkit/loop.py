@@ -48,6 +48,7 @@ from rlhfkit.domains.samples import write_samples
 from rlhfkit.domains.text import TextDomain
 from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.answers import read_answers
+from rlhfkit.feedback.formats.prompts import read_prompts, split_prompts
 from rlhfkit.feedback.mix import KindTools, run_kind_setup, split_queries
 from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore
 from rlhfkit.feedback.teacher import Human, SimulatedHuman, TeacherConfig
@@ -198,10 +199,13 @@ class Run:
     def create(cls, config: RunConfig, run_dir: str | Path, progress: bool = True, domain: Domain | None = None) -> Run:
         """A new run folder for ``config``.
 
-        An unusable env or a feedback kind the task cannot support fails before anything is written.
+        An unusable env, a bad prompts file or a feedback kind the task cannot support fails before anything is
+        written.
         """
         if domain is None and config.control is not None:
             probe_spec(get_task(config.task))
+        if domain is None and config.text is not None and config.text.prompts:
+            split_prompts(read_prompts(config.text.prompts), config.text.heldout_prompts)
         kind_setup(config, 1.0)
         return cls(new_run_folder(run_dir, config), config, progress, domain)
 

@@ -94,7 +94,7 @@ def test_a_gpt2_base_keeps_the_reward_model_it_had() -> None:
 
 
 def test_a_run_on_your_own_prompts_asks_and_trains_on_them_and_evaluates_on_the_heldout_ones(tmp_path: Path) -> None:
-    from rlhfkit.tasks.prompts import split_prompts
+    from rlhfkit.feedback.formats.prompts import split_prompts
     from rlhfkit.types import Text
 
     subjects = [f"the {a} {s} is" for a in ("old", "small", "wise", "tall") for s in describe_task.SUBJECTS]
@@ -111,7 +111,7 @@ def test_a_run_on_your_own_prompts_asks_and_trains_on_them_and_evaluates_on_the_
     run.run()
     domain = run.domain
     assert isinstance(domain, TextDomain)
-    from rlhfkit.tasks.prompts import read_prompts
+    from rlhfkit.feedback.formats.prompts import read_prompts
 
     train, held = split_prompts(read_prompts(prompts_file), 0.25)
     assert domain.prompts == train and domain.eval_prompts == held
@@ -123,3 +123,16 @@ def test_a_run_on_your_own_prompts_asks_and_trains_on_them_and_evaluates_on_the_
     assert asked and asked <= {shown(p) for p in train}  # queries only about training prompts
     samples = json.loads((tmp_path / "run" / "samples" / "round_0001.json").read_text())
     assert {s["prompt"] for s in samples["samples"]} <= {shown(p) for p in held}  # evaluation on held-out ones
+
+
+def test_a_bad_prompts_file_is_one_error_naming_its_line_and_no_run_folder_is_written(tmp_path: Path) -> None:
+    from rlhfkit.cli import main
+
+    prompts_file = tmp_path / "prompts.jsonl"
+    prompts_file.write_text('{"prompt": "the cat is"}\n{"prompt": 7}\n', encoding="utf-8")
+    text = RUN.replace('[text.base]\npath = "{path}"\n', "")
+    text = text.replace("max_new_tokens = 8\n", f'max_new_tokens = 8\nprompts = "{prompts_file}"\n')
+    path = tmp_path / "run.toml"
+    path.write_text(text, encoding="utf-8")
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert not (tmp_path / "run").exists()

@@ -6,7 +6,7 @@
 One round, as the loop asks for it:
 
 The prompts are the task's built-in ones, or the user's own file (``[text] prompts``,
-:mod:`rlhfkit.tasks.prompts`) split by a hash into prompts for queries and training and a
+:mod:`rlhfkit.feedback.formats.prompts`) split by a hash into prompts for queries and training and a
 held-out share for evaluation.
 
 1. **sample**: for each query, completions of one prompt from the current policy
@@ -36,6 +36,7 @@ from transformers import AutoModelForSequenceClassification
 from rlhfkit.checks import positive, require
 from rlhfkit.domains.base import DomainContext, Hold
 from rlhfkit.domains.samples import TEXT_SAMPLES, text_samples
+from rlhfkit.feedback.formats.prompts import read_prompts, split_prompts
 from rlhfkit.feedback.mix import query_size
 from rlhfkit.models.text import TextPolicy
 from rlhfkit.models.text_batch import Prompt
@@ -44,7 +45,6 @@ from rlhfkit.optimize.group.trainer import GroupPGConfig, GroupPGTrainer
 from rlhfkit.optimize.ppo.lm_trainer import TextPPOConfig, TextPPOTrainer
 from rlhfkit.reward.transformer import RewardModelScorer, SequenceRewardModel
 from rlhfkit.tasks import text as describe_task
-from rlhfkit.tasks.prompts import read_prompts, split_prompts
 from rlhfkit.types import Content, Generation, Query, completion_text, new_id
 
 TEXT_TASKS = ("text:describe",)

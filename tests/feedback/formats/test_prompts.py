@@ -1,4 +1,4 @@
-"""A text run's own prompts: the JSONL and datasets readers, their errors, and the held-out split."""
+"""A text run's own prompts: the JSON Lines and datasets readers, their errors, and the held-out split."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rlhfkit.tasks.prompts import PromptFileError, is_heldout_prompt, read_prompts, split_prompts
+from rlhfkit.errors import ConfigError
+from rlhfkit.feedback.formats.common import DataFormatError
+from rlhfkit.feedback.formats.prompts import is_heldout_prompt, read_prompts, split_prompts
 
 CHAT = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Describe the fox."}]
 
@@ -28,33 +30,35 @@ def test_a_datasets_folder_with_a_prompt_column(tmp_path: Path) -> None:
     Dataset.from_dict({"prompt": ["the owl is", "the bear is"], "other": [1, 2]}).save_to_disk(str(tmp_path / "ds"))
     assert read_prompts(tmp_path / "ds") == ["the owl is", "the bear is"]
     Dataset.from_dict({"text": ["x"]}).save_to_disk(str(tmp_path / "bad"))
-    with pytest.raises(PromptFileError, match=r"has no column 'prompt' \(columns: \['text'\]\)"):
+    with pytest.raises(DataFormatError, match=r"has no column 'prompt' \(columns: \['text'\]\)"):
         read_prompts(tmp_path / "bad")
 
 
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ('{"prompt": "ok"', r"line 2: not JSON"),
-        ('{"text": "no prompt"}', r"line 2: expected an object with a field 'prompt'"),
-        ('{"prompt": "  "}', r"line 2: field 'prompt' is empty"),
-        ('{"prompt": 3}', r"line 2: field 'prompt': expected a string or a list of chat messages, got int"),
-        ('{"prompt": [{"role": "user"}]}', r"line 2: field 'prompt'\[0\]: expected a message"),
+        ('{"prompt": "ok"', r":2: not valid JSON: the line ends before the JSON value does"),
+        ("[1, 2]", r":2: must be a JSON object, got list"),
+        ('{"text": "no prompt"}', r":2: field 'prompt': missing"),
+        ('{"prompt": "  "}', r":2: field 'prompt': is empty"),
+        ('{"prompt": 3}', r":2: field 'prompt': must be a list of chat messages, got int"),
+        ('{"prompt": [{"role": "user"}]}', r":2: field 'prompt\[0\]\.content': missing"),
     ],
 )
-def test_a_bad_line_is_one_error_naming_file_and_line(tmp_path: Path, line: str, message: str) -> None:
+def test_a_bad_line_is_one_error_naming_file_line_and_field(tmp_path: Path, line: str, message: str) -> None:
+    """The preference files' row readers and their words (feedback/formats/rows.py)."""
     path = tmp_path / "p.jsonl"
     path.write_text('{"prompt": "fine"}\n' + line + "\n", encoding="utf-8")
-    with pytest.raises(PromptFileError, match=message) as e:
+    with pytest.raises(DataFormatError, match=message) as e:
         read_prompts(path)
-    assert str(path) in str(e.value)
+    assert str(e.value).startswith(f"{path}:2: ")
 
 
 def test_missing_and_empty_files(tmp_path: Path) -> None:
-    with pytest.raises(PromptFileError, match="no such file or folder"):
+    with pytest.raises(ConfigError, match=r"text\.prompts: .*nope\.jsonl: no such file or folder"):
         read_prompts(tmp_path / "nope.jsonl")
     (tmp_path / "empty.jsonl").write_text("\n", encoding="utf-8")
-    with pytest.raises(PromptFileError, match="no prompts"):
+    with pytest.raises(DataFormatError, match=r"empty\.jsonl: holds no prompts"):
         read_prompts(tmp_path / "empty.jsonl")
 
 
@@ -66,5 +70,5 @@ def test_the_heldout_split_is_by_prompt_not_by_order() -> None:
     again_train, again_held = split_prompts(list(reversed(prompts)), 0.25)
     assert set(again_held) == set(held) and set(again_train) == set(train)
     assert is_heldout_prompt(tuple(CHAT), 0.5) == is_heldout_prompt(tuple(dict(m) for m in CHAT), 0.5)
-    with pytest.raises(PromptFileError, match="both need at least one"):
+    with pytest.raises(ConfigError, match="both need at least one"):
         split_prompts(["only one"], 0.5)
