@@ -378,7 +378,7 @@ def test_config_help_lists_the_fields_of_control_and_text_runs(capsys: pytest.Ca
 
     assert main(["config-help"]) == 0
     out = capsys.readouterr().out
-    control, text = out.split("# Text runs ([text]): task = 'text:describe'\n")
+    control, text = out.split("# Text runs ([text]): task = 'text:describe' or 'text:chat'\n")
     assert "# Control runs ([control]):" in control and "[text" not in control and "[control" not in text
     assert "[feedback]  (control runs)  # Step 1" in control and "\ncontrol.env_steps_per_round = 20000 " in control
     assert "[feedback]  (text runs)  # Step 1" in text and "[text.group]  (text runs)" in text

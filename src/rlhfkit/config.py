@@ -118,7 +118,7 @@ class RunConfig:
 
     task: str = "pendulum"
     """A control task (pendulum, cartpole, reacher, halfcheetah, or env:<gymnasium id>) or a text task
-    (text:describe)."""
+    (text:describe, the built-in toy task; text:chat, your own model, prompts and reward)."""
     rounds: int = 8
     """Rounds of collect feedback -> fit reward -> optimise policy."""
     seed: int = 0
@@ -149,10 +149,33 @@ class RunConfig:
         if domain == "text":
             if self.task not in TEXT_TASKS:
                 raise ValueError(f"task: {self.task!r} is not a text task (built in: {', '.join(TEXT_TASKS)})")
+            self._check_text_parts()
             if self.reward.ensemble_size != 1:
                 raise ValueError(
                     f"reward.ensemble_size: a text run's reward model is one transformer; set 1, "
                     f"got {self.reward.ensemble_size}"
+                )
+
+    def _check_text_parts(self) -> None:
+        """text:chat brings every part itself; a simulated human needs a true reward to judge by."""
+        text = self.text
+        assert text is not None
+        if self.task == "text:chat":
+            missing = [
+                name
+                for name, value in (("text.prompts", text.prompts), ("text.base.path", text.base.path))
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    f"{' and '.join(missing)}: text:chat runs on your own model and prompts; set "
+                    f"{' and '.join(missing)} (or use task = 'text:describe', the built-in toy task)"
+                )
+            if self.feedback.human == "simulated" and text.objective.learns and not text.true_reward:
+                raise ValueError(
+                    "text.true_reward: text:chat has no true reward for the simulated human to judge by; set "
+                    "text.true_reward = 'module:function', or feedback.human = 'web', or a fixed objective "
+                    "(text.objective.refit = false, or learned = 0)"
                 )
 
     @property

@@ -3,7 +3,8 @@
 One round ``k = 1..rounds``, the same for control, text and any other
 :class:`~rlhfkit.domains.base.Domain`:
 
-1. **collect feedback**
+1. **collect feedback** (skipped, with step 2, where the domain's reward is fixed:
+   a frozen reward model or a reward function, :meth:`~rlhfkit.domains.base.Domain.reward_model`)
    a. *sample*: the round's queries, split between ``feedback.kinds`` by their
       shares; the domain draws generations of its current policy for them, and
       both are stored as pending (a restarted round reuses what it stored);
@@ -45,10 +46,9 @@ from rlhfkit.config import RunConfig, config_to_toml, load_config
 from rlhfkit.domains.base import Domain, DomainContext
 from rlhfkit.domains.control import ControlDomain, probe_spec
 from rlhfkit.domains.samples import write_samples
-from rlhfkit.domains.text import TextDomain
+from rlhfkit.domains.text import TextDomain, check_text_parts
 from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.answers import read_answers
-from rlhfkit.feedback.formats.prompts import read_prompts, split_prompts
 from rlhfkit.feedback.mix import KindTools, run_kind_setup, split_queries
 from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore
 from rlhfkit.feedback.teacher import Human, SimulatedHuman, TeacherConfig
@@ -204,8 +204,8 @@ class Run:
         """
         if domain is None and config.control is not None:
             probe_spec(get_task(config.task))
-        if domain is None and config.text is not None and config.text.prompts:
-            split_prompts(read_prompts(config.text.prompts), config.text.heldout_prompts)
+        if domain is None and config.text is not None:
+            check_text_parts(config.text)
         kind_setup(config, 1.0)
         return cls(new_run_folder(run_dir, config), config, progress, domain)
 
@@ -255,14 +255,18 @@ class Run:
         """Step 1b: ask the human each pending query; returns how many answers were stored."""
         return ask_pending(self.store, self.human, queries, self.progress, self.config.feedback.latency_s)
 
-    def fit(self) -> RewardMetrics:
-        """Step 2: fit the domain's reward model (warm start) on every stored answer of every kind."""
+    def fit(self) -> RewardMetrics | None:
+        """Step 2: fit the domain's reward model (warm start) on every stored answer of every kind; None where the
+        domain's reward is fixed."""
+        model = self.domain.reward_model()
+        if model is None:
+            return None
         rc = self.config.reward
         train, heldout = read_answers(self.store).split(rc.holdout_frac)
         config = dataclasses.replace(rc, seed=rc.seed + self.config.seed * 101 + self.round)
         try:
             return fit_reward(
-                self.domain.reward_model(),
+                model,
                 train,
                 heldout,
                 config,
@@ -313,13 +317,14 @@ class Run:
         k = self.round + 1
         t0 = time.time()
         web = self.human if isinstance(self.human, WebHuman) else None
+        learns = self.domain.reward_model() is not None  # a fixed reward needs no answers
         # 1. collect feedback
         if web is not None:
             web.hold(k, "sampling queries")
-        queries = self.sample_queries(k)
+        queries = self.sample_queries(k) if learns else []
         if web is None:
             self.ask(queries)
-        else:  # people answer in the app meanwhile; fit on what has arrived (at least web_min_answers)
+        elif learns:  # people answer in the app meanwhile; fit on what has arrived (at least web_min_answers)
             web.wait_for_answers(k)
         # 2. model the reward
         rm = self.fit()
@@ -345,7 +350,8 @@ class Run:
         while self.round < self.config.rounds:
             row = self.run_round()
             bar.update(1)
-            bar.set_postfix(true_return=f"{row['true_return']:.2f}", kl=f"{row['kl_to_base']:.3f}")
+            key = "true_return" if np.isfinite(row["true_return"]) else "objective_return"
+            bar.set_postfix({key: f"{row[key]:.2f}", "kl": f"{row['kl_to_base']:.3f}"})
             if on_round is not None:
                 on_round(row)
         bar.close()

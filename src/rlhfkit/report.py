@@ -36,6 +36,8 @@ _COLUMNS = [
     "true_return",
     "true_return_std",
     "learned_return",
+    "objective_return",
+    "win_rate_vs_base",
     "kl_to_base",
     "beta",
     "rm_accuracy",
@@ -265,17 +267,21 @@ def learned_outruns_true(rows: list[Row]) -> str | None:
 
 def _summary(rows: list[Row]) -> str:
     first, last = rows[0], rows[-1]
-    r0, rn = _num(first.get("true_return")), _num(last.get("true_return"))
+    # a run without a true reward (your own chatbot) is summed up by what its policy maximises
+    key = "true_return" if _has(rows, "true_return") or not _has(rows, "objective_return") else "objective_return"
+    r0, rn = _num(first.get(key)), _num(last.get(key))
     change = f" ({number(rn - r0, signed=True)})" if math.isfinite(r0) and math.isfinite(rn) else ""
     feedback = f"Total feedback: {_fmt(last.get('n_feedback'), 'n_feedback')} answers"
     if math.isfinite(_num(last.get("human_minutes"))):
         feedback += f" ({_fmt(last.get('human_minutes'))} human-minutes)"
     items = [
         f"Rounds done: {_fmt(last['round'], 'round')}",
-        f"Final true return: {_fmt(last.get('true_return'))} vs {_fmt(first.get('true_return'))}"
+        f"Final {key.replace('_', ' ')}: {_fmt(last.get(key))} vs {_fmt(first.get(key))}"
         f" at round {_fmt(first['round'], 'round')}{change}",
         feedback,
     ]
+    if math.isfinite(_num(last.get("win_rate_vs_base"))):
+        items.append(f"Win rate against the base policy (the run's judge): {_fmt(last.get('win_rate_vs_base'))}")
     if _has(rows, "env_steps"):
         items.append(f"Env steps: {_fmt(last.get('env_steps'), 'env_steps')}")
     if _has(rows, "generated_tokens"):

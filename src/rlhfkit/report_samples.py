@@ -72,7 +72,12 @@ def _text(base: dict[str, Any], latest: dict[str, Any], k0: int, k1: int) -> str
 
 def _completion(sample: dict[str, Any]) -> str:
     text = html.escape(sample["completion"]) or "<i>(empty)</i>"
-    return f'{text} <span class="score">true reward {number(float(sample["true_reward"]))}</span>'
+    scores = [
+        f"{name} {number(float(sample[key]))}"
+        for key, name in (("true_reward", "true reward"), ("learned_reward", "reward model"))
+        if sample.get(key) is not None
+    ]
+    return f'{text} <span class="score">{", ".join(scores)}</span>'
 
 
 def _control(run_dir: Path, saved: dict[int, dict[str, Any]], k0: int, k1: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     from rlhfkit.config import load_config
     from rlhfkit.loop import Run
-    from rlhfkit.report import write_report
+    from rlhfkit.report import number, write_report
 
     if args.resume:
         run = Run.resume(args.resume)
@@ -62,9 +63,12 @@ def run_command(args: argparse.Namespace) -> int:
 
     history = run.run(on_round=on_round)
     report = write_report(run.dir)
-    last = history[-1]
+    first, last = history[0], history[-1]
+    # a run without a true reward (your own chatbot) is judged by what it maximises
+    key = "true_return" if math.isfinite(last["true_return"]) else "objective_return"
+    name = key.replace("_", " ")
     print(
-        f"done: {last['round']:.0f} rounds, true return {history[0]['true_return']:.1f} -> {last['true_return']:.1f}, "
+        f"done: {last['round']:.0f} rounds, {name} {number(first[key])} -> {number(last[key])}, "
         f"KL to base {last['kl_to_base']:.3f}, {last['n_feedback']:.0f} answers; report: {report}"
     )
     return 0

@@ -72,12 +72,14 @@ class Domain(Protocol):
 
     instructions: str
     """What people are asked to look for when the run's config gives no instructions."""
-    teacher_reward: Callable[[Content], np.ndarray]
-    """The true reward the simulated human judges a generation by (per step, or one number for a whole text)."""
     return_scale: float
     """How much longer a generation's return is than the 50-step clips the built-in rating ranges are for."""
     reward_optimizer: torch.optim.Optimizer | None
     """The reward model's optimiser, kept across rounds (None: each fit makes its own)."""
+
+    def teacher_reward(self, content: Content) -> np.ndarray:
+        """The true reward the simulated human judges a generation by (per step, or one number for a whole text)."""
+        ...
 
     def sample(
         self, round_: int, counts: Mapping[str, int], rng: np.random.Generator
@@ -85,8 +87,9 @@ class Domain(Protocol):
         """``counts[kind]`` queries of each kind about new generations of the current policy (round ``round_``)."""
         ...
 
-    def reward_model(self) -> RewardModel:
-        """The reward model, wrapped for the one reward fit."""
+    def reward_model(self) -> RewardModel | None:
+        """The reward model, wrapped for the one reward fit; None when the policy's reward is fixed (a frozen
+        reward model, a reward function): the loop then asks no queries and fits nothing."""
         ...
 
     def true_return(self, content: Content) -> float:

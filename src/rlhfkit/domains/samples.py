@@ -4,7 +4,7 @@ A run writes ``RUN_DIR/samples/round_NNNN.json`` after each round's evaluation
 (round 0 is the base policy):
 
 - text: ``{"round": k, "domain": "text", "samples": [{"prompt", "completion",
-  "true_reward", "learned_reward"}, ...]}``, one completion for each of the
+  "true_reward", "learned_reward"}, ...]}`` (null where a task has no true reward), one completion for each of the
   task's first prompts, drawn with the evaluation's fixed seed, so every round
   answers the same prompts under the same random numbers;
 - control: ``{"round": k, "domain": "control", "env_id", "seed", "observations"
@@ -63,10 +63,15 @@ def text_samples(
     return {
         "domain": "text",
         "samples": [
-            {"prompt": _prompt_text(p), "completion": c, "true_reward": float(t), "learned_reward": float(r)}
+            {"prompt": _prompt_text(p), "completion": c, "true_reward": _finite(t), "learned_reward": _finite(r)}
             for p, c, t, r in rows
         ],
     }
+
+
+def _finite(v: float) -> float | None:
+    """A score, or None (JSON null) where there is none (a task without a true reward)."""
+    return float(v) if np.isfinite(v) else None
 
 
 def _prompt_text(prompt: Prompt) -> str:

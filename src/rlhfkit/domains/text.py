@@ -5,27 +5,40 @@
 
 One round, as the loop asks for it:
 
-The prompts are the task's built-in ones, or the user's own file (``[text] prompts``,
-:mod:`rlhfkit.feedback.formats.prompts`) split by a hash into prompts for queries and training and a
-held-out share for evaluation.
+Tasks: ``text:describe`` (a built-in toy task that runs offline: its own prompts, a tiny
+pre-trained base and a known true reward, :mod:`rlhfkit.tasks.text`) and ``text:chat`` (your model,
+your prompts, your reward: no built-in parts). The prompts are the task's built-in ones, or the
+user's own file (``[text] prompts``, :mod:`rlhfkit.feedback.formats.prompts`) split by a hash into
+prompts for queries and training and a held-out share for evaluation. What the policy maximises is
+``[text.objective]`` (:mod:`rlhfkit.domains.text_objective`): the loop's reward model, reward
+functions, or a weighted sum.
 
 1. **sample**: for each query, completions of one prompt from the current policy
    (two for a comparison, four for a ranking, one for a rating, label, correction
    or language query);
 2. the reward model is a transformer sequence classifier of the base's
-   architecture, fitted (warm start) by the one reward fit, each step whole prompt
-   pieces with one prompt encoding each (``reward/transformer.py``);
-3. **optimise** with RLOO or GRPO (``beta * KL(pi || pi_base)`` per token in the
-   loss) or PPO (the KL per token in the reward), ``steps_per_round`` steps;
-4. **evaluate** on the evaluation prompts at a fixed seed: true reward, learned reward, the
-   task's proxy, completion length and KL to the base model (``true_return``,
-   ``learned_return``, ``kl_to_base`` in ``metrics.jsonl``, as for control).
+   architecture (or loaded from ``[text.objective] reward_model``), fitted (warm
+   start) by the one reward fit, each step whole prompt pieces with one prompt
+   encoding each (``reward/transformer.py``); a frozen one (``refit = false``) or
+   an objective without it skips steps 1 and 2;
+3. **optimise** the objective with RLOO or GRPO (``beta * KL(pi || pi_base)`` per
+   token in the loss) or PPO (the KL per token in the reward), ``steps_per_round`` steps;
+4. **evaluate** on the evaluation prompts at a fixed seed (the same random numbers
+   every round): ``learned_return`` (the reward model's mean score) and
+   ``learned_return_vs_base`` (its mean score of the policy's completions minus that of the
+   base's, both scored by this round's reward model),
+   ``objective_return`` (what the policy maximises), ``kl_to_base``,
+   ``length_words`` and ``length_tokens``; ``true_return`` where a true reward is
+   known (text:describe's, or ``[text] true_reward``), NaN otherwise;
+   ``win_rate_vs_base`` with a ``[text] judge``: the share of evaluation prompts on
+   which the judge prefers the policy's completion to the base policy's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -36,19 +49,30 @@ from transformers import AutoModelForSequenceClassification
 from rlhfkit.checks import positive, require
 from rlhfkit.domains.base import DomainContext, Hold
 from rlhfkit.domains.samples import TEXT_SAMPLES, text_samples
+from rlhfkit.domains.text_objective import Judge, Objective, ObjectiveConfig, ScoreFn, ScoreFunction, load_function
+from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.formats.prompts import read_prompts, split_prompts
 from rlhfkit.feedback.mix import query_size
 from rlhfkit.models.text import TextPolicy
 from rlhfkit.models.text_batch import Prompt
-from rlhfkit.models.text_builders import load_causal_lm, reward_model_config
+from rlhfkit.models.text_builders import ModelFolderError, load_causal_lm, reward_model_config
 from rlhfkit.optimize.group.trainer import GroupPGConfig, GroupPGTrainer
 from rlhfkit.optimize.ppo.lm_trainer import TextPPOConfig, TextPPOTrainer
-from rlhfkit.reward.transformer import RewardModelScorer, SequenceRewardModel
+from rlhfkit.reward.transformer import RewardModelScorer, SequenceRewardModel, load_reward_model
 from rlhfkit.tasks import text as describe_task
-from rlhfkit.types import Content, Generation, Query, completion_text, new_id
+from rlhfkit.types import Content, Generation, Query, Text, completion_text, new_id
 
-TEXT_TASKS = ("text:describe",)
-"""The built-in text tasks."""
+TEXT_TASKS = ("text:describe", "text:chat")
+"""The text tasks: the built-in toy task, and your own model, prompts and reward."""
+
+EVAL_SEED = 123_457
+"""The evaluation's sampling seed: every round answers the same prompts under the same random numbers."""
+
+CHAT_INSTRUCTIONS = (
+    "Read the prompt and both replies. Choose the reply that answers the prompt better: helpful, correct, "
+    "honest and harmless. Say they are about equal when neither is better."
+)
+"""What people are asked on a text:chat run when the config gives no feedback.instructions."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +110,15 @@ class TextConfig:
     """Step 3 with optimizer = 'ppo' (its max_new_tokens is text.max_new_tokens)."""
     base: TextBaseConfig = field(default_factory=TextBaseConfig)
     """The base model."""
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    """What the policy maximises: the loop's reward model, your reward functions, or a weighted sum."""
+    true_reward: str = ""
+    """A known reward, "module:function" (or "path/to/file.py:function") taking (prompts, completions) and returning
+    one float per completion: the simulated human judges by it and the evaluation reports it as true_return;
+    empty = the task's own (text:describe) or none (text:chat)."""
+    judge: str = ""
+    """A judge, "module:function" taking (prompts, completions_a, completions_b) and returning P(a is better) per
+    row: the evaluation reports win_rate_vs_base, the policy's completions against the base's; empty = none."""
 
     def __post_init__(self) -> None:
         require(
@@ -105,6 +138,22 @@ class TextConfig:
                 )
 
 
+def check_text_parts(config: TextConfig) -> None:
+    """Read the user's parts a text run names (prompts, functions, the reward model's folder) before a run folder is
+    written; raises the error that names the first one that is unusable."""
+    if config.prompts:
+        split_prompts(read_prompts(config.prompts), config.heldout_prompts)
+    for spec in config.objective.functions:
+        load_function(spec, "text.objective.functions")
+    if config.true_reward:
+        load_function(config.true_reward, "text.true_reward")
+    if config.judge:
+        load_function(config.judge, "text.judge")
+    folder = config.objective.reward_model
+    if folder and not (Path(folder) / "config.json").is_file():
+        raise ModelFolderError(f"text.objective.reward_model: {folder}: not a folder saved with save_pretrained")
+
+
 class TextDomain:
     """A causal language model in the loop (see the module docstring and :class:`~rlhfkit.domains.base.Domain`)."""
 
@@ -114,26 +163,28 @@ class TextDomain:
     def __init__(self, ctx: DomainContext, config: TextConfig) -> None:
         self.ctx = ctx
         self.config = config
-        self.prompts: list[Prompt] = list(describe_task.prompts())
+        describe = ctx.task == "text:describe"
+        self.prompts: list[Prompt] = list(describe_task.prompts()) if describe else []
         self.eval_prompts = self.prompts
         if config.prompts:
             self.prompts, self.eval_prompts = split_prompts(read_prompts(config.prompts), config.heldout_prompts)
-        self.instructions = describe_task.INSTRUCTIONS
-        self.teacher_reward: Callable[[Content], np.ndarray] = lambda t: np.array(
-            describe_task.true_reward(completion_text(t))
+        self.instructions = describe_task.INSTRUCTIONS if describe else CHAT_INSTRUCTIONS
+        self.true_scores: ScoreFn | None = (
+            ScoreFunction(config.true_reward, "text.true_reward")
+            if config.true_reward
+            else (lambda _, completions: describe_task.true_rewards(completions))
+            if describe
+            else None
         )
+        self.judge = Judge(config.judge) if config.judge else None
         torch.manual_seed(ctx.seed)
         model, tokenizer = self._base_model()
         self.tokenizer = tokenizer
         self.policy = TextPolicy(model, tokenizer, value_head=config.optimizer == "ppo")
         self.ref = self.policy.frozen_copy()
-        # The reward model: a sequence classifier of the base's own architecture (GPT-2, Llama, Qwen2, ...).
-        rm_config = reward_model_config(model.config)
-        if rm_config.pad_token_id is None:
-            rm_config.pad_token_id = tokenizer.pad_token_id
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(ctx.seed + 1)
-            self.model = AutoModelForSequenceClassification.from_config(rm_config)
+        self.model, self.rm_tokenizer = self._reward_model(model.config)
+        self.objective = Objective(config.objective, self.learned_reward)
+        self.base_completions: list[str] | None = None  # the base policy's evaluation completions, once
         self.trainer: GroupPGTrainer | TextPPOTrainer = (
             TextPPOTrainer(self.policy, self.ref, config.ppo, seed=ctx.seed, kl=ctx.kl)
             if config.optimizer == "ppo"
@@ -153,6 +204,22 @@ class TextDomain:
         model.save_pretrained(cached)
         tokenizer.save_pretrained(cached)
         return model, tokenizer
+
+    def _reward_model(self, lm_config: Any) -> tuple[Any, Any]:
+        """The loop's reward model and its tokenizer: loaded from the objective's folder, or a sequence
+        classifier of the base's own architecture (GPT-2, Llama, Qwen2, ...) reading the policy's tokens."""
+        folder = self.config.objective.reward_model
+        if folder:
+            try:
+                return load_reward_model(folder, [])
+            except ModelFolderError as e:
+                raise ModelFolderError(str(e).replace("--model", "text.objective.reward_model", 1)) from None
+        rm_config = reward_model_config(lm_config)
+        if rm_config.pad_token_id is None:
+            rm_config.pad_token_id = self.tokenizer.pad_token_id
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.ctx.seed + 1)
+            return AutoModelForSequenceClassification.from_config(rm_config), self.tokenizer
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -178,45 +245,63 @@ class TextDomain:
             ]
         return gens, queries
 
-    def reward_model(self) -> SequenceRewardModel:
-        return SequenceRewardModel(self.model, self.tokenizer)
+    def reward_model(self) -> SequenceRewardModel | None:
+        """The reward model to fit, or None when the objective keeps it frozen or leaves it out."""
+        return SequenceRewardModel(self.model, self.rm_tokenizer) if self.config.objective.learns else None
+
+    def teacher_reward(self, content: Content) -> np.ndarray:
+        """The true reward the simulated human judges by (text:describe's, or ``[text] true_reward``)."""
+        if self.true_scores is None:
+            raise ConfigError(
+                f"{self.ctx.task} has no true reward for the simulated human to judge by: "
+                "set text.true_reward = 'module:function', or feedback.human = 'web'"
+            )
+        assert isinstance(content, Text)
+        return np.asarray(self.true_scores([content.prompt], [completion_text(content)])[0])
 
     def true_return(self, content: Content) -> float:
-        return describe_task.true_reward(completion_text(content))
+        return float(self.teacher_reward(content)) if self.true_scores is not None else float("nan")
 
     def learned_reward(self, prompts: Sequence[Prompt], completions: Sequence[str]) -> np.ndarray:
         """The reward model's score of each (prompt, completion)."""
-        return RewardModelScorer(self.model, self.tokenizer)(prompts, completions)
+        return RewardModelScorer(self.model, self.rm_tokenizer)(prompts, completions)
 
     def optimize(self, round_: int, hold: Hold) -> None:
-        """``steps_per_round`` steps of the configured optimiser on the learned reward; ``hold`` before each."""
+        """``steps_per_round`` steps of the configured optimiser on the objective; ``hold`` before each."""
         steps = self.config.steps_per_round
         for _ in tqdm(range(steps), desc=f"round {round_} policy", leave=False, disable=not self.ctx.progress):
             hold()
-            self.trainer.step(self.prompts, self.learned_reward)
+            self.trainer.step(self.prompts, self.objective)
 
     @torch.no_grad()
     def evaluate(self) -> tuple[dict[str, float], dict[str, Any]]:
-        """Metrics on every prompt at a fixed seed, and samples of the same completions (no extra sampling)."""
+        """Metrics on the evaluation prompts at a fixed seed, and samples of the same completions."""
         n = self.config.eval_per_prompt
-        batch = self.policy.generate(self.eval_prompts, self.config.max_new_tokens, n, seed=123_457)
+        batch = self.policy.generate(self.eval_prompts, self.config.max_new_tokens, n, seed=EVAL_SEED)
         owners = [self.eval_prompts[int(j)] for j in batch.prompt_index]
-        true = describe_task.true_rewards(batch.completions)
-        learned = self.learned_reward(owners, batch.completions)
-        proxy = [describe_task.proxy_reward(c) for c in batch.completions]
+        nan = np.full(len(owners), np.nan)
+        true = self.true_scores(owners, batch.completions) if self.true_scores is not None else nan
+        terms = self.objective.terms(owners, batch.completions)
+        learned = terms["reward_model"] if "reward_model" in terms else self.learned_reward(owners, batch.completions)
         logp = batch.logp  # the sampler's log-probs equal the policy's (see TextPolicy)
         ref_logp = self.ref.sampled_logp(batch)
         mask = batch.completion_mask.to(logp.dtype)
         kl = ((logp - ref_logp) * mask).sum(-1)  # k1 per sequence: unbiased for KL(pi || pi_base)
-        words = [len(c.split()) for c in batch.completions]
         metrics = {
             "true_return": float(true.mean()),
             "true_return_std": float(true.std()),
             "learned_return": float(learned.mean()),
-            "proxy_return": float(np.mean(proxy)),
+            # the same reward model on the base's completions: a gain that a refit's new scale cannot fake
+            "learned_return_vs_base": float(learned.mean() - self.learned_reward(owners, self._base(owners)).mean()),
+            "objective_return": float(self.objective.combine(terms).mean()),
             "kl_to_base": float(kl.mean()),
-            "length_words": float(np.mean(words)),
+            "length_words": float(np.mean([len(c.split()) for c in batch.completions])),
+            "length_tokens": float(mask.sum(-1).mean()),
         }
+        if self.ctx.task == "text:describe":
+            metrics["proxy_return"] = float(np.mean([describe_task.proxy_reward(c) for c in batch.completions]))
+        if self.judge is not None:
+            metrics["win_rate_vs_base"] = float(self.judge(owners, batch.completions, self._base(owners)).mean())
         first = [i * n for i in range(min(TEXT_SAMPLES, len(self.eval_prompts)))]  # each prompt's first completion
         samples = text_samples(
             [self.eval_prompts[int(batch.prompt_index[i])] for i in first],
@@ -225,6 +310,16 @@ class TextDomain:
             [float(learned[i]) for i in first],
         )
         return metrics, samples
+
+    def _base(self, owners: Sequence[Prompt]) -> list[str]:
+        """The base policy's completions of the evaluation prompts at the evaluation's seed (made once)."""
+        if self.base_completions is None:
+            n = self.config.eval_per_prompt
+            batch = self.ref.generate(self.eval_prompts, self.config.max_new_tokens, n, seed=EVAL_SEED + 1)
+            self.base_completions = list(batch.completions)
+        if len(self.base_completions) != len(owners):
+            raise RuntimeError("the base completions do not match the evaluation prompts")
+        return self.base_completions
 
     def counters(self) -> dict[str, float]:
         return {"generated_tokens": self.trainer.generated_tokens}  # an int in metrics.jsonl

@@ -93,13 +93,30 @@ def pretrain_base_model(
 
     Returns ``(model, tokenizer)``; save both with ``save_pretrained`` to reuse them.
     """
-    import torch
-
     from rlhfkit.models.text_builders import tiny_gpt2, train_tiny_tokenizer
 
     sentences = corpus(n_sentences, seed)
     tokenizer = train_tiny_tokenizer(sentences, vocab_size=320)
     model = tiny_gpt2(tokenizer, n_layer=2, n_embd=64, n_head=4, n_positions=64, seed=seed)
+    pretrain(model, tokenizer, sentences, steps, batch_size, lr, seed)
+    return model, tokenizer
+
+
+def pretrain(
+    model: Any,
+    tokenizer: Any,
+    sentences: Sequence[str],
+    steps: int,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> None:
+    """Train any causal LM on ``sentences`` (each between eos tokens), AdamW with a linearly decaying rate; in place.
+
+    Makes a "competent but unaligned" base of any architecture from the task's :func:`corpus`.
+    """
+    import torch
+
     eos = tokenizer.eos_token_id
     encoded = [[eos, *tokenizer(s, add_special_tokens=False)["input_ids"], eos] for s in sentences]
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
@@ -121,4 +138,3 @@ def pretrain_base_model(
         loss.backward()
         opt.step()
     model.eval()
-    return model, tokenizer
