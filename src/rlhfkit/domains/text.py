@@ -24,7 +24,8 @@ functions, or a weighted sum.
 3. **optimise** the objective with RLOO or GRPO (``beta * KL(pi || pi_base)`` per
    token in the loss) or PPO (the KL per token in the reward), ``steps_per_round`` steps;
 4. **evaluate** on the evaluation prompts at a fixed seed (the same random numbers
-   every round): ``learned_return`` (the reward model's mean score) and
+   every round): ``learned_return`` (the reward model's mean score; NaN where the objective leaves
+   it out) and
    ``learned_return_vs_base`` (its mean score of the policy's completions minus that of the
    base's, both scored by this round's reward model),
    ``objective_return`` (what the policy maximises), ``kl_to_base``,
@@ -282,7 +283,8 @@ class TextDomain:
         nan = np.full(len(owners), np.nan)
         true = self.true_scores(owners, batch.completions) if self.true_scores is not None else nan
         terms = self.objective.terms(owners, batch.completions)
-        learned = terms["reward_model"] if "reward_model" in terms else self.learned_reward(owners, batch.completions)
+        learned = terms.get("reward_model", nan)  # NaN where the objective leaves the reward model out
+        base_learned = self.learned_reward(owners, self._base(owners)) if "reward_model" in terms else nan
         logp = batch.logp  # the sampler's log-probs equal the policy's (see TextPolicy)
         ref_logp = self.ref.sampled_logp(batch)
         mask = batch.completion_mask.to(logp.dtype)
@@ -292,7 +294,7 @@ class TextDomain:
             "true_return_std": float(true.std()),
             "learned_return": float(learned.mean()),
             # the same reward model on the base's completions: a gain that a refit's new scale cannot fake
-            "learned_return_vs_base": float(learned.mean() - self.learned_reward(owners, self._base(owners)).mean()),
+            "learned_return_vs_base": float(learned.mean() - base_learned.mean()),
             "objective_return": float(self.objective.combine(terms).mean()),
             "kl_to_base": float(kl.mean()),
             "length_words": float(np.mean([len(c.split()) for c in batch.completions])),
