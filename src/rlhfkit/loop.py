@@ -53,6 +53,7 @@ from rlhfkit.feedback.mix import KindTools, run_kind_setup, split_queries
 from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore
 from rlhfkit.feedback.teacher import Human, SimulatedHuman, TeacherConfig
 from rlhfkit.feedback.web import WebHuman, open_run_store
+from rlhfkit.feedback.win_rate import is_evaluation, write_win_rates
 from rlhfkit.files import atomic_torch_save, atomic_write_bytes
 from rlhfkit.reward.fit import NoUsableFeedbackError, RewardMetrics, fit_reward
 from rlhfkit.tasks import get_task
@@ -280,6 +281,22 @@ class Run:
                 "Everything stored is kept."
             ) from None
 
+    def ask_evaluation(self, k: int, now: bool) -> dict[str, float]:
+        """After round ``k``'s evaluation: store the domain's comparisons of the policy against the base (once per
+        round), ask them ``now`` (the simulated human; people answer in the app when they can), write the
+        verdicts so far to ``win_rates.json``; returns ``people_win_rate_vs_base`` of round ``k`` where asked."""
+        stored = [q for q in self.store.queries(round=k) if is_evaluation(q.id)]
+        if not stored:
+            gens, stored = self.domain.evaluation_queries(k, np.random.default_rng([self.config.seed, k, 1]))
+            if not stored:
+                return {}
+            self.store.add_generations(gens)
+            self.store.add_queries(stored)
+        if now:
+            self.ask(stored)
+        rate = {r.round: r.win_rate for r in write_win_rates(self.dir, self.store)}.get(k, float("nan"))
+        return {"people_win_rate_vs_base": rate}
+
     def human_minutes(self) -> float:
         """Human-minutes spent on every stored answer, by the configured effort costs."""
         return self.config.feedback.effort.total_minutes(self.store.feedback())
@@ -333,7 +350,8 @@ class Run:
         # 4. evaluate, checkpoint
         self.round = k
         metrics, samples = self.domain.evaluate()
-        row = {**self._row(k, metrics, rm), "seconds": time.time() - t0}
+        verdict = self.ask_evaluation(k, web is None)
+        row = {**self._row(k, metrics, rm), **verdict, "seconds": time.time() - t0}
         self.history.append(row)
         write_samples(self.dir, k, samples)
         self._checkpoint()

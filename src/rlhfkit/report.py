@@ -25,6 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from rlhfkit.feedback.win_rate import WinRate, read_win_rates
 from rlhfkit.files import atomic_write_bytes
 
 _COLUMNS = [
@@ -315,6 +316,21 @@ table.samples .score{color:#666;font-size:0.85em;white-space:nowrap}
 pre{background:#f4f4f4;padding:1em;overflow-x:auto}"""
 
 
+def _verdicts(rates: list[WinRate]) -> str:
+    """People's comparisons of each round's policy against the base (empty where the run asks none)."""
+    if not rates:
+        return ""
+    body = "\n".join(f"<tr><td>{r.round:,}</td><td>{r.answers:,}</td><td>{_fmt(r.win_rate)}</td></tr>" for r in rates)
+    return (
+        "<h2>Judged by people against the base</h2>\n"
+        "<p>Each round's policy against the base policy on held-out prompts, asked after the round's evaluation "
+        "and never fitted; a tie counts half. Answers that arrive later show when the report is written again "
+        "(<code>rlhfkit report RUN_DIR</code>).</p>\n"
+        "<table>\n<thead><tr><th>round</th><th>answers</th><th>win rate</th></tr></thead>\n"
+        f"<tbody>\n{body}\n</tbody>\n</table>"
+    )
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write ``plots/*.png`` and ``report.html`` into ``run_dir``; returns the report's path."""
     from rlhfkit.report_samples import samples_section  # it formats numbers with this module's `number`
@@ -339,6 +355,7 @@ def write_report(run_dir: str | Path) -> Path:
 <h2>Summary</h2>
 {_summary(rows)}
 {note_html}{samples_section(run_dir, [int(_num(r["round"])) for r in rows])}
+{_verdicts(read_win_rates(run_dir))}
 <h2>Plots</h2>
 <div class="plots">
 {figs}

@@ -65,6 +65,9 @@ class BanditDomain:
         gens = [Generation(new_id(rng), round_, f"round-{round_ - 1}", Text("say a word", WORDS[w])) for w in words]
         return gens, select_queries(gens, counts, rng)
 
+    def evaluation_queries(self, round_: int, rng: np.random.Generator) -> tuple[list[Generation], list[Query]]:
+        return [], []  # judged by its true reward
+
     def reward_model(self) -> TextFeatureRewardModel:
         return self.model
 

@@ -23,6 +23,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCau
 from rlhfkit.cli import main
 from rlhfkit.config import ConfigError, load_config
 from rlhfkit.domains.text import TextDomain
+from rlhfkit.feedback.win_rate import read_win_rates
 from rlhfkit.loop import Run
 from rlhfkit.models.text_builders import train_tiny_tokenizer
 from rlhfkit.tasks import text as describe_task
@@ -182,6 +183,8 @@ def test_people_answering_over_http_refit_the_reward_model(parts: Path, tmp_path
     web = '\n[feedback]\nhuman = "web"\ninitial_comparisons = 16\ncomparisons_per_round = 8\nweb_min_answers = 8\n'
     web += "web_poll_s = 0.05\n"
     config = _config(parts, tmp_path, "llama", f'reward_model = "{parts}/rm"', web)
+    text = config.read_text(encoding="utf-8").replace("[text.group]", "people_win_rate = 4\n\n[text.group]")
+    config.write_text(text, encoding="utf-8")
     run = Run.create(load_config(config), tmp_path / "run", progress=False)
     assert isinstance(run.domain, TextDomain) and run.domain.reward_model() is not None
     token = add_annotator(run.store, "erin")
@@ -212,6 +215,9 @@ def test_people_answering_over_http_refit_the_reward_model(parts: Path, tmp_path
     assert history[-1]["rm_train_pairs"] > 0  # refitted on the people's answers
     # each refit has its own scale: compare the policy with the base under the last round's reward model
     assert _rise(history, "learned_return") > 0 and history[-1]["learned_return_vs_base"] >= MIN_RISE
+    verdicts = read_win_rates(tmp_path / "run")  # people's own comparisons of the policy against the base
+    print(f"people's verdicts: {verdicts}")
+    assert verdicts[0].round == 1 and verdicts[0].answers == 4
     assert history[-1]["kl_to_base"] <= MAX_KL
 
 

@@ -76,8 +76,16 @@ def run_command(args: argparse.Namespace) -> int:
 
 def report_command(args: argparse.Namespace) -> int:
     """Rebuild ``RUN_DIR/report.html`` and print its path."""
+    from rlhfkit.config import load_config
+    from rlhfkit.feedback.web import open_run_store
+    from rlhfkit.feedback.win_rate import write_win_rates
     from rlhfkit.report import write_report
 
+    config_path = Path(args.run_dir) / "config.toml"
+    if config_path.is_file():  # people's verdicts on the policy may have arrived since the run wrote its report
+        config = load_config(config_path, notes=[])
+        if config.text is not None and config.text.people_win_rate > 0:
+            write_win_rates(Path(args.run_dir), open_run_store(args.run_dir, config.feedback.store_url))
     print(write_report(args.run_dir))
     return 0
 

@@ -87,6 +87,11 @@ class Domain(Protocol):
         """``counts[kind]`` queries of each kind about new generations of the current policy (round ``round_``)."""
         ...
 
+    def evaluation_queries(self, round_: int, rng: np.random.Generator) -> tuple[list[Generation], list[Query]]:
+        """Comparisons of the current policy against the base for people to judge, asked after each round's
+        evaluation and never fitted (ids starting ``eval-``, :mod:`rlhfkit.feedback.win_rate`); empty for none."""
+        ...
+
     def reward_model(self) -> RewardModel | None:
         """The reward model, wrapped for the one reward fit; None when the policy's reward is fixed (a frozen
         reward model, a reward function): the loop then asks no queries and fits nothing."""

@@ -290,6 +290,10 @@ class ControlDomain:
         used = {gid for q in queries for gid in q.generation_ids}
         return [g for g in gens if g.id in used], queries
 
+    def evaluation_queries(self, round_: int, rng: np.random.Generator) -> tuple[list[Generation], list[Query]]:
+        """None: a control run is judged by its true return."""
+        return [], []
+
     def reward_model(self) -> SegmentRewardModel:
         return SegmentRewardModel(self.model, discrete=self.spec.n_actions is not None)
 

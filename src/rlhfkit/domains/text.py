@@ -54,6 +54,7 @@ from rlhfkit.domains.text_objective import Judge, Objective, ObjectiveConfig, Sc
 from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.formats.prompts import read_prompts, split_prompts
 from rlhfkit.feedback.mix import query_size
+from rlhfkit.feedback.win_rate import BASE_POLICY, EVALUATION_PREFIX
 from rlhfkit.models.text import TextPolicy
 from rlhfkit.models.text_batch import Prompt
 from rlhfkit.models.text_builders import ModelFolderError, load_causal_lm, reward_model_config
@@ -117,6 +118,10 @@ class TextConfig:
     """A known reward, "module:function" (or "path/to/file.py:function") taking (prompts, completions) and returning
     one float per completion: the simulated human judges by it and the evaluation reports it as true_return;
     empty = the task's own (text:describe) or none (text:chat)."""
+    people_win_rate: int = 0
+    """Comparisons per round of the round's policy against the base on held-out prompts, asked of the human after
+    each round's evaluation; the answers are stored, never fitted, and the report shows the policy's win rate
+    per round (people answer when they can; the simulated human at once); 0 = none."""
     judge: str = ""
     """A judge, "module:function" taking (prompts, completions_a, completions_b) and returning P(a is better) per
     row: the evaluation reports win_rate_vs_base, the policy's completions against the base's; empty = none."""
@@ -129,6 +134,7 @@ class TextConfig:
                 "eval_per_prompt": (positive, ">= 1"),
                 "max_new_tokens": (positive, ">= 1"),
                 "heldout_prompts": (lambda f: 0.0 < f < 1.0, "in (0, 1)"),
+                "people_win_rate": (lambda n: n >= 0, ">= 0"),
             },
         )
         for name in ("group", "ppo"):
@@ -244,6 +250,30 @@ class TextDomain:
                 Query(new_id(rng), tuple(g.id for g in new[size * q : size * (q + 1)]), round_, kind=kind)
                 for q in range(count)
             ]
+        return gens, queries
+
+    def evaluation_queries(self, round_: int, rng: np.random.Generator) -> tuple[list[Generation], list[Query]]:
+        """``people_win_rate`` comparisons of the policy's and the base's completions of held-out prompts (the
+        policy's side drawn per query), for people to judge; never fitted (:mod:`rlhfkit.feedback.win_rate`)."""
+        n = self.config.people_win_rate
+        if n == 0:
+            return [], []
+        prompts = [self.eval_prompts[int(i)] for i in rng.integers(0, len(self.eval_prompts), n)]
+        seed = self.ctx.seed * 1000 + round_ + 200_003
+        with torch.no_grad():
+            mine = self.policy.generate(prompts, self.config.max_new_tokens, seed=seed).to_texts(prompts)
+            base = self.ref.generate(prompts, self.config.max_new_tokens, seed=seed + 1).to_texts(prompts)
+        gens: list[Generation] = []
+        queries: list[Query] = []
+        for policy_text, base_text in zip(mine, base, strict=True):
+            pair = [
+                Generation(new_id(rng), round_, f"round-{round_}", policy_text),
+                Generation(new_id(rng), round_, BASE_POLICY, base_text),
+            ]
+            if rng.random() < 0.5:
+                pair.reverse()
+            gens += pair
+            queries.append(Query(EVALUATION_PREFIX + new_id(rng), (pair[0].id, pair[1].id), round_))
         return gens, queries
 
     def reward_model(self) -> SequenceRewardModel | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from rlhfkit.feedback.win_rate import is_evaluation
 from rlhfkit.feedback_records import Feedback
 from rlhfkit.types import Content, Generation, Query
 
@@ -86,8 +87,12 @@ class AnswerSet:
 
 
 def read_answers(store: FeedbackStore, kinds: Sequence[str] | None = None) -> AnswerSet:
-    """Every stored answer (of ``kinds``, default all) with its queries and the generations they show."""
-    feedback = [f for f in store.feedback() if kinds is None or f.kind in kinds]
+    """Every stored answer (of ``kinds``, default all) with its queries and the generations they show.
+
+    Answers to evaluation comparisons (:mod:`rlhfkit.feedback.win_rate`) are left out: they judge the
+    policy and are never fitted.
+    """
+    feedback = [f for f in store.feedback() if (kinds is None or f.kind in kinds) and not is_evaluation(f.query_id)]
     asked = {f.query_id for f in feedback}
     queries = {q.id: q for q in store.queries() if q.id in asked}
     generations = store.generations(sorted({g for q in queries.values() for g in q.generation_ids}))

@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore, LoopStatus
+from rlhfkit.feedback.win_rate import is_evaluation
 from rlhfkit.feedback_records import Comparison
 from rlhfkit.types import Generation, Query
 
@@ -122,8 +123,9 @@ class WebHuman:
         return None  # people answer in the app; their answers reach the loop through the store
 
     def usable_answers(self) -> int:
-        """Stored answers of every kind that a fit can use (not incomparable, not "none of these")."""
-        return sum(1 for f in self.store.feedback() if getattr(f, "usable", True))
+        """Stored answers of every kind that a fit can use (not incomparable, not "none of these", not an
+        evaluation comparison)."""
+        return sum(1 for f in self.store.feedback() if getattr(f, "usable", True) and not is_evaluation(f.query_id))
 
     def _status(self, round_: int, phase: str, answers: int | None = None, needed: int | None = None) -> None:
         self.store.set_loop_status(LoopStatus(round_, phase, answers=answers, needed=needed))
