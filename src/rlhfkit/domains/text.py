@@ -20,6 +20,11 @@ held-out share for evaluation.
 4. **evaluate** on the evaluation prompts at a fixed seed: true reward, learned reward, the
    task's proxy, completion length and KL to the base model (``true_return``,
    ``learned_return``, ``kl_to_base`` in ``metrics.jsonl``, as for control).
+
+Larger models on one device (``[text.policy_memory]``, ``[text.reward_memory]``,
+:mod:`rlhfkit.models.adapters`): LoRA adapters, activation checkpointing and bf16 weights.
+With a LoRA policy the base policy is the same model with its adapters off (no second copy),
+and a LoRA reward model starts from the base's body rather than a random one.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from rlhfkit.domains.base import DomainContext, Hold
 from rlhfkit.domains.samples import TEXT_SAMPLES, text_samples
 from rlhfkit.feedback.formats.prompts import read_prompts, split_prompts
 from rlhfkit.feedback.mix import query_size
+from rlhfkit.models.adapters import MemoryConfig, prepare_model, reference_policy
 from rlhfkit.models.text import TextPolicy
 from rlhfkit.models.text_batch import Prompt
 from rlhfkit.models.text_builders import load_causal_lm, reward_model_config
@@ -86,6 +92,12 @@ class TextConfig:
     """Step 3 with optimizer = 'ppo' (its max_new_tokens is text.max_new_tokens)."""
     base: TextBaseConfig = field(default_factory=TextBaseConfig)
     """The base model."""
+    policy_memory: MemoryConfig = field(default_factory=MemoryConfig)
+    """How the policy trains within less memory: LoRA (the base policy is then the same model with its adapters
+    off), activation checkpointing, bf16."""
+    reward_memory: MemoryConfig = field(default_factory=MemoryConfig)
+    """How the reward model trains within less memory: LoRA (the reward model then starts from the base's body,
+    its reward head and adapters train), activation checkpointing, bf16."""
 
     def __post_init__(self) -> None:
         require(
@@ -103,6 +115,11 @@ class TextConfig:
                     f"{name}.max_new_tokens ({getattr(self, name).max_new_tokens}) differs from max_new_tokens "
                     f"({self.max_new_tokens}); set the length once, as text.max_new_tokens"
                 )
+        if self.policy_memory.lora_dropout != 0:
+            raise ValueError(
+                f"policy_memory.lora_dropout must be 0, got {self.policy_memory.lora_dropout}: the policy runs without "
+                "dropout, so that its sampled log-probs equal its training log-probs"
+            )
 
 
 class TextDomain:
@@ -125,20 +142,32 @@ class TextDomain:
         torch.manual_seed(ctx.seed)
         model, tokenizer = self._base_model()
         self.tokenizer = tokenizer
-        self.policy = TextPolicy(model, tokenizer, value_head=config.optimizer == "ppo")
-        self.ref = self.policy.frozen_copy()
-        # The reward model: a sequence classifier of the base's own architecture (GPT-2, Llama, Qwen2, ...).
-        rm_config = reward_model_config(model.config)
-        if rm_config.pad_token_id is None:
-            rm_config.pad_token_id = tokenizer.pad_token_id
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(ctx.seed + 1)
-            self.model = AutoModelForSequenceClassification.from_config(rm_config)
+        # the reward model first: a LoRA one copies the base's body before the policy's options change it
+        self.model = prepare_model(self._new_reward_model(model), config.reward_memory, "seq_cls", "text.reward_memory")
+        policy_model = prepare_model(model, config.policy_memory, "causal_lm", "text.policy_memory")
+        self.policy = TextPolicy(policy_model, tokenizer, value_head=config.optimizer == "ppo")
+        self.ref = reference_policy(self.policy)  # a frozen copy, or with LoRA the policy's model, adapters off
         self.trainer: GroupPGTrainer | TextPPOTrainer = (
             TextPPOTrainer(self.policy, self.ref, config.ppo, seed=ctx.seed, kl=ctx.kl)
             if config.optimizer == "ppo"
             else GroupPGTrainer(self.policy, self.ref, config.group, ctx.seed, config.optimizer, ctx.kl)
         )
+
+    def _new_reward_model(self, base: Any) -> Any:
+        """A sequence classifier of the base's own architecture (GPT-2, Llama, Qwen2, ...), seeded by the run.
+
+        Randomly initialised; with LoRA (``reward_memory.lora_r``) its body is the base's, since adapters on a
+        frozen random body would leave little to learn beside the head.
+        """
+        rm_config = reward_model_config(base.config)
+        if rm_config.pad_token_id is None:
+            rm_config.pad_token_id = self.tokenizer.pad_token_id
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.ctx.seed + 1)
+            model = AutoModelForSequenceClassification.from_config(rm_config)
+        if self.config.reward_memory.lora_r:
+            model.base_model.load_state_dict(base.base_model.state_dict())
+        return model
 
     def _base_model(self) -> tuple[Any, Any]:
         cfg = self.config.base
