@@ -252,3 +252,42 @@ def test_a_lora_reward_model_trains_its_head_and_checkpointing_keeps_its_gradien
     assert grads[0].keys() == grads[1].keys() == set(names)
     for name in names:
         torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def _preference_file(path: Path, n: int) -> Path:
+    """``n`` pairs of task completions, the one the task's true reward prefers first."""
+    import json
+
+    rng = np.random.default_rng(0)
+    corpus = describe_task.corpus(4 * n, seed=0)
+    rows: list[str] = []
+    while len(rows) < n:
+        a, b = (corpus[int(i)].split(" is", 1)[1] for i in rng.integers(0, len(corpus), 2))
+        if describe_task.true_reward(a) != describe_task.true_reward(b):
+            chosen, rejected = (a, b) if describe_task.true_reward(a) > describe_task.true_reward(b) else (b, a)
+            prompt = f"the {rng.choice(describe_task.SUBJECTS)} is"
+            rows.append(json.dumps({"prompt": prompt, "chosen": chosen, "rejected": rejected}) + "\n")
+    path.write_text("".join(rows), encoding="utf-8")
+    return path
+
+
+def test_dpo_and_fit_reward_train_lora_adapters_and_save_them_merged(base_folder: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    from rlhfkit.cli import main
+
+    data = _preference_file(tmp_path / "pairs.jsonl", 24)
+    base, _ = load_causal_lm(base_folder)
+    lora = ["--lora-r", "4", "--gradient-checkpointing"]
+    common = ["--data", str(data), "--model", str(base_folder), "--lr", "1e-2", *lora]
+    assert main(["dpo", *common, "--out", str(tmp_path / "dpo")]) == 0
+    assert main(["fit-reward", *common, "--out", str(tmp_path / "rm"), "--eval-frac", "0.5"]) == 0
+
+    policy, _ = load_causal_lm(tmp_path / "dpo")  # a plain model: the adapters are merged in
+    reward = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm")
+    for model in (policy, reward):
+        state = model.state_dict()
+        assert not any("lora" in k or "base_layer" in k or "modules_to_save" in k for k in state)
+        q, embed = "model.layers.0.self_attn.q_proj.weight", "model.embed_tokens.weight"
+        assert not torch.allclose(state[q], base.state_dict()[q])  # the merged adapter changed q_proj
+        assert torch.equal(state[embed], base.state_dict()[embed])  # frozen: no adapter on the embeddings

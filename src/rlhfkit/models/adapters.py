@@ -185,6 +185,15 @@ def unwrap(model: nn.Module) -> nn.Module:
     return get_base() if has_adapters(model) and callable(get_base) else model
 
 
+def merged(model: nn.Module) -> Any:
+    """A peft model's adapters merged into its weights, as a plain transformers model to ``save_pretrained``.
+
+    The merge is in place (the adapters are gone afterwards); any other model is returned as it is.
+    """
+    merge = getattr(model, "merge_and_unload", None)
+    return merge() if has_adapters(model) and callable(merge) else model
+
+
 def trainable_share(module: nn.Module) -> tuple[int, int]:
     """``(trainable, total)`` parameter counts (a reward head's frozen original included in the total)."""
     params = list(module.parameters())
