@@ -85,13 +85,14 @@ def base_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def lora_domain(base: Path, run_dir: Path) -> TextDomain:
+def lora_domain(base: Path, run_dir: Path, optimizer: str = "grpo") -> TextDomain:
     config = TextConfig(
+        optimizer=optimizer,  # type: ignore[arg-type]  # a Literal, from the test's parameter
         steps_per_round=3,
         eval_per_prompt=4,
         max_new_tokens=8,
         group=GroupPGConfig(max_new_tokens=8, n_per_prompt=2, prompts_per_step=3, lr=1e-2),
-        ppo=TextPPOConfig(max_new_tokens=8),
+        ppo=TextPPOConfig(max_new_tokens=8, prompts_per_step=4, minibatch_size=4, update_epochs=2, lr=1e-2),
         base=TextBaseConfig(path=str(base)),
         policy_memory=MemoryConfig(lora_r=4),
         reward_memory=MemoryConfig(lora_r=4),
@@ -100,8 +101,11 @@ def lora_domain(base: Path, run_dir: Path) -> TextDomain:
     return TextDomain(ctx, config)
 
 
-def test_kl_to_base_is_measured_against_the_policy_with_its_adapters_off(base_folder: Path, tmp_path: Path) -> None:
-    domain = lora_domain(base_folder, tmp_path)
+@pytest.mark.parametrize("optimizer", ["grpo", "ppo"])
+def test_kl_to_base_is_measured_against_the_policy_with_its_adapters_off(
+    base_folder: Path, tmp_path: Path, optimizer: str
+) -> None:
+    domain = lora_domain(base_folder, tmp_path, optimizer)
     assert isinstance(domain.ref, AdapterOffReference) and domain.ref.policy is domain.policy  # no second copy
     assert all(".score." in n or "lora_" in n for n, p in domain.model.named_parameters() if p.requires_grad)
     before, _ = domain.evaluate()
@@ -109,7 +113,7 @@ def test_kl_to_base_is_measured_against_the_policy_with_its_adapters_off(base_fo
 
     domain.optimize(1, lambda: None)
     after, _ = domain.evaluate()
-    print(f"kl_to_base: {before['kl_to_base']:.2e} at round 0, {after['kl_to_base']:.4f} after 3 steps")
+    print(f"{optimizer} kl_to_base: {before['kl_to_base']:.2e} at round 0, {after['kl_to_base']:.4f} after 3 steps")
     assert after["kl_to_base"] > 1e-3
 
     untouched = TextPolicy(*load_causal_lm(base_folder), value_head=False)  # the base, read again from its folder

@@ -291,3 +291,24 @@ def test_dpo_and_fit_reward_train_lora_adapters_and_save_them_merged(base_folder
         q, embed = "model.layers.0.self_attn.q_proj.weight", "model.embed_tokens.weight"
         assert not torch.allclose(state[q], base.state_dict()[q])  # the merged adapter changed q_proj
         assert torch.equal(state[embed], base.state_dict()[embed])  # frozen: no adapter on the embeddings
+
+
+def test_gpt2_gets_adapters_on_its_conv1d_layers(tokenizer: PreTrainedTokenizerFast) -> None:
+    """The task's own tiny base is a GPT-2, whose linear layers are Conv1D (weights stored as (in, out))."""
+    import warnings
+
+    from rlhfkit.models.text_builders import tiny_gpt2
+
+    untouched = TextPolicy(tiny_gpt2(tokenizer, n_embd=64, seed=0), tokenizer, value_head=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # peft warns when it has to guess fan_in_fan_out
+        model = prepare_model(tiny_gpt2(tokenizer, n_embd=64, seed=0), MemoryConfig(lora_r=4), "causal_lm")
+    policy = TextPolicy(model, tokenizer, value_head=False)
+    assert linear_layer_names(untouched.model) == ["c_attn", "c_fc", "c_proj"]
+    perturb_adapters(policy)
+    batch = policy.generate(PROMPTS, 8, n_per_prompt=2, seed=6)
+    torch.testing.assert_close(policy.sampled_logp(batch).detach(), batch.logp, atol=2e-5, rtol=0)
+    with torch.no_grad():
+        base = untouched.sampled_logp(batch)
+    torch.testing.assert_close(reference_policy(policy).sampled_logp(batch), base, atol=1e-5, rtol=0)
+    assert float((batch.logp - base).abs().max()) > 1e-3
