@@ -64,6 +64,24 @@ def _add_fallback_scale_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_memory_args(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--lora-r``, ``--lora-alpha``, ``--gradient-checkpointing``, ``--bf16``: a :class:`MemoryConfig`'s fields."""
+    parser.add_argument(
+        "--lora-r",
+        type=int,
+        default=0,
+        help=f"train rank-r LoRA adapters of {what} on every attention and MLP linear layer, the rest frozen; "
+        "the saved model has them merged in (default 0: full fine-tuning)",
+    )
+    parser.add_argument("--lora-alpha", type=int, default=16, help="LoRA scale: updates times lora_alpha / lora_r")
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute activations in the backward pass: less memory, about one more forward pass of time",
+    )
+    parser.add_argument("--bf16", action="store_true", help="weights in bfloat16 (LoRA adapters stay float32)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlhfkit", description="Reinforcement learning from human feedback.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="labelled pairs per optimiser step (reward.batch_size); a prompt with more pairs is split across steps",
     )
     fr.add_argument("--seed", type=int, default=0)
+    _add_memory_args(fr, "the reward model (its score head trains too); for a saved model, not the random 'tiny'")
     fr.set_defaults(func=train.fit_reward_command)
     dp = sub.add_parser("dpo", help="train a language model directly on preferences (DPO or IPO)")
     _add_preference_args(dp, "a causal-LM save_pretrained folder, or the preset 'tiny'")
@@ -101,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--epochs", type=int, default=1)
     dp.add_argument("--lr", type=float, default=1e-6, help="1e-6 suits pre-trained models; the tiny preset wants ~1e-3")
     dp.add_argument("--seed", type=int, default=0)
+    _add_memory_args(dp, "the policy (the reference is then the same model with its adapters off)")
     dp.set_defaults(func=train.dpo_command)
     sv = sub.add_parser("serve", help="serve the annotation web app for a run folder")
     sv.add_argument("run_dir", metavar="RUN_DIR", help="the run folder (its feedback.sqlite, media cache)")

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rlhfkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rlhfkit.models.adapters import MemoryConfig
 
 
 def fit_reward_command(args: argparse.Namespace) -> int:
@@ -24,8 +28,9 @@ def fit_reward_command(args: argparse.Namespace) -> int:
         )
     except ValueError as e:  # a bad option value, named as the config field (batch_size for --batch-size)
         raise ConfigError(f"fit-reward: {e}") from None
+    memory = _memory_config(args, "fit-reward")
     result = fit_reward_files(
-        data, args.model, args.out, eval_data, args.format, args.skip_bad_rows, args.eval_frac, config
+        data, args.model, args.out, eval_data, args.format, args.skip_bad_rows, args.eval_frac, config, memory
     )
     for note in (
         _skipped_note(result.skipped_rows - result.skipped_eval_rows, "--data", data),
@@ -55,6 +60,7 @@ def dpo_command(args: argparse.Namespace) -> int:
 
     from rlhfkit.feedback.formats import DataFormatError, preference_file, read_preferences
     from rlhfkit.files import atomic_write_bytes
+    from rlhfkit.models.adapters import merged, prepare_model
     from rlhfkit.models.text import TextPolicy
     from rlhfkit.models.text_builders import load_causal_lm, tiny_gpt2, train_tiny_tokenizer
     from rlhfkit.optimize.dpo.trainer import DPOConfig, train_dpo
@@ -63,6 +69,7 @@ def dpo_command(args: argparse.Namespace) -> int:
         config = DPOConfig(loss=args.loss, beta=args.beta, epochs=args.epochs, lr=args.lr, seed=args.seed)
     except ValueError as e:  # a bad option value, named as the config field
         raise ConfigError(f"dpo: {e}") from None
+    memory = _memory_config(args, "dpo")
     data = preference_file(args.data, "--data")
     eval_data = preference_file(args.eval_data, "--eval-data") if args.eval_data else None
     report = read_preferences(data, args.format, args.skip_bad_rows)
@@ -89,11 +96,14 @@ def dpo_command(args: argparse.Namespace) -> int:
         model = tiny_gpt2(tokenizer, n_positions=512, seed=args.seed)
     else:
         model, tokenizer = load_causal_lm(args.model)
-    policy = TextPolicy(model, tokenizer, value_head=False)
-    metrics = train_dpo(policy, None, report.records, config, eval_records)
+    try:
+        policy = TextPolicy(prepare_model(model, memory, "causal_lm", "dpo"), tokenizer, value_head=False)
+    except ValueError as e:  # e.g. bf16 on a device without it
+        raise ConfigError(f"dpo: {e}") from None
+    metrics = train_dpo(policy, None, report.records, config, eval_records)  # a LoRA policy's reference: adapters off
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    policy.model.save_pretrained(out, safe_serialization=True)
+    merged(policy.model).save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     summary = {
         "eval_reward_accuracy": metrics.eval_reward_accuracy,
@@ -117,6 +127,21 @@ def dpo_command(args: argparse.Namespace) -> int:
         f"model in {out}"
     )
     return 0
+
+
+def _memory_config(args: argparse.Namespace, command: str) -> MemoryConfig:
+    """The command's ``--lora-r``, ``--lora-alpha``, ``--gradient-checkpointing`` and ``--bf16`` as a MemoryConfig."""
+    from rlhfkit.models.adapters import MemoryConfig
+
+    try:
+        return MemoryConfig(
+            lora_r=args.lora_r,
+            lora_alpha=args.lora_alpha,
+            gradient_checkpointing=args.gradient_checkpointing,
+            bf16=args.bf16,
+        )
+    except ValueError as e:  # named as the config field (lora_r for --lora-r)
+        raise ConfigError(f"{command}: {e}") from None
 
 
 def _skipped_note(n: int, option: str, path: str | None) -> str | None:

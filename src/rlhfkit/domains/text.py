@@ -33,6 +33,11 @@ functions, or a weighted sum.
    known (text:describe's, or ``[text] true_reward``), NaN otherwise;
    ``win_rate_vs_base`` with a ``[text] judge``: the share of evaluation prompts on
    which the judge prefers the policy's completion to the base policy's.
+
+Larger models on one device (``[text.policy_memory]``, ``[text.reward_memory]``,
+:mod:`rlhfkit.models.adapters`): LoRA adapters, activation checkpointing and bf16 weights.
+With a LoRA policy the base policy is the same model with its adapters off (no second copy),
+and a new LoRA reward model starts from the base's body rather than a random one.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.formats.prompts import read_prompts, split_prompts
 from rlhfkit.feedback.mix import query_size
 from rlhfkit.feedback.win_rate import BASE_POLICY, EVALUATION_PREFIX
+from rlhfkit.models.adapters import MemoryConfig, prepare_model, reference_policy
 from rlhfkit.models.text import TextPolicy
 from rlhfkit.models.text_batch import Prompt
 from rlhfkit.models.text_builders import ModelFolderError, load_causal_lm, reward_model_config
@@ -125,6 +131,12 @@ class TextConfig:
     judge: str = ""
     """A judge, "module:function" taking (prompts, completions_a, completions_b) and returning P(a is better) per
     row: the evaluation reports win_rate_vs_base, the policy's completions against the base's; empty = none."""
+    policy_memory: MemoryConfig = field(default_factory=MemoryConfig)
+    """How the policy trains within less memory: LoRA (the base policy is then the same model with its adapters
+    off), activation checkpointing, bf16."""
+    reward_memory: MemoryConfig = field(default_factory=MemoryConfig)
+    """How the reward model trains within less memory: LoRA (the reward model then starts from the base's body,
+    its reward head and adapters train), activation checkpointing, bf16."""
 
     def __post_init__(self) -> None:
         require(
@@ -143,6 +155,11 @@ class TextConfig:
                     f"{name}.max_new_tokens ({getattr(self, name).max_new_tokens}) differs from max_new_tokens "
                     f"({self.max_new_tokens}); set the length once, as text.max_new_tokens"
                 )
+        if self.policy_memory.lora_dropout != 0:
+            raise ValueError(
+                f"policy_memory.lora_dropout must be 0, got {self.policy_memory.lora_dropout}: the policy runs without "
+                "dropout, so that its sampled log-probs equal its training log-probs"
+            )
 
 
 def check_text_parts(config: TextConfig) -> None:
@@ -187,9 +204,11 @@ class TextDomain:
         torch.manual_seed(ctx.seed)
         model, tokenizer = self._base_model()
         self.tokenizer = tokenizer
-        self.policy = TextPolicy(model, tokenizer, value_head=config.optimizer == "ppo")
-        self.ref = self.policy.frozen_copy()
-        self.model, self.rm_tokenizer = self._reward_model(model.config)
+        self.model, self.rm_tokenizer = self._reward_model(model)  # before the policy's options change the base
+        self.model = prepare_model(self.model, config.reward_memory, "seq_cls", "text.reward_memory")
+        policy_model = prepare_model(model, config.policy_memory, "causal_lm", "text.policy_memory")
+        self.policy = TextPolicy(policy_model, tokenizer, value_head=config.optimizer == "ppo")
+        self.ref = reference_policy(self.policy)  # a frozen copy, or with LoRA the policy's model, adapters off
         self.objective = Objective(config.objective, self.learned_reward)
         self.base_completions: list[str] | None = None  # the base policy's evaluation completions, once
         self.trainer: GroupPGTrainer | TextPPOTrainer = (
@@ -197,6 +216,22 @@ class TextDomain:
             if config.optimizer == "ppo"
             else GroupPGTrainer(self.policy, self.ref, config.group, ctx.seed, config.optimizer, ctx.kl)
         )
+
+    def _new_reward_model(self, base: Any) -> Any:
+        """A sequence classifier of the base's own architecture (GPT-2, Llama, Qwen2, ...), seeded by the run.
+
+        Randomly initialised; with LoRA (``reward_memory.lora_r``) its body is the base's, since adapters on a
+        frozen random body would leave little to learn beside the head.
+        """
+        rm_config = reward_model_config(base.config)
+        if rm_config.pad_token_id is None:
+            rm_config.pad_token_id = self.tokenizer.pad_token_id
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.ctx.seed + 1)
+            model = AutoModelForSequenceClassification.from_config(rm_config)
+        if self.config.reward_memory.lora_r:
+            model.base_model.load_state_dict(base.base_model.state_dict())
+        return model
 
     def _base_model(self) -> tuple[Any, Any]:
         cfg = self.config.base
@@ -212,21 +247,16 @@ class TextDomain:
         tokenizer.save_pretrained(cached)
         return model, tokenizer
 
-    def _reward_model(self, lm_config: Any) -> tuple[Any, Any]:
-        """The loop's reward model and its tokenizer: loaded from the objective's folder, or a sequence
-        classifier of the base's own architecture (GPT-2, Llama, Qwen2, ...) reading the policy's tokens."""
+    def _reward_model(self, base: Any) -> tuple[Any, Any]:
+        """The loop's reward model and its tokenizer: loaded from the objective's folder, or a new one of the base's
+        architecture reading the policy's tokens (:meth:`_new_reward_model`)."""
         folder = self.config.objective.reward_model
         if folder:
             try:
                 return load_reward_model(folder, [])
             except ModelFolderError as e:
                 raise ModelFolderError(str(e).replace("--model", "text.objective.reward_model", 1)) from None
-        rm_config = reward_model_config(lm_config)
-        if rm_config.pad_token_id is None:
-            rm_config.pad_token_id = self.tokenizer.pad_token_id
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.ctx.seed + 1)
-            return AutoModelForSequenceClassification.from_config(rm_config), self.tokenizer
+        return self._new_reward_model(base), self.tokenizer
 
     # -- the steps ------------------------------------------------------------------------
 

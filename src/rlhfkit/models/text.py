@@ -38,6 +38,7 @@ import copy
 import functools
 import inspect
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -46,16 +47,56 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from rlhfkit.models.text_batch import Prompt, TextBatch, completion_mask_from, position_ids_from, sample_tokens
 
 
+class ReferencePolicy(Protocol):
+    """What the trainers ask of a reference policy pi_ref: log-probs of given completions, never trained.
+
+    A :class:`TextPolicy` (e.g. :meth:`TextPolicy.frozen_copy`) is one; so is a LoRA policy's own
+    model with its adapters off (:class:`~rlhfkit.models.adapters.AdapterOffReference`).
+    """
+
+    training: bool
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase: ...
+
+    @property
+    def pad_token_id(self) -> int: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def completion_logprobs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prompt_len: int,
+        prompt_index: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def sampled_logp(self, batch: TextBatch) -> torch.Tensor: ...
+
+    def generate(
+        self, prompts: Sequence[Prompt], max_new_tokens: int, n_per_prompt: int = 1, seed: int | None = None
+    ) -> TextBatch: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def eval(self) -> Any: ...
+
+
 class TextPolicy(nn.Module):
     """A causal LM and its tokenizer as a policy over completion tokens.
 
     The action at completion step ``t`` is token ``t``; the state is the prompt
     and the tokens before it. With ``value_head`` a linear head on the LM's last
     hidden state gives ``V(s_t)`` for PPO. Dropout in ``model`` is switched off
-    (in place), so log-probs do not depend on train/eval mode.
+    (in place), so log-probs do not depend on train/eval mode. ``model`` may be a peft
+    ``PeftModel`` (LoRA adapters, :func:`~rlhfkit.models.adapters.prepare_model`): it reads the same.
     """
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, value_head: bool = True) -> None:
+    def __init__(
+        self, model: PreTrainedModel | Any, tokenizer: PreTrainedTokenizerBase, value_head: bool = True
+    ) -> None:
         super().__init__()
         if tokenizer.eos_token_id is None:
             raise ValueError("the tokenizer has no eos token; a completion could never end")
@@ -264,7 +305,9 @@ class TextPolicy(nn.Module):
     @functools.cached_property
     def _cache_kw(self) -> str:
         """The model's keyword for a key/value cache (``cache`` in transformers 5, ``past_key_values`` before)."""
-        params = inspect.signature(self.model.forward).parameters
+        get_base = getattr(self.model, "get_base_model", None)  # a peft model passes **kwargs to the model inside
+        model = get_base() if callable(get_base) else self.model
+        params = inspect.signature(model.forward).parameters
         return "cache" if "cache" in params else "past_key_values"
 
     # -- scoring --------------------------------------------------------------------
@@ -281,9 +324,11 @@ class TextPolicy(nn.Module):
 
         With ``prompt_index`` (which prompt each row continues) and rows that share
         a prompt, each prompt is encoded once and its key/value cache repeated for
-        its rows (:meth:`_forward_shared`); the result is the same to float round-off.
+        its rows (:meth:`_forward_shared`); the result is the same to float round-off. Not
+        while activation checkpointing acts (a training pass): transformers drops the cache
+        in a checkpointed layer, so each row then goes through whole.
         """
-        if prompt_index is not None and len(prompt_index) > 1:
+        if prompt_index is not None and len(prompt_index) > 1 and not checkpointing_now(self.model):
             shared = self._forward_shared(input_ids, attention_mask, n_completion, hidden, prompt_index)
             if shared is not None:
                 return shared
@@ -449,6 +494,19 @@ class TextPolicy(nn.Module):
         for p in ref.parameters():
             p.requires_grad_(False)
         return ref.eval()
+
+
+def checkpointing_now(model: nn.Module) -> bool:
+    """Whether ``model``'s forward pass now is checkpointed: activation checkpointing on, training mode, gradients on.
+
+    Then transformers drops the key/value cache in every checkpointed layer (its replay in
+    the backward pass would write the cache twice), so a pass that continues a cache must
+    not run; sampling (``inference_mode``) and reference passes (``no_grad``) are not affected.
+    """
+    flag = getattr(model, "is_activation_checkpointing", None)
+    if flag is None:  # transformers before the rename
+        flag = getattr(model, "is_gradient_checkpointing", False)
+    return bool(flag) and model.training and torch.is_grad_enabled()
 
 
 def _unpack_obs(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:

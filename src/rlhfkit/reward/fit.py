@@ -142,8 +142,13 @@ def _skipped_text(skipped: dict[str, int]) -> str:
 
 
 def make_reward_optimizer(model: Any, config: RewardConfig) -> torch.optim.Optimizer:
-    """AdamW on the reward model's weights (a loop keeps it across rounds for a warm start)."""
-    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    """AdamW on the reward model's trainable weights (a loop keeps it across rounds for a warm start).
+
+    Frozen weights (a LoRA model's base) are left out: AdamW would skip them, but they would sit in its
+    parameter groups.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _calibrated(data: FitData, config: RewardConfig) -> bool:

@@ -14,6 +14,9 @@
    transformer, :func:`file_config`'s defaults), measure held-out accuracy (on
    ``--eval-data``, or on a hash-chosen share of the prompts), and save the model
    with ``save_pretrained`` (safetensors) and ``metrics.json``.
+
+With LoRA (``--lora-r``, a :class:`~rlhfkit.models.adapters.MemoryConfig`) only the adapters and
+the score head train, and the saved model has the adapters merged in: it loads as a plain model.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from rlhfkit.feedback.answers import AnswerSet
 from rlhfkit.feedback.formats import DataFormatError, PreferenceRecord, ReadFormat, read_preferences
 from rlhfkit.feedback_records import Answer, Comparison
 from rlhfkit.files import atomic_write_bytes
+from rlhfkit.models.adapters import MemoryConfig, merged, prepare_model
 from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.fit import fit_reward
 from rlhfkit.reward.transformer import (
@@ -152,12 +156,14 @@ def fit_reward_files(
     skip_bad_rows: bool = False,
     eval_frac: float = 0.1,
     config: RewardConfig | None = None,
+    memory: MemoryConfig | None = None,
 ) -> FitRewardResult:
     """Read, fit, evaluate and save; see the module docstring.
 
     Without ``eval_data`` the held-out share is chosen by prompt (a hash of its
     tokens and ``config.seed``), so no held-out pair shares a prompt with a
-    training pair; ``config.holdout_frac`` is not used here (``eval_frac`` is).
+    training pair; ``config.holdout_frac`` is not used here (``eval_frac`` is). ``memory``:
+    LoRA, activation checkpointing, bf16 for the model (default: none).
     """
     config = config or file_config()
     train_report = read_preferences(data, format, skip_bad_rows)
@@ -166,7 +172,8 @@ def fit_reward_files(
     if not records:
         bad = f" (all {train_report.skipped} rows skipped as bad)" if train_report.skipped else ""
         raise DataFormatError(str(data), 0, "<file>", f"no usable rows{bad}")
-    reward_model, tokenizer = load_reward_model(model, _texts(records), config.seed)
+    loaded, tokenizer = load_reward_model(model, _texts(records), config.seed)
+    reward_model = prepare_model(loaded, memory or MemoryConfig(), "seq_cls", "fit-reward")
     if eval_report is not None:
         train, held = records_to_answers(records, tokenizer), records_to_answers(eval_report.records, tokenizer)
     else:
@@ -193,7 +200,7 @@ def fit_reward_files(
     metrics = fit_reward(SequenceRewardModel(reward_model, tokenizer), train, held, config)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    reward_model.save_pretrained(out_dir, safe_serialization=True)
+    merged(reward_model).save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     result = FitRewardResult(
         accuracy=metrics.heldout_accuracy,

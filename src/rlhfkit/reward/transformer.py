@@ -32,6 +32,8 @@ import torch
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhfkit.models.adapters import unwrap
+from rlhfkit.models.text import checkpointing_now
 from rlhfkit.models.text_builders import ModelFolderError, tiny_gpt2, train_tiny_tokenizer
 from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.prompt_batches import length_batches, plan_prompt_batches
@@ -112,8 +114,11 @@ def _right_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor
 
 
 def _score(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """The scalar head (``model.score``, as transformers' sequence classifiers name it) on ``(..., H)``."""
-    head = getattr(model, "score", None)
+    """The scalar head (``model.score``, as transformers' sequence classifiers name it) on ``(..., H)``.
+
+    Of a LoRA model (a peft model) the head inside, its trainable copy.
+    """
+    head = getattr(unwrap(model), "score", None)
     if not isinstance(head, nn.Module):
         raise TypeError(f"{type(model).__name__} has no scalar head `score`; use AutoModelForSequenceClassification")
     out: torch.Tensor = head(hidden)
@@ -121,8 +126,12 @@ def _score(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
 
 
 def _body(model: nn.Module) -> nn.Module:
-    """The backbone that turns token ids into hidden states (``model.base_model`` in transformers)."""
-    body = getattr(model, "base_model", None)
+    """The backbone that turns token ids into hidden states (``model.base_model`` in transformers).
+
+    Of a LoRA model (a peft model) the backbone inside, with its adapters: a peft model's own
+    ``base_model`` is the adapter wrapper, which runs the whole classifier.
+    """
+    body = getattr(unwrap(model), "base_model", None)
     if not isinstance(body, nn.Module):
         raise TypeError(f"{type(model).__name__} has no `base_model` backbone")
     return body
@@ -160,7 +169,7 @@ def plain_rewards(model: nn.Module, sequences: Sequence[Sequence[int]], pad_id: 
     """Rewards of whole sequences (prompt + completion), left-padded, one forward pass: ``(N,)``."""
     ids, mask = _left_pad(sequences, pad_id)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = _body(model)(input_ids=ids, attention_mask=mask, position_ids=pos)
+    out = _body(model)(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
     return _score(model, out.last_hidden_state[:, -1])
 
 
@@ -258,7 +267,7 @@ class SequenceRewardModel(nn.Module):
 
     def returns(self, encoded: Encoded, idx: torch.Tensor | None = None) -> torch.Tensor:
         """``(1, n)`` rewards of the rows ``idx`` (all when None), the completions of each prompt after one
-        encoding of it."""
+        encoding of it (while activation checkpointing acts, each row whole: :func:`plain_rewards`)."""
         rows = list(range(len(encoded))) if idx is None else [int(i) for i in idx]
         by_prompt: dict[tuple[int, ...], list[int]] = {}
         for j, i in enumerate(rows):
@@ -267,6 +276,9 @@ class SequenceRewardModel(nn.Module):
             PromptGroup(prompt, tuple(encoded[rows[j]][1] for j in js), (), ()) for prompt, js in by_prompt.items()
         ]
         owners = list(by_prompt.values())
+        if checkpointing_now(self.model):  # a checkpointed layer drops the cache: whole sequences, no sharing
+            seqs = [(*encoded[i][0], *encoded[i][1]) for i in rows]
+            return plain_rewards(self.model, seqs, int(self.tokenizer.pad_token_id)).unsqueeze(0)
         chunks = length_batches(groups, self.max_tokens) if not torch.is_grad_enabled() else [range(len(groups))]
         pad = int(self.tokenizer.pad_token_id)
         order: list[int] = []

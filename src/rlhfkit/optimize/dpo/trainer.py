@@ -42,7 +42,8 @@ import torch
 
 from rlhfkit.checks import non_negative, positive, require
 from rlhfkit.feedback.formats import PreferenceRecord, TextValue
-from rlhfkit.models.text import TextPolicy
+from rlhfkit.models.adapters import reference_policy
+from rlhfkit.models.text import ReferencePolicy, TextPolicy
 from rlhfkit.optimize.dpo.loss import dpo_loss, ipo_loss
 
 __all__ = [
@@ -217,7 +218,7 @@ def _completion_batch(
 
 
 def sequence_logprobs(
-    policy: TextPolicy, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]]
+    policy: ReferencePolicy, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]]
 ) -> torch.Tensor:
     """``(N,)`` summed log-prob of each completion given its prompt (token ids), in one forward pass.
 
@@ -232,7 +233,7 @@ def sequence_logprobs(
     return logp.sum(-1)  # masked positions are 0 already
 
 
-def pair_logprobs(policy: TextPolicy, pairs: Sequence[TokenizedPair]) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_logprobs(policy: ReferencePolicy, pairs: Sequence[TokenizedPair]) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log pi(chosen), log pi(rejected))``, each ``(n,)``, from one forward pass over ``2n`` rows."""
     n = len(pairs)
     prompts = [p.prompt_ids for p in pairs] * 2
@@ -279,7 +280,7 @@ def pair_batches(
 
 
 @torch.no_grad()
-def _all_pair_logprobs(policy: TextPolicy, pairs: Sequence[TokenizedPair], config: DPOConfig) -> torch.Tensor:
+def _all_pair_logprobs(policy: ReferencePolicy, pairs: Sequence[TokenizedPair], config: DPOConfig) -> torch.Tensor:
     """``(N, 2)`` log-probs of (chosen, rejected) of every pair, in record order, without gradients."""
     out = torch.zeros((len(pairs), 2), dtype=torch.float32)
     was_training = policy.training
@@ -292,7 +293,7 @@ def _all_pair_logprobs(policy: TextPolicy, pairs: Sequence[TokenizedPair], confi
 
 
 def logratio_margins(
-    policy: TextPolicy, ref: TextPolicy, pairs: Sequence[TokenizedPair], config: DPOConfig | None = None
+    policy: TextPolicy, ref: ReferencePolicy, pairs: Sequence[TokenizedPair], config: DPOConfig | None = None
 ) -> torch.Tensor:
     """``(N,)`` log-ratio margins ``h_raw = (log pi(c) - log ref(c)) - (log pi(r) - log ref(r))``, no gradients.
 
@@ -310,15 +311,16 @@ def logratio_margins(
 
 def train_dpo(
     policy: TextPolicy,
-    ref: TextPolicy | None,
+    ref: ReferencePolicy | None,
     records: Sequence[PreferenceRecord],
     config: DPOConfig,
     eval_records: Sequence[PreferenceRecord] = (),
 ) -> DPOMetrics:
     """Train ``policy`` in place with DPO or IPO on ``records``; evaluate on ``eval_records``.
 
-    ``ref`` is the frozen reference; ``None`` takes ``policy.frozen_copy()``
-    before the first step. Incomparable records are skipped (and counted);
+    ``ref`` is the frozen reference; ``None`` takes the policy as it is before the first
+    step (:func:`~rlhfkit.models.adapters.reference_policy`: a frozen copy, or for a LoRA
+    policy its own model with the adapters off, no second copy). Incomparable records are skipped (and counted);
     ties and graded labels go into the loss as they are (a tie pulls the
     log-ratio margin to 0, it pushes neither side). Only the language model's
     parameters are trained (a value head, if any, is left alone).
@@ -327,7 +329,7 @@ def train_dpo(
     if not train:
         raise ValueError(f"no usable training pairs: all {len(records)} records are incomparable")
     if ref is None:
-        ref = policy.frozen_copy()
+        ref = reference_policy(policy)
     elif ref.tokenizer is not policy.tokenizer and ref.tokenizer.get_vocab() != policy.tokenizer.get_vocab():
         raise ValueError("ref must share the policy's vocabulary: both score the same token ids")
     ref_logp = _all_pair_logprobs(ref, train, config).to(policy.device)  # (N, 2), computed once

@@ -11,7 +11,8 @@ Each step:
    or GRPO's standardised group score (Shao et al. 2024) — no value network;
 4. ``update_epochs`` clipped policy-gradient updates with ``beta * KL(pi || ref)``
    in the loss (per token, with the :class:`~rlhfkit.optimize.kl.KLConfig`'s
-   estimator), the reference being the frozen base model;
+   estimator), the reference being the frozen base model (for a LoRA policy, its own model
+   with the adapters off);
 5. an adaptive ``beta`` moves towards the target KL per token.
 
 The KL reported is the mean per-token estimate under the sampled tokens.
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from rlhfkit.checks import positive, require
-from rlhfkit.models.text import TextPolicy
+from rlhfkit.models.text import ReferencePolicy, TextPolicy
 from rlhfkit.models.text_batch import Prompt, TextRewardFn
 from rlhfkit.optimize.group.loss import grpo_advantages, policy_gradient_loss, rloo_advantages
 from rlhfkit.optimize.kl import KLConfig, kl_controller
@@ -88,7 +89,7 @@ class GroupPGTrainer:
     def __init__(
         self,
         policy: TextPolicy,
-        ref: TextPolicy,
+        ref: ReferencePolicy,
         config: GroupPGConfig,
         seed: int = 0,
         algorithm: GroupAlgorithm = "grpo",

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from rlhfkit.checks import non_negative, positive, require, unit_interval
-from rlhfkit.models.text import TextPolicy
+from rlhfkit.models.text import ReferencePolicy, TextPolicy
 from rlhfkit.models.text_batch import Prompt, TextRewardFn
 from rlhfkit.optimize.kl import KLConfig, KLController, kl_controller
 from rlhfkit.optimize.ppo.loss import PPOConfig, ppo_update, token_gae, token_kl, token_rewards
@@ -117,8 +117,9 @@ TEXT_PPO_KL = KLConfig(beta=0.05, estimator="k1")
 class TextPPOTrainer:
     """Keeps the optimiser, the KL controller and the counters of one policy across calls.
 
-    ``policy`` needs a value head; ``ref`` is the frozen reference (e.g.
-    ``policy.frozen_copy()`` before training).
+    ``policy`` needs a value head; ``ref`` is the frozen reference
+    (:func:`~rlhfkit.models.adapters.reference_policy` of the policy before training: a
+    frozen copy, or a LoRA policy's own model with its adapters off).
 
     **k1 or k3 in the reward.** Both estimate the per-token KL without bias, so
     the summed penalty has the right expected value either way, and k3 is never
@@ -134,7 +135,7 @@ class TextPPOTrainer:
     """
 
     def __init__(
-        self, policy: TextPolicy, ref: TextPolicy, config: TextPPOConfig, seed: int = 0, kl: KLConfig | None = None
+        self, policy: TextPolicy, ref: ReferencePolicy, config: TextPPOConfig, seed: int = 0, kl: KLConfig | None = None
     ) -> None:
         if policy.value_head is None:
             raise ValueError("TextPPOTrainer needs a policy with a value head (TextPolicy(..., value_head=True))")
