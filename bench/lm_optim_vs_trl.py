@@ -62,6 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +237,7 @@ def ours_side(spec: dict) -> dict[str, object]:
     kl = KLConfig(beta=spec["beta"], estimator="k3")
     trainer = GroupPGTrainer(policy, ref, config, seed=spec["seed"], algorithm="grpo", kl=kl)
 
-    def reward(_prompts: object, completions: list[str]) -> np.ndarray:
+    def reward(_prompts: Sequence[Any], completions: Sequence[str]) -> np.ndarray:
         return np.array([vowel_share(c) for c in completions])
 
     torch.set_num_threads(spec["threads"])
