@@ -295,5 +295,9 @@ def test_a_two_round_run_on_the_saved_folder(folder: Path, tmp_path: Path) -> No
     history = Run.create(load_config(path), tmp_path / "run", progress=False).run()
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == [0, 1, 2] and len(history) == 3
-    assert all(math.isfinite(r["kl_to_base"]) for r in rows)
-    assert rows[-1]["kl_to_base"] != 0.0  # the policy moved away from the base
+    kl = [r["kl_to_base"] for r in rows]
+    assert all(math.isfinite(k) for k in kl), kl
+    # Round 0 evaluates the base itself: 0 up to round-off. After training the k1 estimate (10 completions) is
+    # noisy and may be negative, but far from round-off (seen: the larger of the two 0.03 to 0.09 nats; with the
+    # optimiser step left out of the trainer, 4e-7).
+    assert abs(kl[0]) < 1e-5 and max(abs(k) for k in kl[1:]) > 1e-3, kl
