@@ -3,7 +3,10 @@
 Both sides start from the same tiny GPT-2-shaped policy (2 layers, 128 wide, a
 byte-level BPE with 1,024 tokens trained on the bench's word list), built once and
 saved with ``save_pretrained`` (model + tokenizer) into a temporary folder; both
-load the policy *and* a frozen reference copy from that folder. Same prompts, same
+load the policy *and* a frozen reference copy from that folder. With ``--arch llama``
+the policy is a Llama-architecture model of the same width and depth instead (4 heads
+with 2 key/value heads, a 512-wide SwiGLU MLP, rotary positions, untied output
+embeddings; same tokenizer), loaded the same way by both sides. Same prompts, same
 reward function, same settings:
 
 - 8 prompts per step, 4 completions per prompt (32 completions per step);
@@ -46,7 +49,7 @@ median over repeats of the paired ratio ours / TRL (each pair ran back to back,
 under about the same load); ``best_ratio`` is best repeat against best repeat.
 The last line printed is one JSON object.
 
-    .venv/bin/python bench/lm_optim_vs_trl.py [--steps 40] [--threads 1]
+    .venv/bin/python bench/lm_optim_vs_trl.py [--steps 40] [--threads 1] [--arch llama]
 """
 
 from __future__ import annotations
@@ -59,7 +62,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 TRL_REQUIREMENTS = ["torch==2.13.0", "transformers==5.24.0", "trl==1.16.0"]
 VOWELS = frozenset("aeiou")
@@ -84,6 +89,33 @@ def make_texts(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     prompts = [sentence(args.prompt_words + rng.randint(-4, 4)) for _ in range(args.prompts)]
     corpus = [sentence(30) for _ in range(400)]
     return prompts, corpus
+
+
+def build_policy(arch: str, tokenizer: Any, seed: int) -> Any:
+    """The tiny policy both sides start from: GPT-2 (``tiny_gpt2``'s defaults) or a Llama of its size."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlhfkit.models.text_builders import tiny_gpt2
+
+    torch.manual_seed(seed)
+    if arch == "gpt2":
+        return tiny_gpt2(tokenizer)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,  # tiny_gpt2's n_embd, n_layer, n_head and n_positions
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,  # grouped-query attention, as Llama-family models use
+        intermediate_size=512,  # GPT-2's 4 x width
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
 
 
 # ----------------------------------------------------------------------------- TRL side (peer venv)
@@ -205,7 +237,7 @@ def ours_side(spec: dict) -> dict[str, object]:
     kl = KLConfig(beta=spec["beta"], estimator="k3")
     trainer = GroupPGTrainer(policy, ref, config, seed=spec["seed"], algorithm="grpo", kl=kl)
 
-    def reward(_prompts: object, completions: list[str]) -> np.ndarray:
+    def reward(_prompts: Sequence[Any], completions: Sequence[str]) -> np.ndarray:
         return np.array([vowel_share(c) for c in completions])
 
     torch.set_num_threads(spec["threads"])
@@ -262,6 +294,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs per side, each in a fresh process")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--arch", choices=("gpt2", "llama"), default="gpt2", help="the policy: tiny GPT-2 or a Llama of its size"
+    )
     parser.add_argument("--skip-trl", action="store_true", help="only time ours (development)")
     parser.add_argument("--child", nargs=3, metavar=("SIDE", "IN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -276,7 +311,7 @@ def main() -> int:
     from _peer_env import ensure_peer_venv
     from transformers.utils import logging as hf_logging
 
-    from rlhfkit.models.text_builders import tiny_gpt2, train_tiny_tokenizer
+    from rlhfkit.models.text_builders import train_tiny_tokenizer
 
     torch.set_num_threads(args.threads)
     hf_logging.disable_progress_bar()
@@ -287,8 +322,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="lm-optim-vs-trl-") as tmp:
         model_dir = os.path.join(tmp, "model")
         tokenizer = train_tiny_tokenizer(corpus + prompts, vocab_size=1024)
-        torch.manual_seed(args.seed)
-        model = tiny_gpt2(tokenizer)
+        model = build_policy(args.arch, tokenizer, args.seed)
         model.save_pretrained(model_dir, safe_serialization=True)
         tokenizer.save_pretrained(model_dir)
         n_params = sum(p.numel() for p in model.parameters())
@@ -340,7 +374,7 @@ def main() -> int:
         file=sys.stderr,
     )
     print(
-        f"model {n_params} params, threads ours {ours['torch_threads']} / TRL {trl['torch_threads']}; "
+        f"model {args.arch}, {n_params} params, threads ours {ours['torch_threads']} / TRL {trl['torch_threads']}; "
         f"total {time.perf_counter() - t_start:.1f} s",
         file=sys.stderr,
     )
@@ -360,6 +394,7 @@ def main() -> int:
         "trl_reward_first_last": [sum(trl["rewards"][:w]) / w, sum(trl["rewards"][-w:]) / w],
         "steps": args.steps,
         "threads": args.threads,
+        "arch": args.arch,
         "trl_version": trl["trl_version"],
     }
     print(json.dumps(result))
