@@ -22,29 +22,15 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM
-
-from rlhfkit.models.text_builders import train_tiny_tokenizer
+from rlhfkit.models.text_builders import tiny_llama_like, train_tiny_tokenizer
 from rlhfkit.tasks import text as describe_task
+
 
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     sentences = describe_task.corpus(4000, seed=0)
     tokenizer = train_tiny_tokenizer(sentences, vocab_size=320)  # it has a chat template, for chat prompts
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
+    model = tiny_llama_like("llama", tokenizer, width=64, positions=256)
     describe_task.pretrain(model, tokenizer, sentences, steps=300)  # fluent, not aligned: a base to improve
     model.save_pretrained(out / "model")
     tokenizer.save_pretrained(out / "model")

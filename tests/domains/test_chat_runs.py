@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from rlhfkit.cli import main
 from rlhfkit.config import ConfigError, load_config
 from rlhfkit.domains.text import TextDomain
 from rlhfkit.feedback.win_rate import read_win_rates
 from rlhfkit.loop import Run
-from rlhfkit.models.text_builders import train_tiny_tokenizer
+from rlhfkit.models.text_builders import tiny_llama_like, train_tiny_tokenizer
 from rlhfkit.tasks import text as describe_task
 
 MIN_RISE = 0.15
@@ -34,7 +33,7 @@ completions spread over about 1.5 either side of 0)."""
 MAX_KL = 5.0
 """Most KL(pi || pi_base) per completion, in nats, after two rounds."""
 
-ARCHES = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
+ARCHES = ("llama", "qwen2")
 
 FUNCTIONS = """
 from rlhfkit.tasks import text as describe_task
@@ -84,20 +83,8 @@ def parts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("parts")
     sentences = describe_task.corpus(2000, seed=0)
     tokenizer = train_tiny_tokenizer(sentences, vocab_size=300)
-    for name, (config_cls, model_cls) in ARCHES.items():
-        config = config_cls(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=128,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        torch.manual_seed(0)
-        model = model_cls(config)
+    for name in ARCHES:
+        model = tiny_llama_like(name, tokenizer)
         describe_task.pretrain(model, tokenizer, sentences, steps=80, lr=1e-2)
         model.save_pretrained(out / name)
         tokenizer.save_pretrained(out / name)
@@ -138,7 +125,7 @@ def _rise(history: list[dict[str, float]], key: str) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", list(ARCHES))
+@pytest.mark.parametrize("arch", ARCHES)
 def test_a_reward_model_folder_from_fit_reward_is_raised_on_held_out_prompts(
     parts: Path, tmp_path: Path, arch: str
 ) -> None:
@@ -159,7 +146,7 @@ def test_a_reward_model_folder_from_fit_reward_is_raised_on_held_out_prompts(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", list(ARCHES))
+@pytest.mark.parametrize("arch", ARCHES)
 def test_a_python_reward_function_is_raised_and_the_judge_prefers_the_policy(
     parts: Path, tmp_path: Path, arch: str
 ) -> None:
@@ -172,7 +159,8 @@ def test_a_python_reward_function_is_raised_and_the_judge_prefers_the_policy(
 
 
 @pytest.mark.slow
-def test_people_answering_over_http_refit_the_reward_model(parts: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("arch", ARCHES)
+def test_people_answering_over_http_refit_the_reward_model(parts: Path, tmp_path: Path, arch: str) -> None:
     """human = "web": a simulated annotator answers every query through the app's API while the loop runs."""
     from rlhfkit.app.auth import add_annotator
     from rlhfkit.app.bot import WebBot
@@ -182,7 +170,7 @@ def test_people_answering_over_http_refit_the_reward_model(parts: Path, tmp_path
 
     web = '\n[feedback]\nhuman = "web"\ninitial_comparisons = 16\ncomparisons_per_round = 8\nweb_min_answers = 8\n'
     web += "web_poll_s = 0.05\n"
-    config = _config(parts, tmp_path, "llama", f'reward_model = "{parts}/rm"', web)
+    config = _config(parts, tmp_path, arch, f'reward_model = "{parts}/rm"', web)
     text = config.read_text(encoding="utf-8").replace("[text.group]", "people_win_rate = 4\n\n[text.group]")
     config.write_text(text, encoding="utf-8")
     run = Run.create(load_config(config), tmp_path / "run", progress=False)

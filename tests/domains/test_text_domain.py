@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import GPT2ForSequenceClassification, LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+from transformers import GPT2ForSequenceClassification, LlamaForSequenceClassification
 
 from rlhfkit.config import load_config
 from rlhfkit.domains.text import TextDomain
 from rlhfkit.loop import Run
-from rlhfkit.models.text_builders import reward_model_config, tiny_gpt2, train_tiny_tokenizer
+from rlhfkit.models.text_builders import reward_model_config, tiny_gpt2, tiny_llama_like, train_tiny_tokenizer
 from rlhfkit.tasks import text as describe_task
 
 RUN = """
@@ -46,20 +46,9 @@ epochs = 1
 
 def _llama_folder(folder: Path) -> Path:
     tokenizer = train_tiny_tokenizer(describe_task.corpus(200, seed=0), vocab_size=300)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,  # grouped-query attention, as Llama-family models use
-        max_position_embeddings=128,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=None,  # as many Llama checkpoints: the reward model takes the tokenizer's
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    # grouped-query attention, as Llama-family models use; no pad id, as many Llama checkpoints: the reward
+    # model takes the tokenizer's
+    tiny_llama_like("llama", tokenizer, pad_token_id=None).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

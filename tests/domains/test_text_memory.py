@@ -62,25 +62,11 @@ epochs = 1
 
 @pytest.fixture(scope="module")
 def base_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from rlhfkit.models.text_builders import train_tiny_tokenizer
+    from rlhfkit.models.text_builders import tiny_llama_like, train_tiny_tokenizer
 
     folder = tmp_path_factory.mktemp("llama")
     tokenizer = train_tiny_tokenizer(describe_task.corpus(200, seed=0), vocab_size=300)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    tiny_llama_like("llama", tokenizer).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
+from transformers import LlamaForSequenceClassification, PreTrainedModel, PreTrainedTokenizerFast
 
 from rlhfkit.models.adapters import (
     AdapterOffReference,
@@ -23,7 +23,7 @@ from rlhfkit.models.adapters import (
 )
 from rlhfkit.models.text import TextPolicy, checkpointing_now
 from rlhfkit.models.text_batch import TextBatch
-from rlhfkit.models.text_builders import load_causal_lm, reward_model_config, train_tiny_tokenizer
+from rlhfkit.models.text_builders import load_causal_lm, reward_model_config, tiny_llama_like, train_tiny_tokenizer
 from rlhfkit.optimize.group.trainer import GroupPGConfig, GroupPGTrainer
 from rlhfkit.reward.transformer import SequenceRewardModel, encode_texts
 from rlhfkit.tasks import text as describe_task
@@ -37,24 +37,8 @@ def tokenizer() -> PreTrainedTokenizerFast:
     return train_tiny_tokenizer(describe_task.corpus(200, seed=0), vocab_size=300)
 
 
-def llama_config(tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
-    return LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-
-
-def llama(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(llama_config(tokenizer))
+def llama(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> PreTrainedModel:
+    return tiny_llama_like("llama", tokenizer, width=64, seed=seed, pad_token_id=tokenizer.pad_token_id)
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +217,7 @@ def test_a_lora_reward_model_trains_its_head_and_checkpointing_keeps_its_gradien
 ) -> None:
     def reward_model(config: MemoryConfig) -> SequenceRewardModel:
         torch.manual_seed(0)
-        body = LlamaForSequenceClassification(reward_model_config(llama_config(tokenizer)))
+        body = LlamaForSequenceClassification(reward_model_config(llama(tokenizer).config))
         torch.manual_seed(1)
         return SequenceRewardModel(prepare_model(body, config, "seq_cls"), tokenizer)
 

@@ -30,15 +30,9 @@ from transformers import (
     GPT2LMHeadModel,
     GPTNeoXConfig,
     GPTNeoXForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
-    MistralConfig,
-    MistralForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
-    Qwen2Config,
-    Qwen2ForCausalLM,
 )
 
 from rlhfkit.config import load_config
@@ -46,7 +40,13 @@ from rlhfkit.feedback.formats import PreferenceRecord
 from rlhfkit.loop import Run
 from rlhfkit.models.text import TextPolicy
 from rlhfkit.models.text_batch import Prompt
-from rlhfkit.models.text_builders import load_causal_lm, reward_model_config, tiny_gpt2, train_tiny_tokenizer
+from rlhfkit.models.text_builders import (
+    load_causal_lm,
+    reward_model_config,
+    tiny_gpt2,
+    tiny_llama_like,
+    train_tiny_tokenizer,
+)
 from rlhfkit.optimize.dpo.trainer import DPOConfig, train_dpo
 from rlhfkit.optimize.group.trainer import GroupPGConfig, GroupPGTrainer
 from rlhfkit.optimize.ppo.lm_trainer import TextPPOConfig, TextPPOTrainer
@@ -72,23 +72,21 @@ PROMPTS: list[Prompt] = [
 """Three prompts of different lengths (one a chat), so two of them are left-padded in a batch."""
 
 
-def _llama_like(config_class: type, model_class: type) -> Callable[[PreTrainedTokenizerBase], PreTrainedModel]:
+def _llama_like(family: str) -> Callable[[PreTrainedTokenizerBase], PreTrainedModel]:
     def build(tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
-        config = config_class(
-            vocab_size=len(tokenizer),
-            hidden_size=WIDTH,
-            intermediate_size=2 * WIDTH,
-            num_hidden_layers=LAYERS,
-            num_attention_heads=HEADS,
-            num_key_value_heads=KV_HEADS,  # grouped-query attention
-            max_position_embeddings=POSITIONS,
+        # grouped-query attention; no pad id, as many checkpoints of these families: the reward model takes the
+        # tokenizer's
+        return tiny_llama_like(
+            family,
+            tokenizer,
+            WIDTH,
+            LAYERS,
+            HEADS,
+            KV_HEADS,
+            POSITIONS,
             initializer_range=INIT_RANGE,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=None,  # as many checkpoints of these families: the reward model takes the tokenizer's
+            pad_token_id=None,
         )
-        model: PreTrainedModel = model_class(config)
-        return model
 
     return build
 
@@ -117,9 +115,9 @@ def _gpt2(tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
 
 FAMILIES: dict[str, Callable[[PreTrainedTokenizerBase], PreTrainedModel]] = {
     "gpt2": _gpt2,
-    "llama": _llama_like(LlamaConfig, LlamaForCausalLM),
-    "qwen2": _llama_like(Qwen2Config, Qwen2ForCausalLM),
-    "mistral": _llama_like(MistralConfig, MistralForCausalLM),
+    "llama": _llama_like("llama"),
+    "qwen2": _llama_like("qwen2"),
+    "mistral": _llama_like("mistral"),
     "gpt_neox": _gpt_neox,
 }
 

@@ -1,7 +1,7 @@
 """Building and loading causal language models and their tokenizers.
 
-For tests and demos, :func:`train_tiny_tokenizer` and :func:`tiny_gpt2` build a
-small byte-level BPE tokenizer and GPT-2 from scratch (nothing is downloaded);
+For tests and demos, :func:`train_tiny_tokenizer`, :func:`tiny_gpt2` and :func:`tiny_llama_like` build a
+small byte-level BPE tokenizer and a GPT-2, Llama, Qwen2 or Mistral from scratch (nothing is downloaded);
 :func:`load_causal_lm` loads any model and tokenizer saved with ``save_pretrained``
 and names what a folder lacks (:class:`ModelFolderError`); :func:`reward_model_config`
 shapes a one-output reward model like a given language model.
@@ -13,7 +13,7 @@ import copy
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -118,6 +118,62 @@ def tiny_gpt2(
         model = GPT2LMHeadModel(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return _with_causal_lm_loss(model)
+
+
+LLAMA_LIKE = ("llama", "qwen2", "mistral")
+"""The families :func:`tiny_llama_like` builds: rotary positions, grouped-query attention, a gated MLP."""
+
+
+def tiny_llama_like(
+    family: str,
+    tokenizer: PreTrainedTokenizerBase,
+    width: int = 32,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    positions: int = 128,
+    seed: int = 0,
+    **config: Any,
+) -> PreTrainedModel:
+    """A freshly initialised Llama, Qwen2 or Mistral causal LM sized to ``tokenizer`` (seeded).
+
+    The MLP is ``2 * width`` wide; ``kv_heads < heads`` gives grouped-query attention. Vocabulary size and the
+    bos/eos ids come from the tokenizer; ``config`` sets any other field (e.g. ``initializer_range``,
+    ``pad_token_id``). The global torch RNG is left as it was.
+    """
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
+
+    classes: dict[str, tuple[Any, Any]] = {
+        "llama": (LlamaConfig, LlamaForCausalLM),
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+        "mistral": (MistralConfig, MistralForCausalLM),
+    }
+    if family not in classes:
+        raise ValueError(f"family {family!r}: expected one of {', '.join(LLAMA_LIKE)}")
+    config_class, model_class = classes[family]
+    model_config = config_class(
+        vocab_size=len(tokenizer),
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **config,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model: PreTrainedModel = model_class(model_config)
+    return model
 
 
 def _with_causal_lm_loss(model: ModelT) -> ModelT:
