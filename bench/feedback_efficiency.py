@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from rlhfkit.config import RunConfig, load_config
-from rlhfkit.domains.control import evaluate_policy
+from rlhfkit.domains.control import eval_seed, evaluate_policy
 from rlhfkit.loop import Run, seed_everything
 from rlhfkit.models.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env
 from rlhfkit.optimize.ppo.env_trainer import PPOTrainer
@@ -45,7 +45,7 @@ def random_return(cfg: RunConfig, episodes: int, seed: int) -> float:
     env.action_space.seed(seed)
     returns = []
     for ep in range(episodes):
-        env.reset(seed=10_000 + ep)
+        env.reset(seed=eval_seed(seed) + ep)  # the episodes the run is evaluated on
         done, ret = False, 0.0
         while not done:
             _, r, term, trunc, _ = env.step(env.action_space.sample())
@@ -69,7 +69,7 @@ def true_reward_ppo(cfg: RunConfig, env_steps: int, episodes: int) -> float:
     # recomputed from (obs, action) exactly as Pendulum-v1 does.
     reward_fn = task.true_reward or _env_reward_fn(cfg.task)
     trainer.train(reward_fn, env_steps)
-    return evaluate_policy(policy, task.make_env, episodes, seed=10_000)["true_return"]
+    return evaluate_policy(policy, task.make_env, episodes, seed=eval_seed(cfg.seed))["true_return"]
 
 
 def _env_reward_fn(task: str) -> Any:

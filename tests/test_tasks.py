@@ -134,12 +134,14 @@ def test_every_builtin_task_steps_and_its_proxy_scores_a_segment(name: str) -> N
     ro = RolloutCollector(envs, 0).collect(ActorCritic(spec), 4 * (task.segment_length + 5))
     envs.close()
     segments = segments_from_rollout(ro, task.segment_length, task.env_id)
-    assert segments and all(len(s) == task.segment_length for s in segments)
-    assert task.proxy_reward is not None
-    proxy = task.proxy_reward(segments[0].observations, segments[0].actions)
+    # an episode that terminates inside a window (a pole that falls) gives a shorter segment, ending at the fall
+    assert segments and all(len(s) <= task.segment_length for s in segments)
+    full = [s for s in segments if len(s) == task.segment_length]
+    assert full and task.proxy_reward is not None
+    proxy = task.proxy_reward(full[0].observations, full[0].actions)
     assert proxy.shape == (task.segment_length,) and np.all(np.isfinite(proxy))
     # The proxy is a different objective from the true reward, not a rescaling of it.
-    true = segments[0].true_rewards
+    true = full[0].true_rewards
     assert not np.allclose(proxy, true)
 
 

@@ -34,6 +34,7 @@ import json
 import random
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,13 @@ from rlhfkit.domains.control import ControlDomain, probe_spec
 from rlhfkit.domains.samples import write_samples
 from rlhfkit.domains.text import TextDomain, check_text_parts
 from rlhfkit.errors import ConfigError
-from rlhfkit.feedback.answers import read_answers
+from rlhfkit.feedback.answers import AnswerSet, read_answers
 from rlhfkit.feedback.mix import KindTools, run_kind_setup, split_queries
 from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore
 from rlhfkit.feedback.teacher import Human, SimulatedHuman, TeacherConfig
 from rlhfkit.feedback.web import WebHuman, open_run_store
 from rlhfkit.feedback.win_rate import is_evaluation, write_win_rates
+from rlhfkit.feedback_records import Comparison
 from rlhfkit.files import atomic_torch_save, atomic_write_bytes
 from rlhfkit.reward.fit import NoUsableFeedbackError, RewardMetrics, fit_reward
 from rlhfkit.tasks import get_task
@@ -145,6 +147,27 @@ def ask_pending(
         if answer is not None:
             stored += store.record(answer)
     return stored
+
+
+class NoSignalWarning(UserWarning):
+    """The stored answers prefer nothing: the reward model has nothing to learn from them."""
+
+
+def warn_if_no_signal(answers: AnswerSet, round_: int) -> None:
+    """Warn (:class:`NoSignalWarning`) when every stored answer is a comparison that is a tie or skipped, some ties."""
+    comparisons = [f for f in answers.feedback if isinstance(f, Comparison)]
+    if not comparisons or len(comparisons) < len(answers.feedback):
+        return
+    ties = [f for f in comparisons if f.mu is not None]  # all skipped: the fit's own error says so
+    if ties and all(f.mu == (0.5, 0.5) for f in ties):
+        warnings.warn(
+            f"round {round_}: every one of the {len(comparisons)} stored comparisons is a tie or skipped, so the "
+            "reward model has nothing to learn from. A task whose reward is the same at every step (Acrobot-v1's -1) "
+            "makes any two segments of one length tie; check the task's reward, feedback.teacher.equal_threshold "
+            "and skip_threshold, or what people are asked (feedback.instructions)",
+            NoSignalWarning,
+            stacklevel=2,
+        )
 
 
 def kind_setup(config: RunConfig, return_scale: float) -> tuple[KindTools, TeacherConfig]:
@@ -263,7 +286,9 @@ class Run:
         if model is None:
             return None
         rc = self.config.reward
-        train, heldout = read_answers(self.store).split(rc.holdout_frac)
+        answers = read_answers(self.store)
+        warn_if_no_signal(answers, self.round + 1)
+        train, heldout = answers.split(rc.holdout_frac)
         config = dataclasses.replace(rc, seed=rc.seed + self.config.seed * 101 + self.round)
         try:
             return fit_reward(

@@ -168,7 +168,9 @@ def test_people_answering_over_http_refit_the_reward_model(parts: Path, tmp_path
     from rlhfkit.app.server import AppConfig, create_app, run_in_thread
     from rlhfkit.feedback.teacher import SimulatedHuman, TeacherConfig
 
-    web = '\n[feedback]\nhuman = "web"\ninitial_comparisons = 16\ncomparisons_per_round = 8\nweb_min_answers = 8\n'
+    # the loop fits on whatever has arrived: with every query asked up front and waited for, the answers it fits
+    # on are the same however fast the bot is
+    web = '\n[feedback]\nhuman = "web"\ninitial_comparisons = 16\ncomparisons_per_round = 0\nweb_min_answers = 16\n'
     web += "web_poll_s = 0.05\n"
     config = _config(parts, tmp_path, arch, f'reward_model = "{parts}/rm"', web)
     text = config.read_text(encoding="utf-8").replace("[text.group]", "people_win_rate = 4\n\n[text.group]")

@@ -40,30 +40,51 @@ from rlhfkit.types import Content, Generation, Query, Segment, new_id
 def segments_from_rollout(rollout: Rollout, length: int, env_id: str = "") -> list[Segment]:
     """Cut each env's stream into non-overlapping windows of ``length`` steps.
 
-    Windows never cross an episode boundary: after an episode ends the next
-    window starts at the first step of the new episode.
+    Windows never cross an episode boundary. An episode that *terminates* inside a window (the
+    pendulum fell, the hopper fell over) gives a shorter segment that ends with its terminal step: what
+    follows a termination is worth nothing, so the segment's return, the sum over its steps, is what the
+    whole window is worth, and segments of any length are compared on equal footing (the reward model
+    sums its per-step rewards over the steps shown, as the human does). An episode cut short by a time
+    limit (truncated) has a future the window does not show: that window is dropped. The next window
+    starts at the first step of the new episode.
     """
     segments: list[Segment] = []
     T, N = rollout.ended.shape
     obs = rollout.obs.numpy()
     for i in range(N):
         t = 0
-        while t + length <= T:
-            start_step = int(rollout.episode_step[t, i])
+        while t < T:
             ends = np.flatnonzero(rollout.ended[t : t + length - 1, i])
-            if ends.size:
-                t += int(ends[0]) + 1
+            if ends.size and not rollout.terminated[t + int(ends[0]), i]:
+                t += int(ends[0]) + 1  # truncated inside the window
                 continue
+            n = int(ends[0]) + 1 if ends.size else length
+            if t + n > T:
+                break  # the window runs past the rollout
             segments.append(
                 Segment(
-                    observations=obs[t : t + length, i],
-                    actions=rollout.env_actions[t : t + length, i],
-                    true_rewards=rollout.true_rewards[t : t + length, i],
-                    info={"env_id": env_id, "env_index": i, "episode_step": start_step},
+                    observations=obs[t : t + n, i],
+                    actions=rollout.env_actions[t : t + n, i],
+                    true_rewards=rollout.true_rewards[t : t + n, i],
+                    info={"env_id": env_id, "env_index": i, "episode_step": int(rollout.episode_step[t, i])},
                 )
             )
-            t += length
+            t += n
     return segments
+
+
+SAMPLE_ROLLOUTS = 25
+"""Rollouts of ``4 * segment_length`` steps per env that a round may take to find its segments before it stops
+with an error naming the cause (a segment longer than the task's episodes), instead of looping on."""
+
+EVAL_SEED = 10_000
+"""Evaluation episode ``j`` of a run with seed ``s`` starts from ``env.reset(seed=EVAL_SEED + s + j)``: the
+benchmarks evaluate their baselines on the same episodes (:func:`eval_seed`)."""
+
+
+def eval_seed(run_seed: int) -> int:
+    """The first evaluation episode's reset seed for a run seeded ``run_seed``."""
+    return EVAL_SEED + run_seed
 
 
 @torch.no_grad()
@@ -277,14 +298,30 @@ class ControlDomain:
     ) -> tuple[list[Generation], list[Query]]:
         """Segments of fresh rollouts of the current policy, drawn into the round's queries (only those used kept)."""
         L = self.segment_length
+        need = sum(c * query_size(kind) for kind, c in counts.items())
         envs = make_vector_env(self.task.make_env, self.config.ppo.n_envs)
         collector = RolloutCollector(envs, self.ctx.seed * 7 + round_)
         segments: list[Segment] = []
-        while len(segments) < sum(c * query_size(kind) for kind, c in counts.items()):
-            ro = collector.collect(self.policy, L * 4, update_obs_stats=False)
-            segments += segments_from_rollout(ro, L, self.task.env_id)
-            self.trainer.env_steps += ro.n_steps
-        envs.close()
+        lengths: list[int] = []  # of the episodes cut short by a time limit
+        try:
+            for _ in range(SAMPLE_ROLLOUTS):
+                if len(segments) >= need:
+                    break
+                ro = collector.collect(self.policy, L * 4, update_obs_stats=False)
+                segments += segments_from_rollout(ro, L, self.task.env_id)
+                self.trainer.env_steps += ro.n_steps
+                truncated = ro.ended & ~ro.terminated
+                lengths += (ro.episode_step[truncated] + 1).tolist()
+            else:
+                if len(segments) < need:
+                    raise ConfigError(
+                        f"control.segment_length = {L}: {SAMPLE_ROLLOUTS} rollouts gave {len(segments)} of the {need} "
+                        f"segments this round needs; the task's episodes end by a time limit after "
+                        f"{np.mean(lengths) if lengths else float('nan'):.0f} steps on average, before a segment "
+                        "fits; set control.segment_length at most that long"
+                    )
+        finally:
+            envs.close()
         gens = [Generation(new_id(rng), round_, f"round-{round_ - 1}", seg) for seg in segments]
         queries = select_queries(gens, counts, rng)
         used = {gid for q in queries for gid in q.generation_ids}
@@ -319,7 +356,7 @@ class ControlDomain:
 
     def evaluate(self) -> tuple[dict[str, float], dict[str, Any]]:
         """True and learned return and KL to the base over the evaluation episodes; the first one's opening."""
-        seed = 10_000 + self.ctx.seed
+        seed = eval_seed(self.ctx.seed)
         metrics = evaluate_policy(
             self.policy, self.task.make_env, self.config.eval_episodes, seed, self.learned_reward, self.base
         )

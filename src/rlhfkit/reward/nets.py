@@ -85,9 +85,11 @@ class RewardEnsemble(nn.Module):
         x = self.features(obs, act)
         return torch.stack([m(x).squeeze(-1) for m in self.members])
 
-    def segment_returns(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """``(K, N)`` returns of ``N`` segments given obs ``(N, T, obs_dim)``."""
-        return self(obs, act).sum(-1)
+    def segment_returns(self, obs: torch.Tensor, act: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(K, N)`` returns of ``N`` segments given obs ``(N, T, obs_dim)``; ``mask`` ``(N, T)``: the steps that count
+        (0 on a shorter segment's padding)."""
+        rewards = self(obs, act)
+        return (rewards if mask is None else rewards * mask).sum(-1)
 
     @torch.no_grad()
     def step_reward(self, obs: np.ndarray | torch.Tensor, act: np.ndarray | torch.Tensor) -> np.ndarray:

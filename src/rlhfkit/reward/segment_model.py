@@ -16,8 +16,10 @@ from torch import nn
 from rlhfkit.reward.nets import RewardEnsemble
 from rlhfkit.types import Content, Segment
 
-Encoded = tuple[torch.Tensor, torch.Tensor]
-"""Observations ``(N, T, obs_dim)`` and actions ``(N, T, ...)`` of ``N`` segments of one length ``T``."""
+Encoded = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""Observations ``(N, T, obs_dim)``, actions ``(N, T, ...)`` and a step mask ``(N, T)`` of ``N`` segments, ``T`` the
+longest: a shorter segment (its episode terminated inside the window) is padded with zeros that the mask leaves
+out."""
 
 
 class SegmentRewardModel(nn.Module):
@@ -39,25 +41,37 @@ class SegmentRewardModel(nn.Module):
         segs = [x for x in items if isinstance(x, Segment)]
         if len(segs) != len(items):
             raise TypeError("a SegmentRewardModel scores control segments only")
-        lengths = {len(s) for s in segs}
-        if len(lengths) > 1:
-            raise ValueError(f"segments in one fit must share a length, got lengths {sorted(lengths)}")
-        obs = torch.as_tensor(np.stack([s.observations for s in segs]), dtype=torch.float32)
-        act = torch.as_tensor(np.stack([s.actions for s in segs]))
-        return obs, (act.long() if self.discrete else act.float())
+        T = max((len(s) for s in segs), default=0)
+        obs = np.stack([_padded(np.asarray(s.observations, dtype=np.float32), T) for s in segs])
+        act = np.stack([_padded(np.asarray(s.actions), T) for s in segs])
+        mask = torch.zeros((len(segs), T))
+        for i, s in enumerate(segs):
+            mask[i, : len(s)] = 1.0
+        act_t = torch.as_tensor(act)
+        return torch.as_tensor(obs), (act_t.long() if self.discrete else act_t.float()), mask
 
     def set_stats(self, encoded: Encoded) -> None:
-        """Standardise the step features with the mean and std of every step of ``encoded``."""
-        obs, act = encoded
-        self.ensemble.features.set_stats(obs.flatten(0, 1), act.flatten(0, 1))
+        """Standardise the step features with the mean and std of every real (unpadded) step of ``encoded``."""
+        obs, act, mask = encoded
+        real = mask.flatten().bool()
+        self.ensemble.features.set_stats(obs.flatten(0, 1)[real], act.flatten(0, 1)[real])
 
     def returns(self, encoded: Encoded, idx: torch.Tensor | None = None) -> torch.Tensor:
-        """``(K, n)`` segment returns of the rows ``idx`` (all when None)."""
-        obs, act = encoded
+        """``(K, n)`` segment returns of the rows ``idx`` (all when None): the per-step rewards summed over each
+        segment's own steps."""
+        obs, act, mask = encoded
         if idx is not None:
-            obs, act = obs[idx], act[idx]
-        return self.ensemble.segment_returns(obs, act)
+            obs, act, mask = obs[idx], act[idx], mask[idx]
+        return self.ensemble.segment_returns(obs, act, mask)
 
     def units(self, encoded: Encoded, idx: torch.Tensor) -> torch.Tensor:
         """Steps in each segment ``idx``: the reward centering pins the mean reward *per step*."""
-        return torch.full((len(idx),), float(encoded[0].shape[1]))
+        return encoded[2][idx].sum(-1)
+
+
+def _padded(steps: np.ndarray, length: int) -> np.ndarray:
+    """``steps`` (its first axis the time) followed by zeros up to ``length`` steps."""
+    if len(steps) == length:
+        return steps
+    pad = np.zeros((length - len(steps), *steps.shape[1:]), dtype=steps.dtype)
+    return np.concatenate([steps, pad])
