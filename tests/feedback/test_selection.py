@@ -1,0 +1,141 @@
+"""Active query selection: each strategy picks the pair its formula says it must, on a hand-built ensemble."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rlhfkit.feedback.queries import UniformPairs
+from rlhfkit.feedback.selection import ActivePairs, Scores, choose_pairs, kcenter
+from rlhfkit.types import Generation, Segment
+
+PAIRS = np.arange(10).reshape(5, 2)
+"""Five disjoint candidate pairs of ten candidates: (0, 1), (2, 3), ..., (8, 9)."""
+
+P_A = np.array(
+    [
+        # pair: 0     1     2     3     4
+        [0.30, 0.10, 0.40, 0.02, 0.90],  # member 1's P(A > B)
+        [0.70, 0.80, 0.45, 0.70, 0.95],  # member 2's
+    ]
+)
+
+
+def _returns(p: np.ndarray) -> np.ndarray:
+    """``(K, 10)`` returns with ``sigmoid(R_k[A] - R_k[B]) = p[k, pair]``: ``R[A] = log(p / (1 - p))``, ``R[B] = 0``."""
+    R = np.zeros((p.shape[0], 2 * p.shape[1]))
+    R[:, 0::2] = np.log(p / (1 - p))
+    return R
+
+
+R = _returns(P_A)
+
+# Per pair, by hand (natural logs; H(p) = -p ln p - (1 - p) ln(1 - p)):
+#   pair  mean P   Var_k P_k             H(mean P)   mean_k H(P_k)            BALD
+#   0     0.500    0.2^2   = 0.0400      0.6931      (0.6109 + 0.6109)/2=0.6109  0.0823
+#   1     0.450    0.35^2  = 0.1225      0.6881      (0.3251 + 0.5004)/2=0.4127  0.2754
+#   2     0.425    0.025^2 = 0.0006      0.6812      (0.6730 + 0.6881)/2=0.6806  0.0006
+#   3     0.360    0.34^2  = 0.1156      0.6534      (0.0980 + 0.6109)/2=0.3545  0.2990
+#   4     0.925    0.025^2 = 0.0006      0.2664      (0.3251 + 0.1985)/2=0.2618  0.0046
+
+
+def test_disagreement_picks_the_largest_variance_of_the_members_probabilities() -> None:
+    # Pair 1 (0.1225) beats pair 3 (0.1156), then pair 0 (0.04). The variance of the return
+    # differences instead (0.72, 3.21, 0.01, 5.62, 0.14) would put pair 3 first.
+    assert choose_pairs("disagreement", R, PAIRS, 3) == [1, 3, 0]
+
+
+def test_entropy_picks_the_mean_probability_nearest_one_half() -> None:
+    # H(mean P): pair 0 (0.5, 0.6931) > pair 1 (0.6881) > pair 2 (0.6812). The mean of the members'
+    # entropies instead would put pair 2 first (0.6806, both members near 0.5).
+    assert choose_pairs("entropy", R, PAIRS, 3) == [0, 1, 2]
+
+
+def test_bald_picks_confident_members_that_disagree() -> None:
+    # H(mean) - mean H: pair 3 (0.2990) > pair 1 (0.2754) > pair 0 (0.0823); pair 3 loses to pair 1 on
+    # variance, wins here because one member is sure (0.02) and the other is not.
+    assert choose_pairs("bald", R, PAIRS, 3) == [3, 1, 0]
+
+
+# One feature per candidate; a pair's features are [f(A), f(B)]:
+#   pair 0 (0, 0), pair 1 (1, 0), pair 2 (0, 2), pair 3 (5, 5), pair 4 (4, 5).
+F = np.array([0, 0, 1, 0, 0, 2, 5, 5, 4, 5], dtype=float)[:, None]
+
+
+def test_kcenter_spreads_the_pairs_in_feature_space() -> None:
+    # Mean (2, 2.4); distances to it: 3.12, 2.60, 2.04, 3.97, 3.28 -> pair 3 first.
+    # Farthest from pair 3: pair 0 (sqrt 50 = 7.07; pair 1 6.40, pair 2 5.83, pair 4 1) -> pair 0.
+    # Distance to the nearest center {3, 0}: pair 1 min(6.40, 1) = 1, pair 2 min(5.83, 2) = 2,
+    # pair 4 min(1, 6.40) = 1 -> pair 2. Farthest from the last center only (pair 0) would take pair 4 (6.40).
+    assert choose_pairs("kcenter", None, PAIRS, 3, F) == [3, 0, 2]
+    assert kcenter(np.array([[0.0], [0.0], [1.0]]), 3) == [2, 0, 1]  # duplicates: each row once, lower first
+
+
+# For the combinations:
+#   pair  P_1   P_2    Var     H(mean)
+#   0     0.30  0.70   0.0400  0.6931
+#   1     0.10  0.90   0.1600  0.6931
+#   2     0.90  0.95   0.0006  0.2664
+#   3     0.05  0.05   0.0000  0.1985
+#   4     0.20  0.70   0.0625  0.6881
+R_MIX = _returns(np.array([[0.30, 0.10, 0.90, 0.05, 0.20], [0.70, 0.90, 0.95, 0.05, 0.70]]))
+
+
+@pytest.mark.parametrize("strategy", ["disagreement+kcenter", "entropy+kcenter"])
+def test_the_combinations_diversify_the_pairs_that_score_highest(strategy: str) -> None:
+    # Both scores keep the top ceil(0.5 * 5) = 3 pairs: {0, 1, 4} (pairs 2 and 3 score lowest).
+    # k-center among (0, 0), (1, 0), (4, 5): mean (1.67, 1.67); distances 2.36, 1.80, 3.73 -> pair 4;
+    # then farthest from pair 4: pair 0 (6.40 > 5.83). Alone, disagreement asks [1, 4], entropy [0, 1]
+    # and k-center [3, 0].
+    assert choose_pairs(strategy, R_MIX, PAIRS, 2, F) == [4, 0]
+    assert choose_pairs(strategy.partition("+")[0], R_MIX, PAIRS, 2) == ([1, 4] if "dis" in strategy else [0, 1])
+    assert choose_pairs("kcenter", None, PAIRS, 2, F) == [3, 0]
+
+
+def _gens(n: int, round_: int = 2) -> list[Generation]:
+    seg = Segment(np.zeros((2, 1)), np.zeros((2, 1)), np.zeros(2))
+    return [Generation(f"g{i}", round_, "p", seg) for i in range(n)]
+
+
+def test_uniform_asks_what_uniform_pairs_asks() -> None:
+    # The same random numbers: one permutation of the candidates, the first n pairs of it.
+    def never(_: object) -> Scores:
+        raise AssertionError("uniform does not score")
+
+    for n_gens, n in ((10, 5), (11, 3), (40, 4)):
+        a = ActivePairs("uniform", never).select(_gens(n_gens), n, np.random.default_rng(7))
+        b = UniformPairs().select(_gens(n_gens), n, np.random.default_rng(7))
+        assert [(q.id, q.generation_ids) for q in a] == [(q.id, q.generation_ids) for q in b]
+
+
+def test_active_pairs_scores_the_candidates_and_asks_the_chosen_disjoint_pairs() -> None:
+    # Candidate i's return is i for member 1 and -i for member 2: P_1(A > B) = sigmoid(A - B) and
+    # P_2 = 1 - P_1, so the variance is (P_1 - 1/2)^2, largest for the pair furthest apart.
+    gens = _gens(12)
+
+    def score(contents: object) -> Scores:
+        i = np.arange(12, dtype=float)
+        return Scores(np.stack([i, -i]))
+
+    rng = np.random.default_rng(3)
+    queries = ActivePairs("disagreement", score).select(gens, 2, rng)
+    order = np.random.default_rng(3).permutation(12).reshape(6, 2)
+    gaps = np.abs(order[:, 0] - order[:, 1])
+    expected = [tuple(f"g{j}" for j in order[k]) for k in np.argsort(-gaps, kind="stable")[:2]]
+    assert [q.generation_ids for q in queries] == expected
+    ids = [g for q in queries for g in q.generation_ids]
+    assert len(set(ids)) == 4 and all(q.kind == "comparison" and q.round == 2 for q in queries)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("greedy", R, PAIRS, 1), "unknown query strategy 'greedy'"),
+        (("entropy", R, PAIRS, 6), "6 queries from 5 candidate pairs"),
+        (("bald", None, PAIRS, 1), "needs the ensemble's returns"),
+        (("entropy+kcenter", R, PAIRS, 1), "needs the candidates' features"),
+    ],
+)
+def test_misuse_is_named(args: tuple, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        choose_pairs(*args)
