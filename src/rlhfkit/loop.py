@@ -62,7 +62,9 @@ from rlhfkit.types import Query
 
 def build_domain(config: RunConfig, run_dir: Path, progress: bool = True) -> Domain:
     """The domain the config's task belongs to, built from its section and the shared ones."""
-    ctx = DomainContext(config.task, config.seed, config.rounds, config.reward, config.kl, run_dir, progress)
+    ctx = DomainContext(
+        config.task, config.seed, config.rounds, config.reward, config.kl, run_dir, progress, config.feedback.selection
+    )
     if config.text is not None:
         return TextDomain(ctx, config.text)
     assert config.control is not None

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from rlhfkit.config import ConfigError, FeedbackConfig, RunConfig, from_dict
+from rlhfkit.domains.base import DomainContext
+from rlhfkit.domains.control import ControlConfig, ControlDomain
+from rlhfkit.feedback.mix import select_queries
 from rlhfkit.feedback.queries import UniformPairs
-from rlhfkit.feedback.selection import ActivePairs, Scores, choose_pairs, kcenter
+from rlhfkit.feedback.selection import (
+    ACTIVE_CANDIDATES,
+    ActivePairs,
+    QuerySelection,
+    Scores,
+    Strategy,
+    choose_pairs,
+    ensemble_scores,
+    kcenter,
+    pair_probabilities,
+    select_queries_by,
+)
+from rlhfkit.optimize.kl import KLConfig
+from rlhfkit.optimize.ppo.loss import PPOConfig
+from rlhfkit.reward.config import RewardConfig
 from rlhfkit.types import Generation, Segment
 
 PAIRS = np.arange(10).reshape(5, 2)
@@ -139,3 +159,71 @@ def test_active_pairs_scores_the_candidates_and_asks_the_chosen_disjoint_pairs()
 def test_misuse_is_named(args: tuple, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         choose_pairs(*args)
+
+
+# -- config and the control domain ---------------------------------------------------------------
+
+
+def test_the_default_is_uniform_as_before_and_active_strategies_oversample_four_times() -> None:
+    assert FeedbackConfig().selection == QuerySelection("uniform", 1)
+    assert FeedbackConfig(query_strategy="bald").selection == QuerySelection("bald", ACTIVE_CANDIDATES)
+    assert FeedbackConfig(query_strategy="kcenter", candidates=10).selection == QuerySelection("kcenter", 10)
+    assert QuerySelection("bald", 4).in_round(1) == QuerySelection()  # round 1: no answers to score with
+    assert QuerySelection("bald", 4).in_round(2) == QuerySelection("bald", 4)
+
+
+@pytest.mark.parametrize("counts", [{"comparison": 5}, {"comparison": 2, "ranking": 1, "rating": 3}])
+def test_uniform_selection_asks_the_queries_of_before(counts: dict[str, int]) -> None:
+    a = select_queries_by(QuerySelection(), _gens(20), counts, np.random.default_rng(5), None)
+    b = select_queries(_gens(20), counts, np.random.default_rng(5))
+    assert [(q.id, q.kind, q.generation_ids) for q in a] == [(q.id, q.kind, q.generation_ids) for q in b]
+
+
+@pytest.mark.parametrize(
+    ("feedback", "reward", "task", "message"),
+    [
+        ({"query_strategy": "entropy", "kinds": {"comparison": 0.5, "rating": 0.5}}, {}, "pendulum", "needs kinds"),
+        ({"query_strategy": "bald", "candidates": -1}, {}, "pendulum", "candidates must be >= 0"),
+        ({"query_strategy": "disagreement+kcenter"}, {"ensemble_size": 1}, "pendulum", "reward.ensemble_size >= 2"),
+        ({"query_strategy": "entropy"}, {"ensemble_size": 1}, "text:describe", "a text run asks uniform pairs"),
+        ({"query_strategy": "greedy"}, {}, "pendulum", "greedy"),
+    ],
+)
+def test_bad_selection_configs_are_named(feedback: dict, reward: dict, task: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        from_dict(RunConfig, {"task": task, "feedback": feedback, "reward": reward})
+
+
+def _domain(tmp_path: Path, selection: QuerySelection) -> ControlDomain:
+    ctx = DomainContext("pendulum", 0, 2, RewardConfig(ensemble_size=3), KLConfig(), tmp_path, False, selection)
+    return ControlDomain(ctx, ControlConfig(segment_length=25, ppo=PPOConfig(n_envs=2)))
+
+
+@pytest.mark.parametrize("strategy", ["disagreement", "kcenter", "entropy+kcenter"])
+def test_the_control_domain_draws_candidates_times_the_segments_and_asks_the_chosen_pairs(
+    tmp_path: Path, strategy: Strategy
+) -> None:
+    # 5 comparisons need 10 segments of 25 steps; each rollout (2 envs x 100 steps) gives 8.
+    domain = _domain(tmp_path, QuerySelection(strategy, 4))
+    gens, queries = domain.sample(1, {"comparison": 5}, np.random.default_rng(0))
+    round_1 = domain.trainer.env_steps
+    assert 10 * 25 <= round_1 < 40 * 25 and len(gens) == 10  # round 1: uniform, no oversampling (400 steps)
+    gens, queries = domain.sample(2, {"comparison": 5}, np.random.default_rng(0))
+    assert domain.trainer.env_steps - round_1 >= 40 * 25  # 4 x 10 candidates (5 rollouts, 1,000 steps)
+    ids = [g for q in queries for g in q.generation_ids]
+    assert len(queries) == 5 and len(set(ids)) == 10 and {g.id for g in gens} == set(ids)
+    assert all(q.kind == "comparison" and q.round == 2 for q in queries)
+
+
+def test_the_control_domain_asks_the_most_disputed_of_its_candidates(tmp_path: Path) -> None:
+    # The same round with 1 and with 8 candidates per query: the same first segments, and the pairs
+    # asked from 8x as many candidates disagree more under the (untrained, randomly initialised) ensemble.
+    def asked_disagreement(candidates: int) -> float:
+        domain = _domain(tmp_path, QuerySelection("disagreement", candidates))
+        gens, queries = domain.sample(2, {"comparison": 4}, np.random.default_rng(0))
+        scores = ensemble_scores(domain.reward_model(), [g.content for g in gens])
+        index = {g.id: i for i, g in enumerate(gens)}
+        pairs = np.array([[index[a] for a in q.generation_ids] for q in queries])
+        return float(pair_probabilities(scores.returns, pairs).var(axis=0).mean())
+
+    assert asked_disagreement(8) > 2 * asked_disagreement(1)

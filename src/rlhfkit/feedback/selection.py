@@ -32,13 +32,15 @@ pair farthest from their mean.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
 import torch
 
+from rlhfkit.feedback.mix import select_queries
+from rlhfkit.feedback_records import Comparison
 from rlhfkit.types import Content, Generation, Query, new_id
 
 Strategy = Literal["uniform", "disagreement", "entropy", "bald", "kcenter", "disagreement+kcenter", "entropy+kcenter"]
@@ -195,10 +197,10 @@ class QuerySelection:
     candidates: int = 1
     """Candidate pairs drawn and scored per pair asked (1: as many as asked)."""
 
-    @property
-    def active(self) -> bool:
-        """Whether the strategy looks at the reward model (anything but uniform)."""
-        return self.strategy != "uniform"
+    def in_round(self, round_: int) -> QuerySelection:
+        """The selection round ``round_`` uses: uniform and no oversampling in round 1, whose reward model has seen
+        no answers (its members differ only by their random initialisation), as PEBBLE's first queries are."""
+        return self if round_ > 1 else QuerySelection()
 
 
 class ActivePairs:
@@ -228,3 +230,28 @@ class ActivePairs:
         )
         round_ = max(g.round for g in generations)
         return [Query(new_id(rng), (generations[pairs[j, 0]].id, generations[pairs[j, 1]].id), round_) for j in chosen]
+
+
+def select_queries_by(
+    selection: QuerySelection,
+    generations: Sequence[Generation],
+    counts: Mapping[str, int],
+    rng: np.random.Generator,
+    model: EnsembleModel | None,
+) -> list[Query]:
+    """``counts[kind]`` queries about ``generations`` (the candidates), chosen by ``selection.strategy``.
+
+    'uniform' is :func:`~rlhfkit.feedback.mix.select_queries` (the same queries for the same ``rng`` as before
+    strategies existed); the active strategies choose comparisons (runs asking only comparisons) with ``model``'s
+    :func:`ensemble_scores` of every candidate.
+    """
+    if selection.strategy == "uniform":
+        return select_queries(generations, counts, rng)
+    asked = {kind: c for kind, c in counts.items() if c > 0}
+    if set(asked) != {Comparison.kind}:
+        raise ValueError(f"query strategy {selection.strategy!r} chooses comparisons only; asked {asked}")
+    if model is None:
+        raise ValueError(f"query strategy {selection.strategy!r} needs a reward model to score the candidates")
+    return ActivePairs(selection.strategy, lambda xs: ensemble_scores(model, xs)).select(
+        generations, asked[Comparison.kind], rng
+    )

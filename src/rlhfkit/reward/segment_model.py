@@ -58,6 +58,15 @@ class SegmentRewardModel(nn.Module):
             obs, act = obs[idx], act[idx]
         return self.ensemble.segment_returns(obs, act)
 
+    def features(self, encoded: Encoded) -> torch.Tensor:
+        """``(N, T * dim)``: each segment's standardised step features, flattened over time (the ensemble's input).
+
+        Where query selection spreads segments out (k-center, ``feedback/selection.py``); B-Pref uses the raw
+        flattened states.
+        """
+        obs, act = encoded
+        return self.ensemble.features(obs, act).flatten(1)
+
     def units(self, encoded: Encoded, idx: torch.Tensor) -> torch.Tensor:
         """Steps in each segment ``idx``: the reward centering pins the mean reward *per step*."""
         return torch.full((len(idx),), float(encoded[0].shape[1]))
