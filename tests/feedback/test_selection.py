@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rlhfkit.config import ConfigError, FeedbackConfig, RunConfig, from_dict
+from rlhfkit.config import ConfigError, FeedbackConfig, RunConfig, from_dict, load_config
 from rlhfkit.domains.base import DomainContext
 from rlhfkit.domains.control import ControlConfig, ControlDomain
 from rlhfkit.feedback.mix import select_queries
@@ -24,6 +25,8 @@ from rlhfkit.feedback.selection import (
     pair_probabilities,
     select_queries_by,
 )
+from rlhfkit.feedback.store import FeedbackStore
+from rlhfkit.loop import Run
 from rlhfkit.optimize.kl import KLConfig
 from rlhfkit.optimize.ppo.loss import PPOConfig
 from rlhfkit.reward.config import RewardConfig
@@ -227,3 +230,17 @@ def test_the_control_domain_asks_the_most_disputed_of_its_candidates(tmp_path: P
         return float(pair_probabilities(scores.returns, pairs).var(axis=0).mean())
 
     assert asked_disagreement(8) > 2 * asked_disagreement(1)
+
+
+def test_a_run_asks_actively_chosen_comparisons_from_round_two(tiny_config: Path, tmp_path: Path) -> None:
+    config = load_config(tiny_config)
+    config = dataclasses.replace(
+        config, feedback=dataclasses.replace(config.feedback, query_strategy="disagreement+kcenter")
+    )
+    run = Run.create(config, tmp_path / "run", progress=False)
+    run.run()
+    store = FeedbackStore.in_dir(tmp_path / "run")
+    for round_, n in ((1, 12), (2, 6)):
+        ids = [g for q in store.queries(round=round_) for g in q.generation_ids]
+        assert len(ids) == 2 * n and len(set(ids)) == 2 * n
+    assert len(store.comparisons()) == 18
