@@ -39,8 +39,8 @@ from rlhfkit.domains.control import BaseConfig, ControlConfig
 from rlhfkit.domains.text import TEXT_TASKS, TextBaseConfig, TextConfig
 from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.effort import EffortConfig
-from rlhfkit.feedback.mix import check_kinds, comparisons_only
-from rlhfkit.feedback.selection import ACTIVE_CANDIDATES, QuerySelection, Strategy
+from rlhfkit.feedback.mix import asked_kinds, check_kinds
+from rlhfkit.feedback.selection import ACTIVE_CANDIDATES, ACTIVE_KINDS, QuerySelection, Strategy
 from rlhfkit.feedback.teacher import TeacherConfig
 from rlhfkit.optimize.kl import KLConfig
 from rlhfkit.reward.config import RewardConfig
@@ -103,18 +103,20 @@ class FeedbackConfig:
     by the reward ensemble's P_k(A>B) = sigmoid(R_k(A) - R_k(B)): 'disagreement' (variance over members),
     'entropy' (of the mean P), 'bald' (entropy of the mean minus the members' mean entropy); 'kcenter' (pairs
     spread out in the reward model's feature space); 'disagreement+kcenter', 'entropy+kcenter' (the best half by
-    the score, then spread out; B-Pref). Active strategies need comparisons only (kinds = {comparison = 1.0}),
-    a control task, and start in round 2: round 1's reward model has seen no answers, so round 1 is uniform."""
+    the score, then spread out; B-Pref). Rankings: k candidates of greatest summed pairwise score (k-center:
+    spread out). Active strategies take comparisons and rankings only, a control task, and start in round 2:
+    round 1's reward model has seen no answers, so round 1 is uniform."""
     candidates: int = 0
     """Oversampling: candidate pairs drawn and scored per comparison asked (each round draws this many times the
     generations its queries need); 0 = 1 for query_strategy = 'uniform', 4 for the active strategies."""
 
     def __post_init__(self) -> None:
         check_kinds(self.kinds, "simulated")  # what people in the web app can answer depends on the domain
-        if self.query_strategy != "uniform" and not comparisons_only(self.kinds):
+        other = [k for k in asked_kinds(self.kinds) if k not in ACTIVE_KINDS]
+        if self.query_strategy != "uniform" and other:
             raise ValueError(
-                f"query_strategy = {self.query_strategy!r} chooses comparisons; it needs kinds = "
-                f"{{comparison = 1.0}}, got {dict(self.kinds)} (use query_strategy = 'uniform' with other kinds)"
+                f"query_strategy = {self.query_strategy!r} chooses comparisons and rankings only; kinds asks "
+                f"{', '.join(other)} too (use query_strategy = 'uniform' with other kinds)"
             )
         require(
             self,

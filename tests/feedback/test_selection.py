@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from rlhfkit.config import ConfigError, FeedbackConfig, RunConfig, from_dict, load_config
 from rlhfkit.domains.base import DomainContext
@@ -20,6 +21,7 @@ from rlhfkit.feedback.selection import (
     Scores,
     Strategy,
     choose_pairs,
+    choose_sets,
     ensemble_scores,
     kcenter,
     pair_probabilities,
@@ -164,6 +166,53 @@ def test_misuse_is_named(args: tuple, message: str) -> None:
         choose_pairs(*args)
 
 
+def test_a_ranking_set_has_the_greatest_summed_disagreement() -> None:
+    # Members see opposite returns, x and -x: P_2 = 1 - P_1, so Var = (P_1 - 1/2)^2 = tanh^2(gap / 2) / 4.
+    # x = (1, 3, 0, 0.5): the largest gap is candidates 1 and 2 (3 - 0 = 3). Then, against {1, 2}:
+    #   candidate 0 (x = 1): tanh^2(1)/4 + tanh^2(0.5)/4 = 0.1450 + 0.0534 = 0.1984
+    #   candidate 3 (x = 0.5): tanh^2(1.25)/4 + tanh^2(0.25)/4 = 0.1799 + 0.0150 = 0.1949 -> candidate 0.
+    # (The summed gaps tie, 2 + 1 = 2.5 + 0.5, and would take candidate 0 by index too; their smallest gap, as
+    # k-center would, takes 0 as well; the smallest summed score would take 3.)
+    x = np.array([1.0, 3.0, 0.0, 0.5])
+    assert choose_sets("disagreement", np.stack([x, -x]), 3, 1) == [[1, 2, 0]]
+
+
+def test_a_ranking_set_by_entropy_is_of_candidates_the_ensemble_cannot_tell_apart() -> None:
+    # Both members agree, P = sigmoid(x_i - x_j): the entropy is highest for the closest returns.
+    # x = (0, 5, 0.4, 2, 0.1): closest are candidates 0 and 4 (0.1); then candidate 2 (gaps 0.4 and 0.3) beats
+    # candidate 3 (2 and 1.9) and candidate 1 (5 and 4.9). A second set from the rest: {1, 3} only.
+    x = np.array([0.0, 5.0, 0.4, 2.0, 0.1])
+    assert choose_sets("entropy", np.stack([x, x]), 3, 1) == [[0, 4, 2]]
+    assert choose_sets("entropy", np.stack([x, x]), 2, 2) == [[0, 4], [2, 3]]  # 0.4 vs 2: gap 1.6 < 3.0 to 5
+
+
+def test_kcenter_ranking_sets_are_spread_out_and_disjoint() -> None:
+    f = np.array([0.0, 1.0, 10.0, 11.0, 5.0, 5.5])[:, None]
+    # Mean 5.42: farthest 3 (11), then farthest from it 0 (0), then the nearest-center distances
+    # 1: 1, 2: 1, 4: 5, 5: 5.5 -> 5. The second set from {1, 2, 4}: mean 5.33 -> 2 (4.67), then 1 (9).
+    assert choose_sets("kcenter", None, 3, 1, f) == [[3, 0, 5]]
+    assert choose_sets("kcenter", None, 3, 2, f) == [[3, 0, 5], [2, 1, 4]]
+
+
+def test_active_selection_asks_comparisons_and_rankings_of_disjoint_candidates() -> None:
+    gens = _gens(24)
+
+    class Model:
+        def encode(self, items: object) -> np.ndarray:
+            return np.arange(24, dtype=float)
+
+        def returns(self, encoded: np.ndarray, idx: object = None) -> torch.Tensor:
+            return torch.as_tensor(np.stack([encoded, -encoded]))
+
+    queries = select_queries_by(
+        QuerySelection("bald", 2), gens, {"comparison": 3, "ranking": 2}, np.random.default_rng(0), Model()
+    )
+    assert [q.kind for q in queries] == ["comparison"] * 3 + ["ranking"] * 2
+    assert [len(q.generation_ids) for q in queries] == [2, 2, 2, 4, 4]
+    ids = [g for q in queries for g in q.generation_ids]
+    assert len(set(ids)) == len(ids) == 14
+
+
 # -- config and the control domain ---------------------------------------------------------------
 
 
@@ -185,7 +234,7 @@ def test_uniform_selection_asks_the_queries_of_before(counts: dict[str, int]) ->
 @pytest.mark.parametrize(
     ("feedback", "reward", "task", "message"),
     [
-        ({"query_strategy": "entropy", "kinds": {"comparison": 0.5, "rating": 0.5}}, {}, "pendulum", "needs kinds"),
+        ({"query_strategy": "entropy", "kinds": {"comparison": 0.5, "rating": 0.5}}, {}, "pendulum", "asks rating"),
         ({"query_strategy": "bald", "candidates": -1}, {}, "pendulum", "candidates must be >= 0"),
         ({"query_strategy": "disagreement+kcenter"}, {"ensemble_size": 1}, "pendulum", "reward.ensemble_size >= 2"),
         ({"query_strategy": "entropy"}, {"ensemble_size": 1}, "text:describe", "a text run asks uniform pairs"),
@@ -244,3 +293,10 @@ def test_a_run_asks_actively_chosen_comparisons_from_round_two(tiny_config: Path
         ids = [g for q in store.queries(round=round_) for g in q.generation_ids]
         assert len(ids) == 2 * n and len(set(ids)) == 2 * n
     assert len(store.comparisons()) == 18
+
+
+def test_the_control_domain_chooses_rankings_too(tmp_path: Path) -> None:
+    domain = _domain(tmp_path, QuerySelection("entropy", 2))
+    gens, queries = domain.sample(2, {"comparison": 2, "ranking": 1}, np.random.default_rng(0))
+    assert [(q.kind, len(q.generation_ids)) for q in queries] == [("comparison", 2)] * 2 + [("ranking", 4)]
+    assert len(gens) == 8 == len({g for q in queries for g in q.generation_ids})

@@ -24,6 +24,10 @@ entropy ``H(p) = -p log p - (1 - p) log(1 - p)`` (nats):
   the candidate pairs with the highest score (at least ``n``), then k-center
   among them (B-Pref's combinations; its default keeps half).
 
+Rankings (:func:`choose_sets`) take ``k`` of the candidates left over by the
+comparisons, greedily maximising the summed pairwise score of the set (k-center:
+``k`` candidates spread out). Other kinds stay uniform.
+
 Ties go to the pair drawn first. B-Pref seeds k-center with the pairs already
 asked; here a round sees only its own candidates, so the first center is the
 pair farthest from their mean.
@@ -39,8 +43,8 @@ from typing import Any, Literal, Protocol, get_args
 import numpy as np
 import torch
 
-from rlhfkit.feedback.mix import select_queries
-from rlhfkit.feedback_records import Comparison
+from rlhfkit.feedback.mix import RANKING_SIZE, select_queries
+from rlhfkit.feedback_records import Comparison, Ranking
 from rlhfkit.types import Content, Generation, Query, new_id
 
 Strategy = Literal["uniform", "disagreement", "entropy", "bald", "kcenter", "disagreement+kcenter", "entropy+kcenter"]
@@ -52,6 +56,9 @@ ACTIVE_CANDIDATES = 4
 """Default oversampling factor of the active strategies: candidate pairs scored per pair asked. B-Pref uses 10;
 4 keeps the extra env steps of a control round's sampling below its PPO steps (Pendulum: 30 comparisons x 2 x 50
 steps x 4 = 12,000)."""
+
+ACTIVE_KINDS = (Comparison.kind, Ranking.kind)
+"""The feedback kinds the active strategies choose (other kinds are drawn uniformly: run them with 'uniform')."""
 
 PREFILTER = 0.5
 """Share of the candidate pairs the combined strategies keep by score before k-center (B-Pref keeps half)."""
@@ -101,10 +108,11 @@ def kcenter(features: np.ndarray, n: int) -> list[int]:
     if n > m:
         raise ValueError(f"k-center: {n} centers from {m} points")
     x = features.reshape(m, -1).astype(np.float64)
-    nearest = np.linalg.norm(x - x.mean(axis=0), axis=1)
+    far = np.linalg.norm(x - x.mean(axis=0), axis=1)  # the mean is no center: only the first pick reads it
+    nearest = np.full(m, np.inf)
     chosen: list[int] = []
     for _ in range(n):
-        i = int(np.argmax(nearest))
+        i = int(np.argmax(far if not chosen else nearest))
         chosen.append(i)
         nearest = np.minimum(nearest, np.linalg.norm(x - x[i], axis=1))
         nearest[chosen] = -np.inf
@@ -154,6 +162,61 @@ def choose_pairs(
     if features is None:
         raise ValueError(f"query strategy {strategy!r} needs the candidates' features")
     return [int(rows[i]) for i in kcenter(pair_features(features, pairs[rows]), n)]
+
+
+def pairwise_scores(score: Callable[[np.ndarray], np.ndarray], returns: np.ndarray) -> np.ndarray:
+    """``(n, n)``: ``score`` of every pair ``(i, j)`` of ``n`` candidates, symmetric (each score is the same for
+    ``(A, B)`` and ``(B, A)``; averaging the two removes round-off); the diagonal is 0."""
+    K, n = returns.shape
+    d = returns[:, :, None] - returns[:, None, :]
+    S = score(1.0 / (1.0 + np.exp(-d.reshape(K, n * n)))).reshape(n, n)
+    S = (S + S.T) / 2
+    np.fill_diagonal(S, 0.0)
+    return S
+
+
+def choose_sets(
+    strategy: str, returns: np.ndarray | None, k: int, n_sets: int, features: np.ndarray | None = None
+) -> list[list[int]]:
+    """``n_sets`` disjoint sets of ``k`` candidates to rank (indices, in the order chosen).
+
+    A scoring strategy starts each set from the remaining pair with the highest score, then adds the candidate
+    with the highest summed score against the set so far (greedy maximum summed pairwise score); a combination
+    ranks by its score alone. ``kcenter`` takes each set by :func:`kcenter` over the remaining candidates'
+    features. Ties go to the lower index.
+    """
+    if strategy not in STRATEGIES or strategy == "uniform":
+        raise ValueError(f"sets to rank are chosen by an active strategy, got {strategy!r}")
+    n = len(returns[0]) if returns is not None else len(features) if features is not None else 0
+    if k < 2 or k * n_sets > n:
+        raise ValueError(f"{n_sets} disjoint sets of {k} (k >= 2) from {n} candidates")
+    left = np.ones(n, dtype=bool)
+    sets: list[list[int]] = []
+    score_name = strategy.partition("+")[0]
+    if score_name == "kcenter":
+        if features is None:
+            raise ValueError(f"query strategy {strategy!r} needs the candidates' features")
+        for _ in range(n_sets):
+            rows = np.flatnonzero(left)
+            chosen = [int(rows[i]) for i in kcenter(features[rows], k)]
+            left[chosen] = False
+            sets.append(chosen)
+        return sets
+    if returns is None:
+        raise ValueError(f"query strategy {strategy!r} needs the ensemble's returns")
+    S = pairwise_scores(SCORES[score_name], returns)
+    for _ in range(n_sets):
+        pair = np.where(np.triu(left[:, None] & left[None, :], k=1), S, -np.inf)
+        i, j = np.unravel_index(int(np.argmax(pair)), pair.shape)
+        chosen = [int(i), int(j)]
+        left[chosen] = False
+        while len(chosen) < k:
+            gain = np.where(left, S[:, chosen].sum(axis=1), -np.inf)
+            c = int(np.argmax(gain))
+            chosen.append(c)
+            left[c] = False
+        sets.append(chosen)
+    return sets
 
 
 # -- scoring candidates with a reward model, and the selector a domain uses --------------------
@@ -248,10 +311,25 @@ def select_queries_by(
     if selection.strategy == "uniform":
         return select_queries(generations, counts, rng)
     asked = {kind: c for kind, c in counts.items() if c > 0}
-    if set(asked) != {Comparison.kind}:
-        raise ValueError(f"query strategy {selection.strategy!r} chooses comparisons only; asked {asked}")
+    if not set(asked) <= set(ACTIVE_KINDS):
+        raise ValueError(f"query strategy {selection.strategy!r} chooses comparisons and rankings only; asked {asked}")
     if model is None:
         raise ValueError(f"query strategy {selection.strategy!r} needs a reward model to score the candidates")
-    return ActivePairs(selection.strategy, lambda xs: ensemble_scores(model, xs)).select(
-        generations, asked[Comparison.kind], rng
+    scores = ensemble_scores(model, [g.content for g in generations])
+    queries = ActivePairs(selection.strategy, lambda xs: scores).select(generations, asked.get(Comparison.kind, 0), rng)
+    n_rankings = asked.get(Ranking.kind, 0)
+    if not n_rankings:
+        return queries
+    used = {g for q in queries for g in q.generation_ids}
+    left = [i for i, g in enumerate(generations) if g.id not in used]
+    sets = choose_sets(
+        selection.strategy,
+        scores.returns[:, left],
+        RANKING_SIZE,
+        n_rankings,
+        None if scores.features is None else scores.features[left],
     )
+    round_ = max(g.round for g in generations)
+    return queries + [
+        Query(new_id(rng), tuple(generations[left[i]].id for i in s), round_, kind=Ranking.kind) for s in sets
+    ]
