@@ -40,6 +40,7 @@ from rlhfkit.domains.text import TEXT_TASKS, TextBaseConfig, TextConfig
 from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.effort import EffortConfig
 from rlhfkit.feedback.mix import asked_kinds, check_kinds
+from rlhfkit.feedback.schedule import Schedule
 from rlhfkit.feedback.selection import ACTIVE_CANDIDATES, ACTIVE_KINDS, QuerySelection, Strategy
 from rlhfkit.feedback.teacher import TeacherConfig
 from rlhfkit.optimize.kl import KLConfig
@@ -106,6 +107,10 @@ class FeedbackConfig:
     the score, then spread out; B-Pref). Rankings: k candidates of greatest summed pairwise score (k-center:
     spread out). Active strategies take comparisons and rankings only, a control task, and start in round 2:
     round 1's reward model has seen no answers, so round 1 is uniform."""
+    query_schedule: Schedule = "constant"
+    """Queries per round after round 1: 'constant' (comparisons_per_round each) or 'decreasing' (the same total,
+    comparisons_per_round * (rounds - 1), shared in proportion to 1 / (k - 1) in round k: with 5 rounds of 20,
+    38, 19, 13 and 10)."""
     candidates: int = 0
     """Oversampling: candidate pairs drawn and scored per comparison asked (each round draws this many times the
     generations its queries need); 0 = 1 for query_strategy = 'uniform', 4 for the active strategies."""

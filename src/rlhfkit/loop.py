@@ -50,6 +50,7 @@ from rlhfkit.domains.text import TextDomain, check_text_parts
 from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.answers import read_answers
 from rlhfkit.feedback.mix import KindTools, run_kind_setup, split_queries
+from rlhfkit.feedback.schedule import queries_in_round
 from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore
 from rlhfkit.feedback.teacher import Human, SimulatedHuman, TeacherConfig
 from rlhfkit.feedback.web import WebHuman, open_run_store
@@ -245,7 +246,7 @@ class Run:
         if stored:
             return stored
         fb = self.config.feedback
-        n = fb.initial_comparisons if k == 1 else fb.comparisons_per_round
+        n = queries_in_round(fb.query_schedule, k, self.config.rounds, fb.initial_comparisons, fb.comparisons_per_round)
         if n == 0:
             return []
         rng = np.random.default_rng([self.config.seed, k])

@@ -28,9 +28,16 @@ Rankings (:func:`choose_sets`) take ``k`` of the candidates left over by the
 comparisons, greedily maximising the summed pairwise score of the set (k-center:
 ``k`` candidates spread out). Other kinds stay uniform.
 
-Ties go to the pair drawn first. B-Pref seeds k-center with the pairs already
-asked; here a round sees only its own candidates, so the first center is the
-pair farthest from their mean.
+A candidate's features are the reward model's input, standardised and flattened
+over the segment's steps (:meth:`~rlhfkit.reward.segment_model.SegmentRewardModel.features`;
+B-Pref uses the raw states). B-Pref seeds k-center with the pairs already asked;
+here a round sees only its own candidates, so the first center is the pair
+farthest from their mean. Ties go to the pair drawn first.
+
+A control run (:meth:`~rlhfkit.domains.control.ControlDomain.sample`) asks
+through :func:`select_queries_by`: round 1 uniformly (its reward model has seen
+no answers), later rounds by ``[feedback] query_strategy`` from ``candidates``
+times the generations the queries need.
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ Strategy = Literal["uniform", "disagreement", "entropy", "bald", "kcenter", "dis
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 ACTIVE_CANDIDATES = 4
-"""Default oversampling factor of the active strategies: candidate pairs scored per pair asked. B-Pref uses 10;
+"""Default oversampling factor of the active strategies: candidate pairs scored per pair asked. B-Pref's runs use 10;
 4 keeps the extra env steps of a control round's sampling below its PPO steps (Pendulum: 30 comparisons x 2 x 50
 steps x 4 = 12,000)."""
 
@@ -66,8 +73,12 @@ PREFILTER = 0.5
 
 def pair_probabilities(returns: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """``(K, m)`` Bradley–Terry ``P_k(A>B) = sigmoid(R_k[A] - R_k[B])`` of the ``m`` pairs ``(A, B)`` in ``pairs``."""
-    d = returns[:, pairs[:, 0]] - returns[:, pairs[:, 1]]
-    return 1.0 / (1.0 + np.exp(-d))
+    return sigmoid(returns[:, pairs[:, 0]] - returns[:, pairs[:, 1]])
+
+
+def sigmoid(d: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-d))``, written as ``(1 + tanh(d / 2)) / 2`` so that no ``d`` overflows."""
+    return 0.5 * (1.0 + np.tanh(0.5 * d))
 
 
 def binary_entropy(p: np.ndarray) -> np.ndarray:
@@ -169,7 +180,7 @@ def pairwise_scores(score: Callable[[np.ndarray], np.ndarray], returns: np.ndarr
     ``(A, B)`` and ``(B, A)``; averaging the two removes round-off); the diagonal is 0."""
     K, n = returns.shape
     d = returns[:, :, None] - returns[:, None, :]
-    S = score(1.0 / (1.0 + np.exp(-d.reshape(K, n * n)))).reshape(n, n)
+    S = score(sigmoid(d.reshape(K, n * n))).reshape(n, n)
     S = (S + S.T) / 2
     np.fill_diagonal(S, 0.0)
     return S
