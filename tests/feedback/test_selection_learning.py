@@ -8,8 +8,8 @@ per-step MLP ensemble (3 members) is fitted by the loop's one reward fit after e
 score: the ensemble mean's pairwise accuracy on 400 fresh segments (79,800 pairs).
 
 Measured (seeds 0-3, mean accuracy): uniform 0.912, disagreement 0.930, entropy 0.943, bald 0.919,
-kcenter 0.898, disagreement+kcenter 0.933, entropy+kcenter 0.937. k-center alone spreads the
-pairs out without asking the close ones, and does no better than uniform here.
+kcenter 0.926, disagreement+kcenter 0.932, entropy+kcenter 0.943. Asking the least disputed pairs
+instead (the score's order reversed) gives 0.865 and fails the test.
 """
 
 from __future__ import annotations
