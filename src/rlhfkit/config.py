@@ -39,7 +39,9 @@ from rlhfkit.domains.control import BaseConfig, ControlConfig
 from rlhfkit.domains.text import TEXT_TASKS, TextBaseConfig, TextConfig
 from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.effort import EffortConfig
-from rlhfkit.feedback.mix import check_kinds
+from rlhfkit.feedback.mix import asked_kinds, check_kinds
+from rlhfkit.feedback.schedule import Schedule
+from rlhfkit.feedback.selection import ACTIVE_CANDIDATES, ACTIVE_KINDS, QuerySelection, Strategy
 from rlhfkit.feedback.teacher import TeacherConfig
 from rlhfkit.optimize.kl import KLConfig
 from rlhfkit.reward.config import RewardConfig
@@ -97,9 +99,30 @@ class FeedbackConfig:
     (all-MiniLM-L6-v2 sentence embeddings, offline)."""
     effort: EffortConfig = field(default_factory=EffortConfig)
     """Human-seconds per answer of each kind; metrics.jsonl's human_minutes adds them up over stored answers."""
+    query_strategy: Strategy = "uniform"
+    """Which comparisons to ask from the candidate pairs (feedback/selection.py): 'uniform' (random pairs);
+    by the reward ensemble's P_k(A>B) = sigmoid(R_k(A) - R_k(B)): 'disagreement' (variance over members),
+    'entropy' (of the mean P), 'bald' (entropy of the mean minus the members' mean entropy); 'kcenter' (pairs
+    spread out in the reward model's feature space); 'disagreement+kcenter', 'entropy+kcenter' (the best half by
+    the score, then spread out; B-Pref). Rankings: k candidates of greatest summed pairwise score (k-center:
+    spread out). Active strategies take comparisons and rankings only, a control task, and start in round 2:
+    round 1's reward model has seen no answers, so round 1 is uniform."""
+    query_schedule: Schedule = "constant"
+    """Queries per round after round 1: 'constant' (comparisons_per_round each) or 'decreasing' (the same total,
+    comparisons_per_round * (rounds - 1), shared in proportion to 1 / (k - 1) in round k: with 5 rounds of 20,
+    38, 19, 13 and 10)."""
+    candidates: int = 0
+    """Oversampling: candidate pairs drawn and scored per comparison asked (each round draws this many times the
+    generations its queries need); 0 = 1 for query_strategy = 'uniform', 4 for the active strategies."""
 
     def __post_init__(self) -> None:
         check_kinds(self.kinds, "simulated")  # what people in the web app can answer depends on the domain
+        other = [k for k in asked_kinds(self.kinds) if k not in ACTIVE_KINDS]
+        if self.query_strategy != "uniform" and other:
+            raise ValueError(
+                f"query_strategy = {self.query_strategy!r} chooses comparisons and rankings only; kinds asks "
+                f"{', '.join(other)} too (use query_strategy = 'uniform' with other kinds)"
+            )
         require(
             self,
             {
@@ -108,8 +131,15 @@ class FeedbackConfig:
                 "latency_s": (non_negative, ">= 0"),
                 "web_min_answers": (positive, ">= 1"),
                 "web_poll_s": (positive, "> 0"),
+                "candidates": (non_negative, ">= 0 (0 = the strategy's default)"),
             },
         )
+
+    @property
+    def selection(self) -> QuerySelection:
+        """The query strategy with its oversampling factor resolved (``candidates = 0``: the strategy's default)."""
+        default = 1 if self.query_strategy == "uniform" else ACTIVE_CANDIDATES
+        return QuerySelection(self.query_strategy, self.candidates or default)
 
 
 @dataclass(frozen=True)
@@ -142,6 +172,11 @@ class RunConfig:
             raise ValueError(f"[{other}] is for {other} tasks; task {self.task!r} is a {domain} task")
         if getattr(self, domain) is None:
             object.__setattr__(self, domain, ControlConfig() if domain == "control" else TextConfig())
+        if self.feedback.query_strategy.split("+")[0] in ("disagreement", "bald") and self.reward.ensemble_size < 2:
+            raise ValueError(
+                f"feedback.query_strategy = {self.feedback.query_strategy!r} reads the disagreement of the reward "
+                f"ensemble's members; set reward.ensemble_size >= 2, got {self.reward.ensemble_size}"
+            )
         try:
             check_kinds(self.feedback.kinds, self.feedback.human, domain)
         except ValueError as e:
@@ -150,6 +185,10 @@ class RunConfig:
             if self.task not in TEXT_TASKS:
                 raise ValueError(f"task: {self.task!r} is not a text task (built in: {', '.join(TEXT_TASKS)})")
             self._check_text_parts()
+            if self.feedback.query_strategy != "uniform":
+                raise ValueError(
+                    f"feedback.query_strategy: a text run asks uniform pairs; got {self.feedback.query_strategy!r}"
+                )
             if self.reward.ensemble_size != 1:
                 raise ValueError(
                     f"reward.ensemble_size: a text run's reward model is one transformer; set 1, "

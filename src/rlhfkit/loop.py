@@ -51,6 +51,7 @@ from rlhfkit.domains.text import TextDomain, check_text_parts
 from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.answers import AnswerSet, read_answers
 from rlhfkit.feedback.mix import KindTools, run_kind_setup, split_queries
+from rlhfkit.feedback.schedule import queries_in_round
 from rlhfkit.feedback.store import AnnotationSettings, FeedbackStore
 from rlhfkit.feedback.teacher import Human, SimulatedHuman, TeacherConfig
 from rlhfkit.feedback.web import WebHuman, open_run_store
@@ -64,7 +65,9 @@ from rlhfkit.types import Query
 
 def build_domain(config: RunConfig, run_dir: Path, progress: bool = True) -> Domain:
     """The domain the config's task belongs to, built from its section and the shared ones."""
-    ctx = DomainContext(config.task, config.seed, config.rounds, config.reward, config.kl, run_dir, progress)
+    ctx = DomainContext(
+        config.task, config.seed, config.rounds, config.reward, config.kl, run_dir, progress, config.feedback.selection
+    )
     if config.text is not None:
         return TextDomain(ctx, config.text)
     assert config.control is not None
@@ -266,7 +269,7 @@ class Run:
         if stored:
             return stored
         fb = self.config.feedback
-        n = fb.initial_comparisons if k == 1 else fb.comparisons_per_round
+        n = queries_in_round(fb.query_schedule, k, self.config.rounds, fb.initial_comparisons, fb.comparisons_per_round)
         if n == 0:
             return []
         rng = np.random.default_rng([self.config.seed, k])

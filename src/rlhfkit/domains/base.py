@@ -30,13 +30,14 @@ named by :attr:`Domain.section`) and a class with these methods; register it in
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from rlhfkit.feedback.selection import QuerySelection
 from rlhfkit.optimize.kl import KLConfig
 from rlhfkit.reward.config import RewardConfig
 from rlhfkit.reward.fit import RewardModel
@@ -61,6 +62,8 @@ class DomainContext:
     """The run folder (e.g. for a cached base policy)."""
     progress: bool = True
     """Show progress bars."""
+    selection: QuerySelection = field(default_factory=QuerySelection)
+    """How comparisons are chosen ([feedback] query_strategy and candidates, resolved)."""
 
 
 Hold = Callable[[], None]

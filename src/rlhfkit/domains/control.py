@@ -23,7 +23,8 @@ from rlhfkit.checks import non_negative, positive, require
 from rlhfkit.domains.base import DomainContext, Hold
 from rlhfkit.domains.samples import ROLLOUT_STEPS, rollout_samples
 from rlhfkit.errors import ConfigError
-from rlhfkit.feedback.mix import query_size, select_queries
+from rlhfkit.feedback.mix import query_size
+from rlhfkit.feedback.selection import select_queries_by
 from rlhfkit.feedback.teacher import true_reward
 from rlhfkit.files import atomic_torch_save
 from rlhfkit.models.control import ActorCritic, EnvFactory, Rollout, RolloutCollector, SpaceSpec, make_vector_env
@@ -298,7 +299,8 @@ class ControlDomain:
     ) -> tuple[list[Generation], list[Query]]:
         """Segments of fresh rollouts of the current policy, drawn into the round's queries (only those used kept)."""
         L = self.segment_length
-        need = sum(c * query_size(kind) for kind, c in counts.items())
+        # the candidates the strategy chooses from: the queries' generations times the oversampling factor
+        need = self.ctx.selection.in_round(round_).candidates * sum(c * query_size(kind) for kind, c in counts.items())
         envs = make_vector_env(self.task.make_env, self.config.ppo.n_envs)
         collector = RolloutCollector(envs, self.ctx.seed * 7 + round_)
         segments: list[Segment] = []
@@ -323,7 +325,7 @@ class ControlDomain:
         finally:
             envs.close()
         gens = [Generation(new_id(rng), round_, f"round-{round_ - 1}", seg) for seg in segments]
-        queries = select_queries(gens, counts, rng)
+        queries = select_queries_by(self.ctx.selection.in_round(round_), gens, counts, rng, self.reward_model())
         used = {gid for q in queries for gid in q.generation_ids}
         return [g for g in gens if g.id in used], queries
 

@@ -64,6 +64,16 @@ class SegmentRewardModel(nn.Module):
             obs, act, mask = obs[idx], act[idx], mask[idx]
         return self.ensemble.segment_returns(obs, act, mask)
 
+    def features(self, encoded: Encoded) -> torch.Tensor:
+        """``(N, T * dim)``: each segment's standardised step features, flattened over time (the ensemble's input; 0
+        on a shorter segment's padding).
+
+        Where query selection spreads segments out (k-center, ``feedback/selection.py``); B-Pref uses the raw
+        flattened states.
+        """
+        obs, act, mask = encoded
+        return (self.ensemble.features(obs, act) * mask.unsqueeze(-1)).flatten(1)  # a shorter segment's padding: 0
+
     def units(self, encoded: Encoded, idx: torch.Tensor) -> torch.Tensor:
         """Steps in each segment ``idx``: the reward centering pins the mean reward *per step*."""
         return encoded[2][idx].sum(-1)
