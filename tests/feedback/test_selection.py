@@ -271,6 +271,7 @@ def test_the_control_domain_asks_the_most_disputed_of_its_candidates(tmp_path: P
     # The same round with 1 and with 8 candidates per query: the same first segments, and the pairs
     # asked from 8x as many candidates disagree more under the (untrained, randomly initialised) ensemble.
     def asked_disagreement(candidates: int) -> float:
+        torch.manual_seed(0)  # one ensemble for both (its initial weights come from torch's generator)
         domain = _domain(tmp_path, QuerySelection("disagreement", candidates))
         gens, queries = domain.sample(2, {"comparison": 4}, np.random.default_rng(0))
         scores = ensemble_scores(domain.reward_model(), [g.content for g in gens])
