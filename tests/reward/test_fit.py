@@ -100,3 +100,17 @@ def test_nothing_usable_is_one_error_that_counts_what_was_stored(setup: KindsSet
 def test_the_model_has_the_configured_members(setup: KindsSetup) -> None:
     with pytest.raises(ValueError, match="2 members but ensemble_size is 3"):
         fit_reward(_model(2), _answers(setup, {"comparison": 5}), None, RewardConfig())
+
+
+def test_the_stated_slip_rate_reaches_the_comparisons_likelihood(setup: KindsSetup) -> None:
+    """The same answers and start: slip_rate = 0 is the plain fit, and a slip rate fits another reward."""
+    answers = _answers(setup, {"comparison": 60})
+
+    def fitted(**fields: float) -> list[torch.Tensor]:
+        model = _model(1)
+        fit_reward(model, answers, None, RewardConfig(ensemble_size=1, hidden=(16,), epochs=3, **fields))  # type: ignore[arg-type]
+        return [p.detach().clone() for p in model.parameters()]
+
+    plain, zero, slipped = fitted(), fitted(slip_rate=0.0), fitted(slip_rate=0.3)
+    assert all(torch.equal(a, b) for a, b in zip(plain, zero, strict=True))
+    assert not all(torch.allclose(a, b) for a, b in zip(plain, slipped, strict=True))

@@ -243,3 +243,27 @@ def test_bootstrap_counts_weigh_pairs_like_repeated_rows() -> None:
     assert float(bradley_terry_loss(ra, rb, mu, weight=torch.ones(4)).loss) == pytest.approx(
         float(bradley_terry_loss(ra, rb, mu).loss), abs=1e-7
     )
+
+
+@pytest.mark.parametrize("d", [-60.0, -2.0, 0.0, 0.7, 60.0])
+def test_a_stated_slip_rate_is_the_mixture_likelihood(d: float) -> None:
+    """P(A>B) = slip/2 + (1 - slip) sigmoid(d), by hand, at any margin (no overflow at +-60)."""
+    slip = 0.2
+    p = slip / 2 + (1 - slip) / (1 + math.exp(-d))
+    mu = torch.tensor([[0.7, 0.3]], dtype=torch.float64)
+    t = bradley_terry_loss(torch.tensor([d], dtype=torch.float64), torch.zeros(1, dtype=torch.float64), mu, slip=slip)
+    assert t.loss.item() == pytest.approx(-(0.7 * math.log(p) + 0.3 * math.log(1 - p)), rel=1e-12)
+    assert t.p_a.item() == pytest.approx(p, rel=1e-12)
+
+
+def test_a_slip_bounds_what_one_contrary_answer_costs() -> None:
+    """However sure the model is that B wins, an answer A>B costs at most -log(slip/2) (plain: the whole margin)."""
+    ra, rb, mu = torch.tensor([-50.0], requires_grad=True), torch.tensor([0.0]), torch.tensor([[1.0, 0.0]])
+    plain = bradley_terry_loss(ra, rb, mu)
+    slipped = bradley_terry_loss(ra, rb, mu, slip=0.1)
+    assert plain.loss.item() == pytest.approx(50.0, rel=1e-6)
+    assert slipped.loss.item() == pytest.approx(-math.log(0.05), rel=1e-4)
+    (grad,) = torch.autograd.grad(slipped.loss, ra)
+    assert abs(grad.item()) < 1e-18  # a confidently contradicted pair no longer drags the reward
+    with pytest.raises(ValueError, match=r"slip must be in \[0, 1\), got 1.0"):
+        bradley_terry_loss(ra, rb, mu, slip=1.0)

@@ -85,12 +85,14 @@ def kind_terms(
     batch: Mapping[str, torch.Tensor],
     rating_fit: str = "profile",
     weight: Mapping[str, torch.Tensor] | None = None,
+    slip: float = 0.0,
 ) -> dict[str, KindTerms]:
     """Each present kind's loss on its minibatch ``batch[key]`` (answer indices per kind key).
 
     ``r(idx)`` gives ``(K, n)`` returns of item rows; ``weight[key]``, if given, the
     ``(K, len(batch[key]))`` answer weights (each ensemble member's bootstrap counts).
-    Labels on several choice sets make one answer-weighted ``"label"`` term.
+    Labels on several choice sets make one answer-weighted ``"label"`` term. ``slip``: the comparisons' stated
+    slip rate (:func:`~rlhfkit.reward.losses.bradley_terry_loss`).
     """
 
     def w(key: str) -> torch.Tensor | None:
@@ -99,7 +101,7 @@ def kind_terms(
     out: dict[str, KindTerms] = {}
     if data.comparison is not None and "comparison" in batch:
         a, b, mu = (t[batch["comparison"]] for t in data.comparison)
-        t = bradley_terry_loss(r(a), r(b), mu, weight=w("comparison"))
+        t = bradley_terry_loss(r(a), r(b), mu, weight=w("comparison"), slip=slip)
         out["comparison"] = KindTerms(t.loss, torch.zeros(0), t.accuracy)
     if data.ranking is not None and "ranking" in batch:
         idx, mask = (t[batch["ranking"]] for t in data.ranking)

@@ -33,6 +33,12 @@ class RewardConfig:
     """AdamW weight decay of the reward model's weights (the L2-style regulariser lambda_r)."""
     center_coef: float = 1e-3
     """Weight of the reward-centering term mean(r)^2, r the reward per step of a segment or per text; 0 = off."""
+    slip_rate: float = 0.0
+    """The stated chance that a comparison is a slip (the human answered at random, as B-Pref's mistake teacher
+    does): the fit's likelihood is P(A>B) = slip_rate / 2 + (1 - slip_rate) * sigmoid(r_A - r_B), so one contrary
+    answer cannot pull the reward far however sure it was; 0 = plain Bradley-Terry. A teacher that flips a share
+    eps of its answers (teacher.mistake_prob) matches slip_rate = 2 * eps. Not a measured gain yet: on the describe
+    task with eps = 0.25 (150 comparisons, 4 seeds) agreement was 0.720 plain, 0.729 at 0.25, 0.724 at 0.5."""
     holdout_frac: float = 0.15
     """Fraction of answers held out for the metrics, chosen by a hash of the query id (the same rule for
     every kind, so an answer stays on its side from round to round)."""
@@ -87,6 +93,7 @@ class RewardConfig:
                 "weight_decay": (non_negative, ">= 0"),
                 "center_coef": (non_negative, ">= 0"),
                 "holdout_frac": (fraction, "in [0, 1)"),
+                "slip_rate": (fraction, "in [0, 1)"),
                 "lr_schedule": (lambda v: v in ("constant", "cosine"), '"constant" or "cosine"'),
                 "rating_fit": (lambda v: v in ("profile", "learned"), '"profile" or "learned"'),
                 "prior_coef": (non_negative, ">= 0"),

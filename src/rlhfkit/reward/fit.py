@@ -209,7 +209,7 @@ def _step_loss(
     pos = torch.full((len(data.items),), -1, dtype=torch.long)
     pos[needed] = torch.arange(len(needed))
     scores = model.returns(encoded, needed)  # (K, u)
-    terms = kind_terms(data, cal, lambda idx: scores[:, pos[idx]], batch, config.rating_fit, weight)
+    terms = kind_terms(data, cal, lambda idx: scores[:, pos[idx]], batch, config.rating_fit, weight, config.slip_rate)
     total = sum((data.counts[k] / data.n_answers * t.loss for k, t in terms.items()), torch.zeros(()))
     units = getattr(model, "units", None)
     per_unit = scores.sum(-1) / (units(encoded, needed).sum() if units is not None else len(needed))  # (K,)

@@ -13,6 +13,7 @@ gradient and do not count in the mean.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +41,7 @@ def bradley_terry_loss(
     mu: torch.Tensor,
     usable: torch.Tensor | None = None,
     weight: torch.Tensor | None = None,
+    slip: float = 0.0,
 ) -> BradleyTerryTerms:
     """Soft-label Bradley–Terry cross-entropy.
 
@@ -52,7 +54,12 @@ def bradley_terry_loss(
         weight: ``(N,)`` or ``(K, N)`` answer weights (e.g. each ensemble member's
             bootstrap counts): the loss is then each member's weighted mean over
             usable pairs, averaged over members. Default: 1 for every pair.
+        slip: the stated chance that an answer is a slip (the human answered at random):
+            ``P(A > B) = slip / 2 + (1 - slip) * sigmoid(r_A - r_B)``, so one contrary answer
+            costs at most ``-log(slip / 2)`` however sure the model is. 0 = plain Bradley–Terry.
     """
+    if not 0.0 <= slip < 1.0:
+        raise ValueError(f"slip must be in [0, 1), got {slip}")
     if mu.ndim != 2 or mu.shape[-1] != 2:
         raise ValueError(f"mu must have shape (N, 2), got {tuple(mu.shape)}")
     if usable is None:
@@ -61,7 +68,12 @@ def bradley_terry_loss(
     mu = torch.where(usable[:, None], mu.to(return_a.dtype), torch.zeros_like(mu, dtype=return_a.dtype))
     logits = return_a - return_b
     # log P(A>B) = logsigmoid(d), log P(B>A) = logsigmoid(-d): stable for any d.
-    nll = -(mu[:, 0] * F.logsigmoid(logits) + mu[:, 1] * F.logsigmoid(-logits))
+    log_a, log_b = F.logsigmoid(logits), F.logsigmoid(-logits)
+    if slip > 0.0:  # log(slip/2 + (1 - slip) p), as a log-sum-exp: stable for any d
+        floor = torch.full_like(logits, math.log(slip / 2))
+        log_a = torch.logaddexp(floor, math.log1p(-slip) + log_a)
+        log_b = torch.logaddexp(floor, math.log1p(-slip) + log_b)
+    nll = -(mu[:, 0] * log_a + mu[:, 1] * log_b)
     n_usable = int(usable.sum().item())
     if weight is None:
         loss = (nll * usable_weight).sum(dim=-1) / max(n_usable, 1)
@@ -77,9 +89,7 @@ def bradley_terry_loss(
     accuracy = (correct * decisive.to(return_a.dtype)).sum(dim=-1) / max(n_decisive, 1)
     if accuracy.ndim > 0:
         accuracy = accuracy.mean()
-    return BradleyTerryTerms(
-        loss=loss, accuracy=accuracy.detach(), p_a=torch.sigmoid(logits).detach(), n_usable=n_usable
-    )
+    return BradleyTerryTerms(loss=loss, accuracy=accuracy.detach(), p_a=log_a.exp().detach(), n_usable=n_usable)
 
 
 def reward_centering_penalty(step_rewards: torch.Tensor) -> torch.Tensor:
