@@ -37,13 +37,7 @@ def main(out: Path) -> None:
     prompts: list[object] = [f"the {s} {verb}" for s in describe_task.SUBJECTS for verb in ("is", "seems", "looks")]
     prompts += [[{"role": "user", "content": f"describe the {s}"}] for s in describe_task.SUBJECTS]
     (out / "prompts.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")
-    rows = []
-    for x, y in zip(describe_task.corpus(1000, seed=2), describe_task.corpus(1000, seed=3), strict=True):
-        (prompt, a), b = x.split(" is ", 1), y.split(" is ", 1)[1]
-        ta, tb = describe_task.true_reward(a), describe_task.true_reward(b)
-        if ta != tb:
-            chosen, rejected = (a, b) if ta > tb else (b, a)
-            rows.append({"prompt": prompt + " is", "chosen": " " + chosen, "rejected": " " + rejected})
+    rows = describe_task.preference_rows(1000, seed=2)
     (out / "prefs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     print(f"wrote {out}/model, {out}/prompts.jsonl ({len(prompts)} prompts), {out}/prefs.jsonl ({len(rows)} pairs)")
 

@@ -91,13 +91,7 @@ def parts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     prompts = [{"prompt": f"the {s} {verb}"} for s in describe_task.SUBJECTS for verb in ("is", "seems")]
     prompts += [{"prompt": [{"role": "user", "content": f"the {s} looks"}]} for s in describe_task.SUBJECTS[:4]]
     (out / "prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts), encoding="utf-8")
-    rows = []
-    for x, y in zip(describe_task.corpus(500, seed=2), describe_task.corpus(500, seed=3), strict=True):
-        (prompt, a), b = x.split(" is ", 1), y.split(" is ", 1)[1]
-        ta, tb = describe_task.true_reward(a), describe_task.true_reward(b)
-        if ta != tb:
-            chosen, rejected = (a, b) if ta > tb else (b, a)
-            rows.append({"prompt": prompt + " is", "chosen": " " + chosen, "rejected": " " + rejected})
+    rows = describe_task.preference_rows(500, seed=2)
     (out / "prefs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     argv = ["fit-reward", "--data", str(out / "prefs.jsonl"), "--model", "tiny", "--out", str(out / "rm")]
     assert main([*argv, "--epochs", "2", "--seed", "0"]) == 0

@@ -86,6 +86,23 @@ def true_rewards(completions: Sequence[str]) -> np.ndarray:
     return np.array([true_reward(c) for c in completions], dtype=np.float64)
 
 
+def preference_rows(n: int, seed: int = 0) -> list[dict[str, str]]:
+    """Labelled pairs in TRL's format, ``{"prompt", "chosen", "rejected"}``, judged by the true reward.
+
+    Sentence ``i`` of ``corpus(n, seed)`` gives the prompt ("the cat is") and one completion, sentence ``i`` of
+    ``corpus(n, seed + 1)`` the other; the one with the higher true reward is chosen, ties are left out. What a
+    team's preference file would hold, for ``rlhfkit fit-reward`` in the examples and tests.
+    """
+    rows = []
+    for x, y in zip(corpus(n, seed), corpus(n, seed + 1), strict=True):
+        (prompt, a), b = x.split(" is ", 1), y.split(" is ", 1)[1]
+        ta, tb = true_reward(a), true_reward(b)
+        if ta != tb:
+            chosen, rejected = (a, b) if ta > tb else (b, a)
+            rows.append({"prompt": prompt + " is", "chosen": " " + chosen, "rejected": " " + rejected})
+    return rows
+
+
 def pretrain_base_model(
     n_sentences: int = 4000, steps: int = 600, batch_size: int = 32, lr: float = 3e-3, seed: int = 0
 ) -> tuple[Any, Any]:
