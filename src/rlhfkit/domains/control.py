@@ -314,14 +314,13 @@ class ControlDomain:
                 self.trainer.env_steps += ro.n_steps
                 truncated = ro.ended & ~ro.terminated
                 lengths += (ro.episode_step[truncated] + 1).tolist()
-            else:
-                if len(segments) < need:
-                    raise ConfigError(
-                        f"control.segment_length = {L}: {SAMPLE_ROLLOUTS} rollouts gave {len(segments)} of the {need} "
-                        f"segments this round needs; the task's episodes end by a time limit after "
-                        f"{np.mean(lengths) if lengths else float('nan'):.0f} steps on average, before a segment "
-                        "fits; set control.segment_length at most that long"
-                    )
+            if len(segments) < need:
+                raise ConfigError(
+                    f"control.segment_length = {L}: {SAMPLE_ROLLOUTS} rollouts gave {len(segments)} of the {need} "
+                    f"segments this round needs; the task's episodes end by a time limit after "
+                    f"{np.mean(lengths) if lengths else float('nan'):.0f} steps on average, before a segment "
+                    "fits; set control.segment_length at most that long"
+                )
         finally:
             envs.close()
         gens = [Generation(new_id(rng), round_, f"round-{round_ - 1}", seg) for seg in segments]
