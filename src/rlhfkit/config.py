@@ -36,7 +36,7 @@ import tomli_w
 from rlhfkit.checks import non_negative, positive, require
 from rlhfkit.config_layout import deep_merge, domain_defaults, domain_of, upgrade_layout
 from rlhfkit.domains.control import BaseConfig, ControlConfig
-from rlhfkit.domains.text import TEXT_TASKS, TextBaseConfig, TextConfig
+from rlhfkit.domains.text import TEXT_STRATEGIES, TEXT_TASKS, TextBaseConfig, TextConfig
 from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.effort import EffortConfig
 from rlhfkit.feedback.mix import asked_kinds, check_kinds
@@ -105,8 +105,9 @@ class FeedbackConfig:
     'entropy' (of the mean P), 'bald' (entropy of the mean minus the members' mean entropy); 'kcenter' (pairs
     spread out in the reward model's feature space); 'disagreement+kcenter', 'entropy+kcenter' (the best half by
     the score, then spread out; B-Pref). Rankings: k candidates of greatest summed pairwise score (k-center:
-    spread out). Active strategies take comparisons and rankings only, a control task, and start in round 2:
-    round 1's reward model has seen no answers, so round 1 is uniform."""
+    spread out). Active strategies take comparisons and rankings only and start in round 2: round 1's reward
+    model has seen no answers, so round 1 is uniform. A text run takes 'uniform' or 'entropy': each query asks
+    the completions of its prompt, among candidates x as many, that the reward model is least sure of."""
     query_schedule: Schedule = "constant"
     """Queries per round after round 1: 'constant' (comparisons_per_round each) or 'decreasing' (the same total,
     comparisons_per_round * (rounds - 1), shared in proportion to 1 / (k - 1) in round k: with 5 rounds of 20,
@@ -172,7 +173,15 @@ class RunConfig:
             raise ValueError(f"[{other}] is for {other} tasks; task {self.task!r} is a {domain} task")
         if getattr(self, domain) is None:
             object.__setattr__(self, domain, ControlConfig() if domain == "control" else TextConfig())
-        if self.feedback.query_strategy.split("+")[0] in ("disagreement", "bald") and self.reward.ensemble_size < 2:
+        strategy = self.feedback.query_strategy
+        if domain == "text" and strategy not in TEXT_STRATEGIES:
+            raise ValueError(
+                f"feedback.query_strategy: a text run takes {' or '.join(map(repr, TEXT_STRATEGIES))}, got "
+                f"{strategy!r}: a text round asks one query per prompt, chosen among that prompt's completions, so "
+                "there are no pairs across the round to spread apart (kcenter) and its one reward model has no "
+                "members to disagree (disagreement, bald)"
+            )
+        if strategy.split("+")[0] in ("disagreement", "bald") and self.reward.ensemble_size < 2:
             raise ValueError(
                 f"feedback.query_strategy = {self.feedback.query_strategy!r} reads the disagreement of the reward "
                 f"ensemble's members; set reward.ensemble_size >= 2, got {self.reward.ensemble_size}"
@@ -185,10 +194,6 @@ class RunConfig:
             if self.task not in TEXT_TASKS:
                 raise ValueError(f"task: {self.task!r} is not a text task (built in: {', '.join(TEXT_TASKS)})")
             self._check_text_parts()
-            if self.feedback.query_strategy != "uniform":
-                raise ValueError(
-                    f"feedback.query_strategy: a text run asks uniform pairs; got {self.feedback.query_strategy!r}"
-                )
             if self.reward.ensemble_size != 1:
                 raise ValueError(
                     f"reward.ensemble_size: a text run's reward model is one transformer; set 1, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from rlhfkit.feedback.selection import (
     QuerySelection,
     Scores,
     Strategy,
+    choose_in_prompt,
     choose_pairs,
     choose_sets,
     ensemble_scores,
@@ -213,6 +215,65 @@ def test_active_selection_asks_comparisons_and_rankings_of_disjoint_candidates()
     assert len(set(ids)) == len(ids) == 14
 
 
+# -- within one prompt's completions (text runs) -------------------------------------------------
+
+# One prompt's 4 candidates, 2 members: R_1 = (0, 2, 1, 3), R_2 = (0, 1, 3, 2.5). By hand (sigmoid(1) = 0.7311,
+# sigmoid(0.5) = 0.6225):
+#   pair    P_1 = s(R_1[A] - R_1[B])   P_2                   mean P   H(mean P)   mean_k H(P_k)
+#   (0, 1)  s(-2) = 0.1192             s(-1)   = 0.2689      0.1941   0.4921      0.4738
+#   (0, 2)  s(-1) = 0.2689             s(-3)   = 0.0474      0.1582   0.4366      0.3865
+#   (0, 3)  s(-3) = 0.0474             s(-2.5) = 0.0759      0.0616   0.2315      0.2297
+#   (1, 2)  s(1)  = 0.7311             s(-2)   = 0.1192      0.4251   0.6819      0.4738
+#   (1, 3)  s(-1) = 0.2689             s(-1.5) = 0.1824      0.2257   0.5340      0.5286
+#   (2, 3)  s(-2) = 0.1192             s(0.5)  = 0.6225      0.3708   0.6594      0.5141
+# Entropy asks (1, 2); the members' mean entropy instead would ask (1, 3), the first pair (0, 1).
+R_GROUP = np.array([[0.0, 2.0, 1.0, 3.0], [0.0, 1.0, 3.0, 2.5]])
+
+
+def _entropy_by_hand(R: np.ndarray, a: int, b: int) -> float:
+    p = sum(1 / (1 + math.exp(-(r[a] - r[b]))) for r in R) / len(R)
+    return -p * math.log(p) - (1 - p) * math.log(1 - p)
+
+
+def test_within_a_prompt_entropy_asks_the_pair_whose_mean_probability_is_nearest_one_half() -> None:
+    table = {(a, b): _entropy_by_hand(R_GROUP, a, b) for a in range(4) for b in range(a + 1, 4)}
+    assert max(table, key=lambda pair: table[pair]) == (1, 2)
+    assert round(table[(1, 2)], 4) == 0.6819 and round(table[(2, 3)], 4) == 0.6594  # the runner-up, by hand
+    # A second prompt of 3 candidates, one member: returns (0, 3, 0.5); the closest returns are 0 and 2.
+    assert choose_in_prompt("entropy", [R_GROUP, np.array([[0.0, 3.0, 0.5]])]) == [(1, 2), (0, 2)]
+
+
+def test_within_a_prompt_ties_go_to_the_pair_drawn_first() -> None:
+    # R_1 = (5, 0, 1, -1), R_2 = (5, 0, 1.5, -1.5): pairs (1, 2) and (1, 3) have mirrored differences, (-1, -1.5)
+    # and (1, 1.5), so mean P = 0.2257 and 0.7743 and the same entropy 0.5340 (the highest; next (2, 3): 0.2868).
+    # Scored in one direction only they would differ by round-off (by 1e-16, to (1, 3)).
+    R = np.array([[5.0, 0.0, 1.0, -1.0], [5.0, 0.0, 1.5, -1.5]])
+    assert _entropy_by_hand(R, 1, 2) == pytest.approx(_entropy_by_hand(R, 1, 3), abs=1e-15)
+    assert choose_in_prompt("entropy", [R]) == [(1, 2)]
+    # All candidates equal: every pair ties at P = 1/2; the first is asked.
+    assert choose_in_prompt("entropy", [np.zeros((2, 5))]) == [(0, 1)]
+
+
+def test_within_a_prompt_uniform_keeps_the_first_two_and_a_ranking_takes_the_greedy_set() -> None:
+    assert choose_in_prompt("uniform", [R_GROUP, np.zeros((1, 2))]) == [(0, 1), (0, 1)]
+    assert choose_in_prompt("uniform", [R_GROUP], size=4) == [(0, 1, 2, 3)]
+    x = np.array([[0.0, 5.0, 0.4, 2.0, 0.1]])  # as in the ranking test above: 0 and 4, then 2
+    assert choose_in_prompt("entropy", [x], size=3) == [(0, 4, 2)]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "returns", "size", "message"),
+    [
+        ("kcenter", [R_GROUP], 2, "'kcenter' cannot choose within one prompt's completions"),
+        ("entropy+kcenter", [R_GROUP], 2, "cannot choose within"),
+        ("entropy", [np.zeros((1, 3))], 4, "a query of 4 .* from a prompt's 3 candidates"),
+    ],
+)
+def test_choosing_within_a_prompt_names_misuse(strategy: str, returns: list, size: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        choose_in_prompt(strategy, returns, size)
+
+
 # -- config and the control domain ---------------------------------------------------------------
 
 
@@ -237,7 +298,8 @@ def test_uniform_selection_asks_the_queries_of_before(counts: dict[str, int]) ->
         ({"query_strategy": "entropy", "kinds": {"comparison": 0.5, "rating": 0.5}}, {}, "pendulum", "asks rating"),
         ({"query_strategy": "bald", "candidates": -1}, {}, "pendulum", "candidates must be >= 0"),
         ({"query_strategy": "disagreement+kcenter"}, {"ensemble_size": 1}, "pendulum", "reward.ensemble_size >= 2"),
-        ({"query_strategy": "entropy"}, {"ensemble_size": 1}, "text:describe", "a text run asks uniform pairs"),
+        ({"query_strategy": "kcenter"}, {"ensemble_size": 1}, "text:describe", "a text run takes 'uniform' or"),
+        ({"query_strategy": "disagreement"}, {}, "text:describe", "a text run takes 'uniform' or 'entropy'"),
         ({"query_strategy": "greedy"}, {}, "pendulum", "greedy"),
     ],
 )

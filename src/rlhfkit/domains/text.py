@@ -15,7 +15,9 @@ functions, or a weighted sum.
 
 1. **sample**: for each query, completions of one prompt from the current policy
    (two for a comparison, four for a ranking, one for a rating, label, correction
-   or language query);
+   or language query); with ``[feedback] query_strategy = "entropy"``, from round 2,
+   ``candidates`` times as many, of which the query asks those the reward model is
+   least sure of (:func:`~rlhfkit.feedback.selection.choose_in_prompt`);
 2. the reward model is a transformer sequence classifier of the base's
    architecture (or loaded from ``[text.objective] reward_model``), fitted (warm
    start) by the one reward fit, each step whole prompt pieces with one prompt
@@ -59,6 +61,7 @@ from rlhfkit.domains.text_objective import Judge, Objective, ObjectiveConfig, Sc
 from rlhfkit.errors import ConfigError
 from rlhfkit.feedback.formats.prompts import read_prompts, split_prompts
 from rlhfkit.feedback.mix import query_size
+from rlhfkit.feedback.selection import choose_in_prompt, ensemble_scores
 from rlhfkit.feedback.win_rate import BASE_POLICY, EVALUATION_PREFIX
 from rlhfkit.models.adapters import MemoryConfig, prepare_model, reference_policy
 from rlhfkit.models.text import TextPolicy
@@ -72,6 +75,12 @@ from rlhfkit.types import Content, Generation, Query, Text, completion_text, new
 
 TEXT_TASKS = ("text:describe", "text:chat")
 """The text tasks: the built-in toy task, and your own model, prompts and reward."""
+
+TEXT_STRATEGIES = ("uniform", "entropy")
+"""The ``[feedback] query_strategy`` values a text run takes. A text round asks one query per prompt, about
+completions of that prompt (:func:`~rlhfkit.feedback.selection.choose_in_prompt`): there is no round of pairs for the
+k-center strategies to spread apart, and the reward model is one transformer, no ensemble to disagree
+(disagreement, bald)."""
 
 EVAL_SEED = 123_457
 """The evaluation's sampling seed: every round answers the same prompts under the same random numbers."""
@@ -263,24 +272,58 @@ class TextDomain:
     def sample(
         self, round_: int, counts: Mapping[str, int], rng: np.random.Generator
     ) -> tuple[list[Generation], list[Query]]:
-        """For each query, completions of one prompt drawn at random (as many as the kind shows)."""
+        """For each query, completions of one prompt drawn at random (as many as the kind shows).
+
+        From round 2 with ``[feedback] query_strategy = 'entropy'`` each query's prompt gets ``candidates`` times
+        the completions the query shows, and the query asks those the reward model is least sure of
+        (:meth:`_choose`); the others are not kept. Round 1 is uniform: its reward model has seen no answers.
+        """
+        selection = self.ctx.selection.in_round(round_)
+        scorer = self.reward_model() if selection.strategy != "uniform" else None
         gens: list[Generation] = []
         queries: list[Query] = []
         for j, (kind, count) in enumerate(counts.items()):
             if count == 0:
                 continue
             size = query_size(kind)
+            drawn = size * selection.candidates if scorer is not None else size
             prompts = [self.prompts[int(i)] for i in rng.integers(0, len(self.prompts), count)]
             with torch.no_grad():
                 seed = self.ctx.seed * 1000 + round_ + 100_003 * j
-                batch = self.policy.generate(prompts, self.config.max_new_tokens, n_per_prompt=size, seed=seed)
-            new = [Generation(new_id(rng), round_, f"round-{round_ - 1}", t) for t in batch.to_texts(prompts)]
+                batch = self.policy.generate(prompts, self.config.max_new_tokens, n_per_prompt=drawn, seed=seed)
+            texts = batch.to_texts(prompts)
+            groups = [texts[drawn * q : drawn * (q + 1)] for q in range(count)]
+            if scorer is not None and drawn > size:
+                groups = self._choose(selection.strategy, scorer, groups, size)
+            new = [Generation(new_id(rng), round_, f"round-{round_ - 1}", t) for group in groups for t in group]
             gens += new
             queries += [
                 Query(new_id(rng), tuple(g.id for g in new[size * q : size * (q + 1)]), round_, kind=kind)
                 for q in range(count)
             ]
         return gens, queries
+
+    def _choose(
+        self, strategy: str, scorer: SequenceRewardModel, groups: Sequence[Sequence[Text]], size: int
+    ) -> list[list[Text]]:
+        """The ``size`` completions of each prompt's group of candidates that its query asks
+        (:func:`~rlhfkit.feedback.selection.choose_in_prompt` on the reward model's ``(1, m)`` returns).
+
+        Only distinct completions compete (the first of equal ones): two equal completions score the same, so
+        ``P(A>B) = 1/2`` and the highest entropy, yet a person learns nothing from comparing them. A group with
+        fewer than ``size`` distinct completions asks its first ones.
+        """
+        self.model.eval()  # as RewardModelScorer scores: no dropout
+        returns = ensemble_scores(scorer, [t for group in groups for t in group]).returns
+        m = len(groups[0])
+        keep: list[list[int]] = []
+        for group in groups:
+            firsts: dict[str, int] = {}
+            for i, t in enumerate(group):
+                firsts.setdefault(str(t.completion), i)
+            keep.append(list(firsts.values()) if len(firsts) >= size else list(range(size)))
+        picks = choose_in_prompt(strategy, [returns[:, [m * q + i for i in idx]] for q, idx in enumerate(keep)], size)
+        return [[group[idx[i]] for i in pick] for group, idx, pick in zip(groups, keep, picks, strict=True)]
 
     def evaluation_queries(self, round_: int, rng: np.random.Generator) -> tuple[list[Generation], list[Query]]:
         """``people_win_rate`` comparisons of the policy's and the base's completions of held-out prompts (the

@@ -37,7 +37,12 @@ farthest from their mean. Ties go to the pair drawn first.
 A control run (:meth:`~rlhfkit.domains.control.ControlDomain.sample`) asks
 through :func:`select_queries_by`: round 1 uniformly (its reward model has seen
 no answers), later rounds by ``[feedback] query_strategy`` from ``candidates``
-times the generations the queries need.
+times the generations the queries need. A text run
+(:meth:`~rlhfkit.domains.text.TextDomain.sample`) asks one query per prompt, whose
+completions share that prompt: from round 2 it draws ``candidates`` times the
+completions a query shows and asks those :func:`choose_in_prompt` picks, by
+``uniform`` or ``entropy`` only (one reward model, no ensemble to disagree; no
+round of pairs to spread apart).
 """
 
 from __future__ import annotations
@@ -228,6 +233,43 @@ def choose_sets(
             left[c] = False
         sets.append(chosen)
     return sets
+
+
+def choose_in_prompt(strategy: str, returns: Sequence[np.ndarray], size: int = 2) -> list[tuple[int, ...]]:
+    """For each prompt, which ``size`` of its candidate completions its one query asks about (indices in its group).
+
+    ``returns[p]``: the ensemble's ``(K, m_p)`` returns of prompt ``p``'s ``m_p >= size`` candidates. A comparison
+    (``size = 2``) asks the pair ``(A, B)``, ``A < B``, of highest score (:data:`SCORES`; ``entropy``:
+    ``H(mean_k P_k)`` with ``P_k(A>B) = sigmoid(R_k[A] - R_k[B])``) among the group's ``m_p (m_p - 1) / 2`` pairs,
+    drawn in the order (0, 1), (0, 2), ..., (1, 2), ...; ties go to the pair drawn first (the scores are
+    :func:`pairwise_scores`'s, the same for ``(A, B)`` and ``(B, A)`` to the last bit, so that pairs whose members'
+    return differences are mirror images tie exactly rather than by round-off). A ranking (``size > 2``)
+    asks :func:`choose_sets`'s set of ``size``. ``uniform`` keeps the first ``size``: the candidates are independent
+    draws of the policy, so these are a uniform choice.
+
+    A query's completions share one prompt, so a text run (:meth:`~rlhfkit.domains.text.TextDomain.sample`)
+    chooses within each prompt's group rather than pairing candidates across the round as :func:`choose_pairs`
+    does; the k-center strategies, which spread a round's queries apart, have nothing to spread here.
+    """
+    if strategy != "uniform" and strategy not in SCORES:
+        raise ValueError(
+            f"query strategy {strategy!r} cannot choose within one prompt's completions; expected 'uniform' or one "
+            f"of {', '.join(SCORES)}"
+        )
+    chosen: list[tuple[int, ...]] = []
+    for r in returns:
+        m = r.shape[1]
+        if size < 2 or m < size:
+            raise ValueError(f"a query of {size} (>= 2) completions from a prompt's {m} candidates")
+        if strategy == "uniform":
+            chosen.append(tuple(range(size)))
+        elif size == 2:
+            a, b = np.triu_indices(m, k=1)  # the pairs A < B in the order drawn
+            best = int(top(pairwise_scores(SCORES[strategy], r)[a, b], 1)[0])
+            chosen.append((int(a[best]), int(b[best])))
+        else:
+            chosen.append(tuple(choose_sets(strategy, r, size, 1)[0]))
+    return chosen
 
 
 # -- scoring candidates with a reward model, and the selector a domain uses --------------------
