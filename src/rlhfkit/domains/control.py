@@ -30,6 +30,7 @@ from rlhfkit.files import atomic_torch_save
 from rlhfkit.models.control import ActorCritic, EnvFactory, Rollout, RolloutCollector, SpaceSpec, make_vector_env
 from rlhfkit.optimize.kl import kl_controller
 from rlhfkit.optimize.ppo.env_trainer import PPOTrainer
+from rlhfkit.optimize.ppo.explore import explore
 from rlhfkit.optimize.ppo.loss import PPOConfig
 from rlhfkit.reward.fit import make_reward_optimizer
 from rlhfkit.reward.nets import RewardEnsemble
@@ -186,6 +187,10 @@ class ControlConfig:
     """Episodes (deterministic policy, fixed seeds) for each round's evaluation."""
     segment_length: int = 0
     """Steps per segment a person judges; 0 = the task's default."""
+    explore_steps: int = 0
+    """Env steps of unsupervised exploration before round 1's queries: PPO on a state-entropy reward
+    (PEBBLE's pre-training, :mod:`rlhfkit.optimize.ppo.explore`), so the first segments are spread over
+    the state space; counted in env_steps. 0 = off."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """Step 3: PPO; fields left out take the task's defaults."""
     base: BaseConfig = field(default_factory=BaseConfig)
@@ -198,6 +203,7 @@ class ControlConfig:
                 "env_steps_per_round": (positive, ">= 1"),
                 "eval_episodes": (positive, ">= 1"),
                 "segment_length": (non_negative, ">= 0 (0 = the task's default)"),
+                "explore_steps": (non_negative, ">= 0 (0 = no exploration)"),
             },
         )
 
@@ -299,6 +305,10 @@ class ControlDomain:
     ) -> tuple[list[Generation], list[Query]]:
         """Segments of fresh rollouts of the current policy, drawn into the round's queries (only those used kept)."""
         L = self.segment_length
+        if round_ == 1 and self.config.explore_steps:
+            self.trainer.env_steps += explore(
+                self.policy, self.task.make_env, self.config.ppo, self.config.explore_steps, self.ctx.seed + 2
+            )
         # the candidates the strategy chooses from: the queries' generations times the oversampling factor
         need = self.ctx.selection.in_round(round_).candidates * sum(c * query_size(kind) for kind, c in counts.items())
         envs = make_vector_env(self.task.make_env, self.config.ppo.n_envs)
