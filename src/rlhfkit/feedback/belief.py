@@ -196,7 +196,7 @@ def run_active_learning(
         if np.isinf(t_beta):
             label = 0.5 if margin == 0 else float(margin > 0)
         else:
-            label = float(rng.random() < 1.0 / (1.0 + np.exp(-t_beta * margin)))
+            label = float(rng.random() < sigmoid(np.array(t_beta * margin)))
         belief.update(features[pairs[i, 0]], features[pairs[i, 1]], label)
         samples = belief.samples()
         curve.append(alignment(belief.mean(samples), w_true))
