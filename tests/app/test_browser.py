@@ -55,8 +55,15 @@ def browser() -> Iterator[object]:
             b.close()
 
 
-def _login(browser: object, base_url: str, token: str) -> tuple[object, list[str]]:
+def _login(
+    browser: object, base_url: str, token: str, hold: tuple[str, list[object]] | None = None
+) -> tuple[object, list[str]]:
+    """A fresh page signed in with ``token``; ``hold`` = (URL glob, list) holds back matching
+    requests in the list, routed before the first navigation so none can slip past."""
     page = browser.new_page()  # type: ignore[attr-defined]
+    if hold is not None:
+        pattern, held = hold
+        page.route(pattern, lambda route: held.append(route))  # type: ignore[attr-defined]
     page.set_default_timeout(20_000)
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
@@ -237,9 +244,8 @@ def test_answers_wait_for_both_clips_and_the_saved_line_does_not_follow(
 
     for qid in ("q0", "q1"):
         env.store.record(Comparison.make(qid, "A", "alice"))
-    page, problems = _login(browser, base_url, env.alice)
     held: list[object] = []  # clip B of the control pair is held back until released below
-    page.route("**/api/media/webm/c0b", lambda route: held.append(route))  # type: ignore[attr-defined]
+    page, problems = _login(browser, base_url, env.alice, hold=("**/api/media/webm/c0b", held))
     page.wait_for_selector("body[data-ready='1']")
     assert page.get_attribute("body", "data-query-id") == "q2"
     page.keyboard.press("1")
@@ -253,7 +259,12 @@ def test_answers_wait_for_both_clips_and_the_saved_line_does_not_follow(
 
     # clip A can play, clip B has not arrived: no answer can be given yet, by button or key
     page.wait_for_function("() => document.getElementById('video-a').readyState >= 3", timeout=60_000)
-    assert page.is_visible("#media-wait")
+    state = page.evaluate(  # what to read if the wait line has gone: an error event, or clip B arriving
+        "() => ({status: document.getElementById('status').textContent,"
+        " media: ['video-a', 'video-b'].map(id => { const v = document.getElementById(id);"
+        " return [v.currentSrc, v.readyState, v.networkState, v.error && v.error.code]; })})"
+    )
+    assert page.is_visible("#media-wait"), (state, len(held))
     assert all(page.is_disabled(f"#answer-{a}") for a in ("A", "B", "equal", "incomparable"))
     assert page.is_disabled("#answer-graded")
     page.keyboard.press("1")
