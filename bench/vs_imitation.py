@@ -3,10 +3,12 @@
 What is compared: for each seed and comparison budget, two RLHF runs from a fresh policy, scored by the
 true return of the policy each ends with:
 
-- ours: ``--config`` (default ``examples/pendulum-50.toml``: 9 rounds of 16,384 PPO steps), its
-  comparisons split as that config splits them, about twice as many before round 1 as in each later round:
-  ``per_round = budget // (rounds + 1)``, ``initial = budget - per_round * (rounds - 1)`` (with 9 rounds:
-  25 = 9 + 2x8, 50 = 10 + 5x8, 100 = 20 + 10x8, 200 = 40 + 20x8);
+- ours: ``--config`` (default ``examples/pendulum-front-loaded.toml``: 9 rounds of 16,384 PPO steps, every
+  answer trains the reward), its comparisons split as that config splits them: about twice as many before
+  round 1 as a later round gets on average, ``per_round = budget // (rounds + 1)``,
+  ``initial = budget - per_round * (rounds - 1)`` (with 9 rounds: 25 = 9 + 16, 50 = 10 + 40, 100 = 20 + 80,
+  200 = 40 + 160), the later ones shared by the config's ``feedback.query_schedule`` (``decreasing``: most in
+  round 2; ``constant``: the same each round, as ``examples/pendulum-50.toml`` does);
 - imitation 1.0.1 (gymnasium 0.29, stable-baselines3 2.2.1), in its own venv ``bench/.venv-imitation``
   (``bench/_peer_env.py``), run by ``bench/_imitation_peer.py`` as a child process: the set-up of its
   Pendulum tutorial (``BasicRewardNet``, ``PreferenceModel``, ``CrossEntropyRewardLoss``,
@@ -196,7 +198,7 @@ def base_config(args: argparse.Namespace) -> RunConfig:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(ROOT / "examples" / "pendulum-50.toml"))
+    p.add_argument("--config", default=str(ROOT / "examples" / "pendulum-front-loaded.toml"))
     p.add_argument("--budgets", type=int, nargs="+", help="comparison budgets (default 25 50 100 200)")
     p.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2")
     p.add_argument("--workers", type=int, default=2)
