@@ -1,9 +1,10 @@
-"""Feedback efficiency on Pendulum-v1: RLHF with <= 200 comparisons vs PPO on the true reward.
+"""Feedback efficiency: an RLHF run vs our PPO on the true reward at the same env steps.
 
 For each seed, three policies are evaluated with the same protocol (deterministic
 actions, ``--eval-episodes`` episodes on fixed seeds):
 
-- the RLHF run of ``--config`` (noise-free simulated human, <= 200 comparisons);
+- the RLHF run of ``--config`` (e.g. Pendulum-v1 with <= 200 comparisons from a noise-free
+  simulated human, or ``examples/halfcheetah.toml``: HalfCheetah-v5 with 600);
 - our PPO on the *true* reward for the same number of env steps as the RLHF run
   used in total (segment collection included), with the same PPO settings;
 - a uniformly random policy.
@@ -25,7 +26,6 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from rlhfkit.domains.control import eval_seed, evaluate_policy
 from rlhfkit.loop import Run, seed_everything
 from rlhfkit.models.control import ActorCritic, RolloutCollector, SpaceSpec, make_vector_env
 from rlhfkit.optimize.ppo.env_trainer import PPOTrainer
-from rlhfkit.tasks import get_task
+from rlhfkit.tasks import get_task, pendulum_true
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,19 +65,12 @@ def true_reward_ppo(cfg: RunConfig, env_steps: int, episodes: int) -> float:
     spec = SpaceSpec.of(envs.single_observation_space, envs.single_action_space, task.env_id)
     policy = ActorCritic(spec, ppo.hidden, ppo.log_std_init, ppo.normalize_obs)
     trainer = PPOTrainer(policy, None, RolloutCollector(envs, cfg.seed), ppo, seed=cfg.seed)
-    # PPO only sees rewards through reward_fn; the true reward here is the env's own,
-    # recomputed from (obs, action) exactly as Pendulum-v1 does.
-    reward_fn = task.true_reward or _env_reward_fn(cfg.task)
+    # The true reward: the task's own step function where it has one (the env then reports
+    # it too), Pendulum-v1's reward recomputed from (obs, action), else the env's reward
+    # as each rollout recorded it (None).
+    reward_fn = task.true_reward or (pendulum_true if cfg.task == "pendulum" else None)
     trainer.train(reward_fn, env_steps)
     return evaluate_policy(policy, task.make_env, episodes, seed=eval_seed(cfg.seed))["true_return"]
-
-
-def _env_reward_fn(task: str) -> Any:
-    from rlhfkit.tasks import pendulum_true
-
-    if task != "pendulum":
-        raise SystemExit(f"no step-reward function for task {task!r} in this benchmark")
-    return pendulum_true
 
 
 def one_seed(args: tuple[str, int, int]) -> dict[str, float]:

@@ -73,3 +73,17 @@ def test_adaptive_beta_moves_towards_the_target() -> None:
     for log in logs:
         beta *= 1 + min(max(log["kl"] / 0.001 - 1, -0.2), 0.2) * 2048 / 2048
         assert log["beta"] == pytest.approx(beta)
+
+
+def test_no_reward_fn_optimises_the_envs_own_reward() -> None:
+    # Pendulum-v1's env reward is pendulum_true: both trainers see the same rewards and
+    # take the same steps, up to the float32 rounding of the observation.
+    cfg = PPOConfig(n_envs=2, n_steps=64, gamma=0.9, lr=1e-3, update_epochs=2, minibatch_size=64)
+    own = _trainer("pendulum", cfg)  # each trainer seeds torch's global generator: train it before the next
+    logs_own = own.train(None, 256)
+    fn = _trainer("pendulum", cfg)
+    logs_fn = fn.train(pendulum_true, 256)
+    assert [g["reward"] for g in logs_own] == pytest.approx([g["reward"] for g in logs_fn], rel=1e-4)
+    assert logs_own[0]["reward"] < -1.0  # a real reward, not a zero filler
+    for p, q in zip(own.policy.parameters(), fn.policy.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-4)

@@ -71,11 +71,14 @@ class PPOTrainer:
 
     def train(
         self,
-        reward_fn: StepRewardFn,
+        reward_fn: StepRewardFn | None,
         total_steps: int,
         on_iteration: Callable[[dict[str, float]], None] | None = None,
     ) -> list[dict[str, float]]:
-        """Run PPO iterations until ``total_steps`` more env steps are used; one log dict per iteration."""
+        """Run PPO iterations until ``total_steps`` more env steps are used; one log dict per iteration.
+
+        ``reward_fn`` is the reward optimised; None = the env's own reward, as each rollout recorded it.
+        """
         cfg = self.config
         batch = cfg.n_envs * cfg.n_steps
         n_iters = max(1, total_steps // batch)
@@ -91,7 +94,10 @@ class PPOTrainer:
             self.ppo_steps += ro.n_steps
 
             # 2. the reward being optimised and the per-step KL to the base policy
-            r = np.asarray(reward_fn(ro.obs.numpy(), ro.env_actions), dtype=np.float64)
+            if reward_fn is None:  # the env's own reward, as the rollout recorded it
+                r = np.asarray(ro.true_rewards, dtype=np.float64)
+            else:
+                r = np.asarray(reward_fn(ro.obs.numpy(), ro.env_actions), dtype=np.float64)
             if not np.all(np.isfinite(r)):
                 raise FloatingPointError("the reward being optimised returned NaN or inf during PPO")
             if self.base is not None:
