@@ -343,7 +343,9 @@ class ControlDomain:
         return [], []
 
     def reward_model(self) -> SegmentRewardModel:
-        return SegmentRewardModel(self.model, discrete=self.spec.n_actions is not None)
+        return SegmentRewardModel(
+            self.model, discrete=self.spec.n_actions is not None, recency=self.ctx.reward.recency_discount
+        )
 
     def true_return(self, content: Content) -> float:
         return segment_return(content)

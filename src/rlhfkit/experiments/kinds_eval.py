@@ -116,7 +116,8 @@ class KindsSetup:
         if self.task == "pendulum":
             # State-only, as the pendulum task's default (see README "Choices worth knowing").
             return SegmentRewardModel(
-                RewardEnsemble(3, 1, None, size=config.ensemble_size, hidden=config.hidden, use_action=False)
+                RewardEnsemble(3, 1, None, size=config.ensemble_size, hidden=config.hidden, use_action=False),
+                recency=config.recency_discount,
             )
         return TextFeatureRewardModel(BagOfWords(DESCRIBE_VOCABULARY), size=config.ensemble_size, hidden=config.hidden)
 

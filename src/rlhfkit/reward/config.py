@@ -67,6 +67,10 @@ class RewardConfig:
     use_action: bool = True
     """Per-step MLP: feed the action to r(s, a); false gives a state-only r(s), which resists crediting
     actions for later states."""
+    recency_discount: float = 1.0
+    """Per-step MLP: the stated myopia of the people answering, in (0, 1]. The fit compares segments by
+    sum_t recency_discount^(T-1-t) r(s_t, a_t), the last step weighing 1, as B-Pref's myopic teacher
+    judges (teacher.gamma); the policy still optimises r itself. 1 = the plain sum (Christiano et al.)."""
 
     # -- the transformer reward model (text) -----------------------------------------------
     max_tokens: int = 4096
@@ -94,6 +98,7 @@ class RewardConfig:
                 "center_coef": (non_negative, ">= 0"),
                 "holdout_frac": (fraction, "in [0, 1)"),
                 "slip_rate": (fraction, "in [0, 1)"),
+                "recency_discount": (lambda g: 0 < g <= 1, "in (0, 1]"),
                 "lr_schedule": (lambda v: v in ("constant", "cosine"), '"constant" or "cosine"'),
                 "rating_fit": (lambda v: v in ("profile", "learned"), '"profile" or "learned"'),
                 "prior_coef": (non_negative, ">= 0"),

@@ -26,12 +26,18 @@ class SegmentRewardModel(nn.Module):
     """A :class:`~rlhfkit.reward.nets.RewardEnsemble` as a reward model of whole segments.
 
     ``discrete``: actions are integer indices (one-hot encoded by the ensemble's features).
+    ``recency``: a stated myopia of the person judging (``RewardConfig.recency_discount``): in the fit a
+    segment's return weighs its step t of T by ``recency ** (T - 1 - t)``, the latest step by 1, as the
+    person is believed to; the per-step reward the policy optimises is unchanged. 1 = the plain sum.
     """
 
-    def __init__(self, ensemble: RewardEnsemble, discrete: bool = False) -> None:
+    def __init__(self, ensemble: RewardEnsemble, discrete: bool = False, recency: float = 1.0) -> None:
         super().__init__()
+        if not 0.0 < recency <= 1.0:
+            raise ValueError(f"recency must be in (0, 1], got {recency}")
         self.ensemble = ensemble
         self.discrete = discrete
+        self.recency = recency
 
     @property
     def size(self) -> int:
@@ -58,11 +64,13 @@ class SegmentRewardModel(nn.Module):
 
     def returns(self, encoded: Encoded, idx: torch.Tensor | None = None) -> torch.Tensor:
         """``(K, n)`` segment returns of the rows ``idx`` (all when None): the per-step rewards summed over each
-        segment's own steps."""
+        segment's own steps, each weighted by ``recency ** (steps after it)``."""
         obs, act, mask = encoded
         if idx is not None:
             obs, act, mask = obs[idx], act[idx], mask[idx]
-        return self.ensemble.segment_returns(obs, act, mask)
+        return self.ensemble.segment_returns(
+            obs, act, mask if self.recency == 1.0 else _recency_weights(mask, self.recency)
+        )
 
     def features(self, encoded: Encoded) -> torch.Tensor:
         """``(N, T * dim)``: each segment's standardised step features, flattened over time (the ensemble's input; 0
@@ -77,6 +85,12 @@ class SegmentRewardModel(nn.Module):
     def units(self, encoded: Encoded, idx: torch.Tensor) -> torch.Tensor:
         """Steps in each segment ``idx``: the reward centering pins the mean reward *per step*."""
         return encoded[2][idx].sum(-1)
+
+
+def _recency_weights(mask: torch.Tensor, recency: float) -> torch.Tensor:
+    """``(N, T)``: ``recency ** (steps after t in its own segment)`` on each segment's real steps, 0 on padding."""
+    after = (mask.sum(-1, keepdim=True) - 1 - torch.arange(mask.shape[-1])).clamp(min=0)
+    return recency**after * mask
 
 
 def _padded(steps: np.ndarray, length: int) -> np.ndarray:
