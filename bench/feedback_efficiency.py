@@ -66,8 +66,8 @@ def true_reward_ppo(cfg: RunConfig, env_steps: int, episodes: int) -> float:
     policy = ActorCritic(spec, ppo.hidden, ppo.log_std_init, ppo.normalize_obs)
     trainer = PPOTrainer(policy, None, RolloutCollector(envs, cfg.seed), ppo, seed=cfg.seed)
     # The true reward: the task's own step function where it has one (the env then reports
-    # it too), Pendulum-v1's reward recomputed from (obs, action), else the env's reward
-    # as each rollout recorded it (None).
+    # it too); Pendulum-v1's reward recomputed from (obs, action), as every Pendulum figure in
+    # docs/benchmarks.md was made; else the env's reward as each rollout recorded it (None).
     reward_fn = task.true_reward or (pendulum_true if cfg.task == "pendulum" else None)
     trainer.train(reward_fn, env_steps)
     return evaluate_policy(policy, task.make_env, episodes, seed=eval_seed(cfg.seed))["true_return"]
