@@ -260,6 +260,14 @@ def test_task_ppo_defaults_without_ppo_table(tmp_path: Path) -> None:
     assert cfg.ppo != PPOConfig()  # differs from the bare defaults (gamma 0.9, lr 1e-3)
 
 
+@pytest.mark.parametrize(("task", "use_action"), [("pendulum", False), ("halfcheetah", False), ("reacher", True)])
+def test_task_reward_input_defaults(tmp_path: Path, task: str, use_action: bool) -> None:
+    """The state-only r(s) is a task's default where it was measured to learn better (docs/benchmarks.md)."""
+    assert load_config(_write(tmp_path, f'task = "{task}"\n')).reward.use_action is use_action
+    path = _write(tmp_path, f'task = "{task}"\n\n[reward]\nuse_action = {str(not use_action).lower()}\n')
+    assert load_config(path).reward.use_action is (not use_action)  # the file's own setting wins
+
+
 def test_overrides(tmp_path: Path) -> None:
     cfg = load_config(_write(tmp_path, "rounds = 3\nseed = 1\n"), overrides={"rounds": 5})
     assert (cfg.rounds, cfg.seed) == (5, 1)
